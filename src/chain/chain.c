@@ -1,0 +1,257 @@
+/* chain.c: an image and its backing files.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "chain/chain.h"
+
+struct _RechainChain {
+  GPtrArray *layers;   /* of RechainLayer*, top first */
+  GPtrArray *warnings; /* of char*, NULL-terminated */
+};
+
+void
+rechain_chain_free (RechainChain *chain)
+{
+  if (!chain)
+    return;
+  g_ptr_array_unref (chain->layers);
+  g_ptr_array_unref (chain->warnings);
+  g_free (chain);
+}
+
+guint
+rechain_chain_get_depth (RechainChain *chain)
+{
+  return chain->layers->len;
+}
+
+RechainLayer *
+rechain_chain_get_layer (RechainChain *chain, guint index)
+{
+  g_return_val_if_fail (index < chain->layers->len, NULL);
+  return g_ptr_array_index (chain->layers, index);
+}
+
+RechainLayer *
+rechain_chain_get_top (RechainChain *chain)
+{
+  return rechain_chain_get_layer (chain, 0);
+}
+
+const char * const *
+rechain_chain_get_warnings (RechainChain *chain)
+{
+  return (const char * const *) chain->warnings->pdata;
+}
+
+static void
+add_warning (RechainChain *chain, char *message)
+{
+  /* keep the array NULL-terminated */
+  g_ptr_array_remove_index (chain->warnings, chain->warnings->len - 1);
+  g_ptr_array_add (chain->warnings, message);
+  g_ptr_array_add (chain->warnings, NULL);
+}
+
+/* Refuses @path if it is a file the chain already holds: a backing chain
+ * that loops back onto itself would otherwise be followed forever. */
+static gboolean
+check_loop (RechainChain *chain, const char *path, const char *named_by, GError **error)
+{
+  struct stat st;
+
+  if (stat (path, &st) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, RECHAIN_ERROR,
+                   saved == ENOENT ? RECHAIN_ERROR_BACKING_NOT_FOUND : RECHAIN_ERROR_IO,
+                   "%s: could not open backing file '%s': %s",
+                   named_by, path, g_strerror (saved));
+      return FALSE;
+    }
+  for (guint i = 0; i < chain->layers->len; i++)
+    {
+      RechainLayer *layer = g_ptr_array_index (chain->layers, i);
+      if (rechain_layer_same_file (layer, st.st_dev, st.st_ino))
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                       "%s: the backing chain loops: backing file '%s' is '%s' again",
+                       named_by, path, rechain_layer_get_path (layer));
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+RechainChain *
+rechain_chain_open (const char *path,
+                    const char *format,
+                    RechainChainOpenFlags flags,
+                    RechainCacheMode cache,
+                    RechainCacheMode backing_cache,
+                    GError **error)
+{
+  g_autoptr(RechainChain) chain = g_new0 (RechainChain, 1);
+  RechainLayerOpenFlags layer_flags = 0;
+  RechainLayer *layer;
+
+  chain->layers = g_ptr_array_new_with_free_func ((GDestroyNotify) rechain_layer_free);
+  chain->warnings = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (chain->warnings, NULL);
+
+  if (flags & RECHAIN_CHAIN_OPEN_FORCE_SHARE)
+    layer_flags |= RECHAIN_LAYER_OPEN_NO_LOCK;
+  layer = rechain_layer_open (path, format,
+                              layer_flags | ((flags & RECHAIN_CHAIN_OPEN_WRITE)
+                                               ? RECHAIN_LAYER_OPEN_WRITE : 0),
+                              cache, error);
+  if (!layer)
+    return NULL;
+  g_ptr_array_add (chain->layers, layer);
+
+  while (!(flags & RECHAIN_CHAIN_OPEN_NO_BACKING))
+    {
+      const char *name = rechain_layer_get_backing_name (layer);
+      const char *backing_format = rechain_layer_get_backing_format (layer);
+      const char *named_by = rechain_layer_get_path (layer);
+      g_autofree char *backing_path = NULL;
+      RechainLayer *backing;
+
+      if (!name)
+        break;
+      if (chain->layers->len >= RECHAIN_CHAIN_MAX_DEPTH)
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                       "%s: the backing chain is deeper than %u images",
+                       path, RECHAIN_CHAIN_MAX_DEPTH);
+          return NULL;
+        }
+      backing_path = rechain_path_resolve (named_by, name, error);
+      if (!backing_path)
+        {
+          g_prefix_error (error, "%s: backing file: ", named_by);
+          return NULL;
+        }
+      if (!check_loop (chain, backing_path, named_by, error))
+        return NULL;
+
+      if (!backing_format)
+        {
+          /* QEMU still opens such chains, probing the backing file's format
+           * (and only refuses to create new ones). Do the same, but say so:
+           * a probed raw file whose content starts like a qcow2 header would
+           * be misread, and the fix is one command. */
+          g_autoptr(RechainFile) probe_file = NULL;
+          RechainFormat probed;
+
+          probe_file = rechain_file_open (backing_path, RECHAIN_FILE_READ_ONLY,
+                                          RECHAIN_CACHE_WRITEBACK, error);
+          if (!probe_file || !rechain_format_probe (probe_file, &probed, error))
+            {
+              g_prefix_error (error, "%s: backing file: ", named_by);
+              return NULL;
+            }
+          backing_format = rechain_format_to_string (probed);
+          add_warning (chain,
+                       g_strdup_printf ("%s: the backing file '%s' has no recorded format; "
+                                        "probed as %s (record it with: rechain rebase -u -b '%s' -F %s '%s')",
+                                        named_by, name, backing_format, name, backing_format,
+                                        named_by));
+        }
+
+      backing = rechain_layer_open (backing_path, backing_format, layer_flags,
+                                    backing_cache, error);
+      if (!backing)
+        {
+          if (g_error_matches (*error, RECHAIN_ERROR, RECHAIN_ERROR_BACKING_NOT_FOUND))
+            g_prefix_error (error, "%s: backing file: ", named_by);
+          return NULL;
+        }
+      g_ptr_array_add (chain->layers, backing);
+      layer = backing;
+    }
+
+  return g_steal_pointer (&chain);
+}
+
+/* Maps [offset, offset + length) as seen through layers index..end,
+ * appending to @out. */
+static gboolean
+map_from (RechainChain *chain, guint index, guint64 offset, guint64 length,
+          GArray *out, GError **error)
+{
+  RechainLayer *layer = g_ptr_array_index (chain->layers, index);
+  g_autoptr(GArray) own = rechain_extent_list_new ();
+
+  if (!rechain_layer_map (layer, offset, length, own, error))
+    return FALSE;
+
+  for (guint i = 0; i < own->len; i++)
+    {
+      RechainExtent e = g_array_index (own, RechainExtent, i);
+
+      if (e.kind != RECHAIN_EXTENT_UNALLOCATED || index + 1 == chain->layers->len)
+        {
+          e.depth = (gint) index;
+          rechain_extent_append (out, &e);
+          continue;
+        }
+
+      /* Unallocated here: whatever the backing file has, up to its end;
+       * zeros beyond it. */
+      {
+        RechainLayer *backing = g_ptr_array_index (chain->layers, index + 1);
+        guint64 backing_size = rechain_layer_get_virtual_size (backing);
+        guint64 inside = e.offset < backing_size ? MIN (e.length, backing_size - e.offset) : 0;
+
+        if (inside > 0 && !map_from (chain, index + 1, e.offset, inside, out, error))
+          return FALSE;
+        if (inside < e.length)
+          {
+            RechainExtent beyond = { e.offset + inside, e.length - inside,
+                                     RECHAIN_EXTENT_UNALLOCATED, (gint) index,
+                                     RECHAIN_NO_HOST_OFFSET, FALSE };
+            rechain_extent_append (out, &beyond);
+          }
+      }
+    }
+  return TRUE;
+}
+
+gboolean
+rechain_chain_map (RechainChain *chain, guint first, guint64 offset, guint64 length,
+                   GArray *extents, GError **error)
+{
+  g_return_val_if_fail (first < chain->layers->len, FALSE);
+  return map_from (chain, first, offset, length, extents, error);
+}
+
+gboolean
+rechain_chain_read (RechainChain *chain, guint first, guint64 offset, void *buf,
+                    gsize length, GError **error)
+{
+  g_autoptr(GArray) extents = rechain_extent_list_new ();
+  guint8 *out = buf;
+
+  if (!rechain_chain_map (chain, first, offset, length, extents, error))
+    return FALSE;
+
+  for (guint i = 0; i < extents->len; i++)
+    {
+      const RechainExtent *e = &g_array_index (extents, RechainExtent, i);
+      guint8 *dst = out + (e->offset - offset);
+
+      if (e->kind != RECHAIN_EXTENT_DATA)
+        memset (dst, 0, e->length);
+      else if (!rechain_layer_read (g_ptr_array_index (chain->layers, e->depth),
+                                    e->offset, dst, e->length, error))
+        return FALSE;
+    }
+  return TRUE;
+}

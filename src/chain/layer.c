@@ -1,0 +1,825 @@
+/* layer.c: one opened image file, qcow2 or raw.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chain/layer.h"
+#include "chain/path.h"
+
+/* L2 tables are cached per layer up to this many bytes, so that reading a
+ * region cluster by cluster does not re-read the table each time, while a
+ * crafted image with huge clusters cannot make the cache grow without
+ * bound. */
+#define L2_CACHE_BYTES (16u * 1024 * 1024)
+
+typedef struct {
+  guint64 offset; /* 0: empty slot */
+  GBytes *table;
+  guint64 last_use;
+} L2CacheSlot;
+
+struct _RechainLayer {
+  char *path;
+  RechainFormat format;
+  RechainFile *file;
+  RechainFile *data_file; /* external data file, or NULL */
+  guint64 file_size;
+  guint64 virtual_size;
+  dev_t dev;
+  ino_t ino;
+
+  /* qcow2 */
+  RechainQcow2Header *header;
+  RechainQcow2Geometry geom;
+  guint64 *l2_offsets; /* decoded L1 table: L2 table offsets, 0 = none */
+  guint32 l1_size;
+
+  GMutex cache_lock;
+  L2CacheSlot *cache;
+  guint cache_slots;
+  guint64 cache_clock;
+};
+
+gboolean
+rechain_format_from_string (const char *name, RechainFormat *format, GError **error)
+{
+  if (g_strcmp0 (name, "qcow2") == 0)
+    *format = RECHAIN_FORMAT_QCOW2;
+  else if (g_strcmp0 (name, "raw") == 0)
+    *format = RECHAIN_FORMAT_RAW;
+  else
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   "Unsupported image format '%s' (rechain handles qcow2 and raw)", name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+const char *
+rechain_format_to_string (RechainFormat format)
+{
+  return format == RECHAIN_FORMAT_QCOW2 ? "qcow2" : "raw";
+}
+
+gboolean
+rechain_format_probe (RechainFile *file, RechainFormat *format, GError **error)
+{
+  guint8 magic[4] = { 0 };
+  guint64 size;
+
+  if (!rechain_file_get_size (file, &size, error))
+    return FALSE;
+  if (size >= sizeof magic &&
+      !rechain_file_pread (file, magic, sizeof magic, 0, error))
+    return FALSE;
+  *format = (GUINT32_FROM_BE (*(guint32 *) magic) == RECHAIN_QCOW2_MAGIC)
+              ? RECHAIN_FORMAT_QCOW2 : RECHAIN_FORMAT_RAW;
+  return TRUE;
+}
+
+static gboolean
+file_size_any (RechainFile *file, guint64 *size, GError **error)
+{
+  struct stat st;
+  int fd = rechain_file_get_fd (file);
+
+  if (fstat (fd, &st) == 0 && S_ISBLK (st.st_mode))
+    {
+      /* Block devices report st_size 0: ask the device. */
+      off_t end = lseek (fd, 0, SEEK_END);
+      if (end < 0)
+        {
+          int saved = errno;
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
+                       "Could not get the size of '%s': %s",
+                       rechain_file_get_path (file), g_strerror (saved));
+          return FALSE;
+        }
+      *size = (guint64) end;
+      return TRUE;
+    }
+  return rechain_file_get_size (file, size, error);
+}
+
+static gboolean
+lock_file (RechainFile *file, RechainLayerOpenFlags flags, GError **error)
+{
+  if (flags & RECHAIN_LAYER_OPEN_NO_LOCK)
+    return TRUE;
+  if (flags & RECHAIN_LAYER_OPEN_WRITE)
+    /* As qemu-img does for an image it writes: take read, write and resize
+     * (the file grows), and let others only read. */
+    return rechain_file_lock (file,
+                              RECHAIN_PERM_CONSISTENT_READ | RECHAIN_PERM_WRITE | RECHAIN_PERM_RESIZE,
+                              RECHAIN_PERM_CONSISTENT_READ | RECHAIN_PERM_WRITE_UNCHANGED,
+                              error);
+  /* A reader needs the content not to change under it, as qemu-img info
+   * and a VM reading a backing file do: it does not share write or resize. */
+  return rechain_file_lock (file,
+                            RECHAIN_PERM_CONSISTENT_READ,
+                            RECHAIN_PERM_CONSISTENT_READ | RECHAIN_PERM_WRITE_UNCHANGED,
+                            error);
+}
+
+static gboolean
+qcow2_load_header (RechainLayer *layer, GError **error)
+{
+  /* The header and its extensions fill at most the first cluster, whose
+   * size the header itself says: read the largest possible cluster, or the
+   * whole file if it is smaller. */
+  gsize len = (gsize) MIN (layer->file_size, (guint64) 1 << RECHAIN_QCOW2_MAX_CLUSTER_BITS);
+  g_autofree guint8 *buf = g_malloc (MAX (len, 1));
+
+  if (!rechain_file_pread (layer->file, buf, len, 0, error))
+    return FALSE;
+  layer->header = rechain_qcow2_header_parse (buf, len, layer->file_size, error);
+  if (!layer->header)
+    return FALSE;
+  rechain_qcow2_geometry_init (&layer->geom, layer->header);
+  layer->virtual_size = layer->header->size;
+  return TRUE;
+}
+
+static gboolean
+qcow2_check_writable (RechainLayer *layer, GError **error)
+{
+  const RechainQcow2Header *h = layer->header;
+
+  if (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_CORRUPT)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,
+                   "the image is marked corrupt and may only be opened read-only; "
+                   "check it with 'qemu-img check' and repair it with 'qemu-img check -r all'");
+      return FALSE;
+    }
+  if (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DIRTY)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   "the image is dirty (lazy refcounts were not written back after "
+                   "an unclean shutdown) and cannot be written; repair it first with "
+                   "'qemu-img check -r all %s'", layer->path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+qcow2_open_data_file (RechainLayer *layer, RechainLayerOpenFlags flags,
+                      RechainCacheMode cache, GError **error)
+{
+  g_autofree char *path = NULL;
+
+  if (!(layer->header->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DATA_FILE))
+    return TRUE;
+  if (!layer->header->data_file)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                   "the image uses an external data file but its header does not name it");
+      return FALSE;
+    }
+  path = rechain_path_resolve (layer->path, layer->header->data_file, error);
+  if (!path)
+    return FALSE;
+  layer->data_file = rechain_file_open (path,
+                                        (flags & RECHAIN_LAYER_OPEN_WRITE)
+                                          ? RECHAIN_FILE_READ_WRITE : RECHAIN_FILE_READ_ONLY,
+                                        cache, error);
+  if (!layer->data_file)
+    return FALSE;
+  return lock_file (layer->data_file, flags, error);
+}
+
+static gboolean
+qcow2_load_l1 (RechainLayer *layer, GError **error)
+{
+  const RechainQcow2Header *h = layer->header;
+  g_autofree guint64 *raw = NULL;
+  guint64 needed;
+
+  layer->l1_size = h->l1_size;
+  if (h->l1_size == 0)
+    return TRUE;
+
+  raw = g_new (guint64, h->l1_size);
+  if (!rechain_file_pread (layer->file, raw, (gsize) h->l1_size * 8, h->l1_table_offset, error))
+    {
+      g_prefix_error (error, "reading the L1 table: ");
+      return FALSE;
+    }
+
+  layer->l2_offsets = g_new0 (guint64, h->l1_size);
+  /* Only the entries that cover the virtual size are ever used; entries
+   * past it must still be well-formed, but nothing is read through them. */
+  needed = (layer->virtual_size + (layer->geom.l2_entries << layer->geom.cluster_bits) - 1)
+           / (layer->geom.l2_entries << layer->geom.cluster_bits);
+  for (guint32 i = 0; i < h->l1_size; i++)
+    {
+      guint64 l2_offset;
+
+      if (!rechain_qcow2_l1_entry_decode (&layer->geom, GUINT64_FROM_BE (raw[i]), &l2_offset, error))
+        {
+          g_prefix_error (error, "L1 entry %u: ", i);
+          return FALSE;
+        }
+      if (l2_offset != 0 && i < needed &&
+          (l2_offset > layer->file_size || layer->file_size - l2_offset < layer->geom.cluster_size))
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                       "L1 entry %u points to an L2 table at offset 0x%" G_GINT64_MODIFIER "x "
+                       "beyond the end of the file (size %" G_GUINT64_FORMAT ")",
+                       i, l2_offset, layer->file_size);
+          return FALSE;
+        }
+      layer->l2_offsets[i] = i < needed ? l2_offset : 0;
+    }
+  return TRUE;
+}
+
+RechainLayer *
+rechain_layer_open (const char *path,
+                    const char *format,
+                    RechainLayerOpenFlags flags,
+                    RechainCacheMode cache,
+                    GError **error)
+{
+  g_autoptr(RechainLayer) layer = g_new0 (RechainLayer, 1);
+  struct stat st;
+
+  layer->path = g_strdup (path);
+  g_mutex_init (&layer->cache_lock);
+
+  layer->file = rechain_file_open (path,
+                                   (flags & RECHAIN_LAYER_OPEN_WRITE)
+                                     ? RECHAIN_FILE_READ_WRITE : RECHAIN_FILE_READ_ONLY,
+                                   cache, error);
+  if (!layer->file)
+    return NULL;
+  if (fstat (rechain_file_get_fd (layer->file), &st) == 0)
+    {
+      layer->dev = st.st_dev;
+      layer->ino = st.st_ino;
+    }
+  if (!lock_file (layer->file, flags, error) ||
+      !file_size_any (layer->file, &layer->file_size, error))
+    goto fail;
+
+  if (format)
+    {
+      if (!rechain_format_from_string (format, &layer->format, error))
+        goto fail;
+    }
+  else if (!rechain_format_probe (layer->file, &layer->format, error))
+    goto fail;
+
+  if (layer->format == RECHAIN_FORMAT_RAW)
+    {
+      layer->virtual_size = layer->file_size;
+      return g_steal_pointer (&layer);
+    }
+
+  if (!qcow2_load_header (layer, error) ||
+      ((flags & RECHAIN_LAYER_OPEN_WRITE) && !qcow2_check_writable (layer, error)) ||
+      !qcow2_open_data_file (layer, flags, cache, error) ||
+      !qcow2_load_l1 (layer, error))
+    goto fail;
+
+  layer->cache_slots = MAX (4, L2_CACHE_BYTES / layer->geom.cluster_size);
+  layer->cache = g_new0 (L2CacheSlot, layer->cache_slots);
+  return g_steal_pointer (&layer);
+
+fail:
+  g_prefix_error (error, "%s: ", path);
+  return NULL;
+}
+
+void
+rechain_layer_free (RechainLayer *layer)
+{
+  if (!layer)
+    return;
+  for (guint i = 0; i < layer->cache_slots; i++)
+    g_clear_pointer (&layer->cache[i].table, g_bytes_unref);
+  g_free (layer->cache);
+  g_mutex_clear (&layer->cache_lock);
+  g_free (layer->l2_offsets);
+  g_clear_pointer (&layer->header, rechain_qcow2_header_free);
+  g_clear_pointer (&layer->data_file, rechain_file_close);
+  g_clear_pointer (&layer->file, rechain_file_close);
+  g_free (layer->path);
+  g_free (layer);
+}
+
+const char *rechain_layer_get_path (RechainLayer *layer) { return layer->path; }
+RechainFormat rechain_layer_get_format (RechainLayer *layer) { return layer->format; }
+RechainFile *rechain_layer_get_file (RechainLayer *layer) { return layer->file; }
+guint64 rechain_layer_get_virtual_size (RechainLayer *layer) { return layer->virtual_size; }
+
+RechainFile *
+rechain_layer_get_data_file (RechainLayer *layer)
+{
+  return layer->data_file ? layer->data_file : layer->file;
+}
+
+const RechainQcow2Header *
+rechain_layer_get_qcow2_header (RechainLayer *layer)
+{
+  return layer->header;
+}
+
+const RechainQcow2Geometry *
+rechain_layer_get_qcow2_geometry (RechainLayer *layer)
+{
+  return layer->header ? &layer->geom : NULL;
+}
+
+guint64
+rechain_layer_get_granularity (RechainLayer *layer)
+{
+  return layer->header ? layer->geom.subcluster_size : 512;
+}
+
+const char *
+rechain_layer_get_backing_name (RechainLayer *layer)
+{
+  return layer->header ? layer->header->backing_file : NULL;
+}
+
+const char *
+rechain_layer_get_backing_format (RechainLayer *layer)
+{
+  return layer->header ? layer->header->backing_format : NULL;
+}
+
+gboolean
+rechain_layer_same_file (RechainLayer *layer, dev_t dev, ino_t ino)
+{
+  return layer->dev == dev && layer->ino == ino;
+}
+
+/* ---- qcow2 L2 tables ---- */
+
+static GBytes *
+qcow2_get_l2 (RechainLayer *layer, guint64 l2_offset, GError **error)
+{
+  L2CacheSlot *victim = NULL;
+  GBytes *table = NULL;
+  g_autofree guint8 *buf = NULL;
+
+  g_mutex_lock (&layer->cache_lock);
+  for (guint i = 0; i < layer->cache_slots; i++)
+    {
+      L2CacheSlot *slot = &layer->cache[i];
+      if (slot->offset == l2_offset && slot->table)
+        {
+          slot->last_use = ++layer->cache_clock;
+          table = g_bytes_ref (slot->table);
+          break;
+        }
+    }
+  g_mutex_unlock (&layer->cache_lock);
+  if (table)
+    return table;
+
+  buf = g_malloc (layer->geom.cluster_size);
+  if (!rechain_file_pread (layer->file, buf, layer->geom.cluster_size, l2_offset, error))
+    {
+      g_prefix_error (error, "reading the L2 table at offset 0x%" G_GINT64_MODIFIER "x: ", l2_offset);
+      return NULL;
+    }
+  table = g_bytes_new_take (g_steal_pointer (&buf), layer->geom.cluster_size);
+
+  g_mutex_lock (&layer->cache_lock);
+  for (guint i = 0; i < layer->cache_slots; i++)
+    {
+      L2CacheSlot *slot = &layer->cache[i];
+      if (!victim || !slot->table || slot->last_use < victim->last_use)
+        victim = slot;
+      if (!slot->table)
+        break;
+    }
+  g_clear_pointer (&victim->table, g_bytes_unref);
+  victim->offset = l2_offset;
+  victim->table = g_bytes_ref (table);
+  victim->last_use = ++layer->cache_clock;
+  g_mutex_unlock (&layer->cache_lock);
+  return table;
+}
+
+/* Decodes the L2 entry of guest cluster @cluster from @table. */
+static gboolean
+qcow2_decode_entry (RechainLayer *layer, GBytes *table, guint64 cluster,
+                    RechainQcow2L2Entry *entry, GError **error)
+{
+  const guint8 *data = g_bytes_get_data (table, NULL);
+  guint64 index = cluster & (layer->geom.l2_entries - 1);
+  guint64 word, bitmap = 0;
+
+  if (layer->geom.extended_l2)
+    {
+      memcpy (&word, data + index * 16, 8);
+      memcpy (&bitmap, data + index * 16 + 8, 8);
+      bitmap = GUINT64_FROM_BE (bitmap);
+    }
+  else
+    memcpy (&word, data + index * 8, 8);
+
+  if (!rechain_qcow2_l2_entry_decode (&layer->geom, GUINT64_FROM_BE (word), bitmap, entry, error))
+    {
+      g_prefix_error (error, "L2 entry for guest offset 0x%" G_GINT64_MODIFIER "x: ",
+                      cluster << layer->geom.cluster_bits);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+check_range (RechainLayer *layer, guint64 offset, guint64 length, GError **error)
+{
+  if (offset > layer->virtual_size || layer->virtual_size - offset < length)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   "%s: range 0x%" G_GINT64_MODIFIER "x+0x%" G_GINT64_MODIFIER "x is "
+                   "beyond the virtual size %" G_GUINT64_FORMAT,
+                   layer->path, offset, length, layer->virtual_size);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+qcow2_map (RechainLayer *layer, guint64 offset, guint64 length, GArray *extents, GError **error)
+{
+  const RechainQcow2Geometry *g = &layer->geom;
+  const guint64 l2_span = g->l2_entries << g->cluster_bits;
+  const guint64 end = offset + length;
+  guint64 pos = offset;
+
+  while (pos < end)
+    {
+      guint64 l1_index = pos / l2_span;
+      guint64 span_end = MIN (end, (l1_index + 1) * l2_span);
+      guint64 l2_offset = l1_index < layer->l1_size ? layer->l2_offsets[l1_index] : 0;
+      g_autoptr(GBytes) table = NULL;
+
+      if (l2_offset == 0)
+        {
+          /* A whole L2 table's span in one step: this is what keeps the map
+           * of a sparse 1 TiB image cheap. */
+          RechainExtent e = { pos, span_end - pos, RECHAIN_EXTENT_UNALLOCATED, 0,
+                              RECHAIN_NO_HOST_OFFSET, FALSE };
+          rechain_extent_append (extents, &e);
+          pos = span_end;
+          continue;
+        }
+
+      table = qcow2_get_l2 (layer, l2_offset, error);
+      if (!table)
+        return FALSE;
+
+      while (pos < span_end)
+        {
+          guint64 cluster = pos >> g->cluster_bits;
+          guint64 cluster_start = cluster << g->cluster_bits;
+          guint64 cluster_end = MIN (span_end, cluster_start + g->cluster_size);
+          RechainQcow2L2Entry entry;
+
+          if (!qcow2_decode_entry (layer, table, cluster, &entry, error))
+            return FALSE;
+
+          if (entry.compressed)
+            {
+              RechainExtent e = { pos, cluster_end - pos, RECHAIN_EXTENT_DATA, 0,
+                                  RECHAIN_NO_HOST_OFFSET, TRUE };
+              rechain_extent_append (extents, &e);
+              pos = cluster_end;
+              continue;
+            }
+
+          while (pos < cluster_end)
+            {
+              guint sc = (guint) ((pos - cluster_start) >> g->subcluster_bits);
+              guint64 sc_start = cluster_start + ((guint64) sc << g->subcluster_bits);
+              guint64 piece_end = MIN (cluster_end, sc_start + g->subcluster_size);
+              RechainExtent e = { pos, 0, RECHAIN_EXTENT_UNALLOCATED, 0,
+                                  RECHAIN_NO_HOST_OFFSET, FALSE };
+
+              /* Without subclusters, one step covers the whole cluster. */
+              if (g->subclusters == 1)
+                piece_end = cluster_end;
+              e.length = piece_end - pos;
+              switch (entry.type[sc])
+                {
+                case RECHAIN_QCOW2_SUBCLUSTER_ZERO:
+                  e.kind = RECHAIN_EXTENT_ZERO;
+                  break;
+                case RECHAIN_QCOW2_SUBCLUSTER_DATA:
+                  e.kind = RECHAIN_EXTENT_DATA;
+                  e.host_offset = entry.host_offset + (pos - cluster_start);
+                  break;
+                default:
+                  break;
+                }
+              rechain_extent_append (extents, &e);
+              pos = piece_end;
+            }
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+raw_map (RechainLayer *layer, guint64 offset, guint64 length, GArray *extents, GError **error)
+{
+  int fd = rechain_file_get_fd (layer->file);
+  guint64 end = offset + length;
+  guint64 pos = offset;
+
+  /* Holes of a sparse raw file read as zeros: report them as such so that
+   * cost follows the data. Where SEEK_DATA is not supported, everything is
+   * data. */
+  while (pos < end)
+    {
+      off_t data = lseek (fd, (off_t) pos, SEEK_DATA);
+      off_t hole;
+      RechainExtent e = { pos, 0, RECHAIN_EXTENT_DATA, 0, pos, FALSE };
+
+      if (data < 0)
+        {
+          if (errno == ENXIO)
+            {
+              /* No data from pos to the end of the file. */
+              e.kind = RECHAIN_EXTENT_ZERO;
+              e.length = end - pos;
+              rechain_extent_append (extents, &e);
+              break;
+            }
+          e.length = end - pos;
+          rechain_extent_append (extents, &e);
+          break;
+        }
+      if ((guint64) data > pos)
+        {
+          e.kind = RECHAIN_EXTENT_ZERO;
+          e.length = MIN ((guint64) data, end) - pos;
+          rechain_extent_append (extents, &e);
+          pos += e.length;
+          continue;
+        }
+      hole = lseek (fd, (off_t) pos, SEEK_HOLE);
+      if (hole < 0 || (guint64) hole <= pos)
+        hole = (off_t) end;
+      e.length = MIN ((guint64) hole, end) - pos;
+      rechain_extent_append (extents, &e);
+      pos += e.length;
+    }
+  (void) error;
+  return TRUE;
+}
+
+gboolean
+rechain_layer_map (RechainLayer *layer, guint64 offset, guint64 length,
+                   GArray *extents, GError **error)
+{
+  if (!check_range (layer, offset, length, error))
+    return FALSE;
+  if (layer->format == RECHAIN_FORMAT_RAW)
+    return raw_map (layer, offset, length, extents, error);
+  if (!qcow2_map (layer, offset, length, extents, error))
+    {
+      g_prefix_error (error, "%s: ", layer->path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- reading ---- */
+
+static gboolean
+qcow2_read_compressed (RechainLayer *layer, guint64 offset, guint8 *buf, gsize length,
+                       GError **error)
+{
+  const RechainQcow2Geometry *g = &layer->geom;
+  g_autofree guint8 *cluster_buf = g_malloc (g->cluster_size);
+  g_autofree guint8 *compressed = NULL;
+  guint64 pos = offset, end = offset + length;
+
+  while (pos < end)
+    {
+      guint64 cluster = pos >> g->cluster_bits;
+      guint64 cluster_start = cluster << g->cluster_bits;
+      guint64 piece_end = MIN (end, cluster_start + g->cluster_size);
+      guint64 l1_index = cluster / g->l2_entries;
+      g_autoptr(GBytes) table = NULL;
+      RechainQcow2L2Entry entry;
+
+      table = qcow2_get_l2 (layer, layer->l2_offsets[l1_index], error);
+      if (!table || !qcow2_decode_entry (layer, table, cluster, &entry, error))
+        return FALSE;
+      g_assert (entry.compressed); /* the map said so, and tables are immutable here */
+
+      compressed = g_realloc (compressed, entry.compressed_length);
+      if (!rechain_file_pread_zero_fill (layer->file, compressed, entry.compressed_length,
+                                         entry.compressed_offset, error) ||
+          !rechain_qcow2_decompress (layer->header->compression_type, compressed,
+                                     entry.compressed_length, cluster_buf,
+                                     g->cluster_size, error))
+        {
+          g_prefix_error (error, "compressed cluster at guest offset 0x%" G_GINT64_MODIFIER "x: ",
+                          cluster_start);
+          return FALSE;
+        }
+      memcpy (buf + (pos - offset), cluster_buf + (pos - cluster_start), piece_end - pos);
+      pos = piece_end;
+    }
+  return TRUE;
+}
+
+gboolean
+rechain_layer_read (RechainLayer *layer, guint64 offset, void *buf, gsize length,
+                    GError **error)
+{
+  g_autoptr(GArray) extents = rechain_extent_list_new ();
+  guint8 *out = buf;
+
+  if (!rechain_layer_map (layer, offset, length, extents, error))
+    return FALSE;
+
+  for (guint i = 0; i < extents->len; i++)
+    {
+      const RechainExtent *e = &g_array_index (extents, RechainExtent, i);
+      guint8 *dst = out + (e->offset - offset);
+
+      switch (e->kind)
+        {
+        case RECHAIN_EXTENT_UNALLOCATED:
+          break;
+        case RECHAIN_EXTENT_ZERO:
+          memset (dst, 0, e->length);
+          break;
+        case RECHAIN_EXTENT_DATA:
+          if (e->compressed)
+            {
+              if (!qcow2_read_compressed (layer, e->offset, dst, e->length, error))
+                goto fail;
+            }
+          else if (!rechain_file_pread_zero_fill (rechain_layer_get_data_file (layer), dst,
+                                                  e->length, e->host_offset, error))
+            goto fail;
+          break;
+        }
+    }
+  return TRUE;
+
+fail:
+  g_prefix_error (error, "%s: ", layer->path);
+  return FALSE;
+}
+
+/* ---- snapshot table and bitmap directory ---- */
+
+/* Reads @size bytes at @offset that a header field points to, refusing
+ * sizes beyond @limit so a crafted header cannot make us allocate much. */
+static guint8 *
+read_table (RechainLayer *layer, guint64 offset, guint64 size, guint64 limit,
+            const char *what, GError **error)
+{
+  g_autofree guint8 *buf = NULL;
+
+  if (size > limit)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                   "%s: the %s (%" G_GUINT64_FORMAT " bytes) exceeds the limit of %"
+                   G_GUINT64_FORMAT " bytes", layer->path, what, size, limit);
+      return NULL;
+    }
+  buf = g_malloc (MAX (size, 1));
+  if (!rechain_file_pread (layer->file, buf, size, offset, error))
+    {
+      g_prefix_error (error, "%s: reading the %s: ", layer->path, what);
+      return NULL;
+    }
+  return g_steal_pointer (&buf);
+}
+
+GArray *
+rechain_layer_read_snapshots (RechainLayer *layer, GError **error)
+{
+  const RechainQcow2Header *h = layer->header;
+  g_autofree guint8 *buf = NULL;
+  guint64 size;
+  GArray *snapshots;
+
+  if (!h || h->nb_snapshots == 0)
+    return g_array_new (FALSE, TRUE, sizeof (RechainQcow2Snapshot));
+  /* Entries are variable-length: read what the table can occupy at most
+   * (or up to the end of the file), the parser bounds each entry. */
+  size = MIN (layer->file_size - h->snapshots_offset, RECHAIN_LAYER_MAX_SNAPSHOT_TABLE);
+  buf = read_table (layer, h->snapshots_offset, size, RECHAIN_LAYER_MAX_SNAPSHOT_TABLE,
+                    "snapshot table", error);
+  if (!buf)
+    return NULL;
+  snapshots = rechain_qcow2_snapshots_parse (buf, size, h->nb_snapshots, &layer->geom,
+                                             layer->file_size, error);
+  if (!snapshots)
+    g_prefix_error (error, "%s: snapshot table: ", layer->path);
+  return snapshots;
+}
+
+GArray *
+rechain_layer_read_bitmaps (RechainLayer *layer, GError **error)
+{
+  const RechainQcow2Header *h = layer->header;
+  g_autofree guint8 *buf = NULL;
+  GArray *bitmaps;
+
+  if (!h || !h->has_bitmaps_ext)
+    return g_array_new (FALSE, TRUE, sizeof (RechainQcow2Bitmap));
+  buf = read_table (layer, h->bitmap_directory_offset, h->bitmap_directory_size,
+                    RECHAIN_LAYER_MAX_BITMAP_DIRECTORY, "bitmap directory", error);
+  if (!buf)
+    return NULL;
+  bitmaps = rechain_qcow2_bitmaps_parse (buf, h->bitmap_directory_size, h->nb_bitmaps,
+                                         &layer->geom, layer->file_size, error);
+  if (!bitmaps)
+    g_prefix_error (error, "%s: bitmap directory: ", layer->path);
+  return bitmaps;
+}
+
+guint64
+rechain_layer_get_allocated (RechainLayer *layer)
+{
+  return rechain_file_get_allocated (layer->file);
+}
+
+/* ---- rewriting the backing file name ---- */
+
+gboolean
+rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
+                             const char *backing_format, GError **error)
+{
+  RechainFile *file = layer->file;
+  gsize align = rechain_file_get_alignment (file);
+  gsize cluster = (gsize) layer->geom.cluster_size;
+  gsize len = (cluster + align - 1) / align * align;
+  g_autofree guint8 *header_cluster = NULL;
+  void *buf;
+  gboolean ok;
+
+  if (layer->format != RECHAIN_FORMAT_QCOW2)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   "%s: a raw image has no backing file to change", layer->path);
+      return FALSE;
+    }
+  if (!rechain_file_is_writable (file))
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,
+                   "%s: the image was opened read-only", layer->path);
+      return FALSE;
+    }
+  if (backing_file && strlen (backing_file) > RECHAIN_QCOW2_MAX_BACKING_NAME)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   "%s: the backing file name is %zu bytes long; qcow2 allows at most %u",
+                   layer->path, strlen (backing_file), RECHAIN_QCOW2_MAX_BACKING_NAME);
+      return FALSE;
+    }
+
+  /* Serialize before writing anything: if the new name does not fit, the
+   * file is untouched and the in-memory header is put back. */
+  {
+    g_autofree char *old_file = g_strdup (layer->header->backing_file);
+    g_autofree char *old_format = g_strdup (layer->header->backing_format);
+
+    rechain_qcow2_header_set_backing (layer->header, backing_file, backing_format);
+    header_cluster = rechain_qcow2_header_serialize (layer->header, error);
+    if (!header_cluster)
+      {
+        rechain_qcow2_header_set_backing (layer->header, old_file, old_format);
+        g_prefix_error (error, "%s: ", layer->path);
+        return FALSE;
+      }
+  }
+
+  /* One write of the whole header cluster (with O_DIRECT, of the aligned
+   * blocks that hold it: the bytes after the cluster are read back first
+   * and written unchanged), then a flush: the header either names the old
+   * backing file or the new one. */
+  buf = rechain_io_buffer_alloc (len);
+  ok = rechain_file_pread_zero_fill (file, buf, len, 0, error);
+  if (ok)
+    {
+      memcpy (buf, header_cluster, cluster);
+      ok = rechain_file_pwrite (file, buf, len, 0, error) &&
+           rechain_file_flush (file, error);
+    }
+  rechain_io_buffer_free (buf);
+  return ok;
+}

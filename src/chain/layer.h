@@ -1,0 +1,114 @@
+/* layer.h: one opened image file (qcow2 or raw), the unit a backing chain is
+ * made of. A layer answers two questions about guest offsets: what is
+ * allocated where (rechain_layer_map) and what the bytes are
+ * (rechain_layer_read). It knows nothing about its backing file: the chain
+ * combines layers.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+#include <sys/types.h>
+#include "format/qcow2.h"
+#include "io/file.h"
+#include "chain/extent.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+  RECHAIN_FORMAT_RAW,
+  RECHAIN_FORMAT_QCOW2,
+} RechainFormat;
+
+/* "raw"/"qcow2" <-> enum; unknown names are RECHAIN_ERROR_UNSUPPORTED */
+gboolean rechain_format_from_string (const char *name, RechainFormat *format, GError **error);
+const char *rechain_format_to_string (RechainFormat format);
+
+/* Probes the format from the first bytes of @file (qcow2 magic, else raw). */
+gboolean rechain_format_probe (RechainFile *file, RechainFormat *format, GError **error);
+
+typedef enum {
+  RECHAIN_LAYER_OPEN_READ_ONLY = 0,
+  RECHAIN_LAYER_OPEN_WRITE = 1 << 0,
+  /* Do not take QEMU image locks at all (-U / force share) */
+  RECHAIN_LAYER_OPEN_NO_LOCK = 1 << 1,
+} RechainLayerOpenFlags;
+
+typedef struct _RechainLayer RechainLayer;
+
+/* Opens @path as @format (NULL: probe, see rechain_format_probe()).
+ * qcow2 headers are validated (rechain_qcow2_header_parse), a dirty image
+ * is refused for writing, a corrupt one too; the L1 table is loaded and
+ * checked. @cache applies to the image and its external data file. */
+RechainLayer *rechain_layer_open (const char *path,
+                                  const char *format,
+                                  RechainLayerOpenFlags flags,
+                                  RechainCacheMode cache,
+                                  GError **error);
+void rechain_layer_free (RechainLayer *layer);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainLayer, rechain_layer_free)
+
+const char *rechain_layer_get_path (RechainLayer *layer);
+RechainFormat rechain_layer_get_format (RechainLayer *layer);
+RechainFile *rechain_layer_get_file (RechainLayer *layer);
+/* The file guest data is stored in: the external data file if any, else
+ * the image file itself. */
+RechainFile *rechain_layer_get_data_file (RechainLayer *layer);
+guint64 rechain_layer_get_virtual_size (RechainLayer *layer);
+/* qcow2 only (NULL for raw) */
+const RechainQcow2Header *rechain_layer_get_qcow2_header (RechainLayer *layer);
+const RechainQcow2Geometry *rechain_layer_get_qcow2_geometry (RechainLayer *layer);
+/* Granularity of the map: subcluster size for qcow2, 512 for raw */
+guint64 rechain_layer_get_granularity (RechainLayer *layer);
+/* Backing file name and format as recorded in the header (NULL if none). */
+const char *rechain_layer_get_backing_name (RechainLayer *layer);
+const char *rechain_layer_get_backing_format (RechainLayer *layer);
+
+/* Whether @layer is the file with device @dev and inode @ino. */
+gboolean rechain_layer_same_file (RechainLayer *layer, dev_t dev, ino_t ino);
+
+/* Appends to @extents (a GArray of RechainExtent) the map of
+ * [@offset, @offset + @length) of this layer alone; the range must lie inside
+ * the virtual size. Cost follows allocated metadata: unallocated L1 ranges
+ * are skipped in one step. */
+gboolean rechain_layer_map (RechainLayer *layer,
+                            guint64 offset,
+                            guint64 length,
+                            GArray *extents,
+                            GError **error);
+
+/* Reads guest bytes of this layer alone. Unallocated parts are left
+ * untouched in @buf (the chain fills them from the backing); zero parts are
+ * zeroed. Past the virtual size is an error. */
+gboolean rechain_layer_read (RechainLayer *layer,
+                             guint64 offset,
+                             void *buf,
+                             gsize length,
+                             GError **error);
+
+/* Bounds on tables a header points to, so a crafted image cannot make us
+ * allocate much: 65536 snapshots of a few hundred bytes each, and QEMU's
+ * own 64 MiB limit on bitmap directories. */
+#define RECHAIN_LAYER_MAX_SNAPSHOT_TABLE (64u * 1024 * 1024)
+#define RECHAIN_LAYER_MAX_BITMAP_DIRECTORY (64u * 1024 * 1024)
+
+/* Internal snapshots and persistent bitmaps of a qcow2 layer (empty arrays
+ * for raw), as GArrays of RechainQcow2Snapshot / RechainQcow2Bitmap. */
+GArray *rechain_layer_read_snapshots (RechainLayer *layer, GError **error);
+GArray *rechain_layer_read_bitmaps (RechainLayer *layer, GError **error);
+/* Bytes the image file occupies on the host file system. */
+guint64 rechain_layer_get_allocated (RechainLayer *layer);
+
+/* Rewrites the header of a qcow2 layer opened for writing so that it names
+ * @backing_file (NULL: none) with @backing_format (NULL: no backing format
+ * extension), preserving every other field and extension; one write of the
+ * header cluster, then a flush. A name that does not fit in the header
+ * cluster is refused before anything is written; after a failed write or
+ * flush the file may hold the old header or the new one. */
+gboolean rechain_layer_write_backing (RechainLayer *layer,
+                                      const char *backing_file,
+                                      const char *backing_format,
+                                      GError **error);
+
+G_END_DECLS

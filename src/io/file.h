@@ -1,0 +1,160 @@
+/* file.h: positioned I/O on image files, cache modes, QEMU-compatible image
+ * locks and fault injection. Every failure is a GError in RECHAIN_ERROR
+ * naming the file (RECHAIN_ERROR_IO, RECHAIN_ERROR_NO_SPACE for ENOSPC and
+ * EFBIG/EDQUOT, RECHAIN_ERROR_IN_USE for lock conflicts,
+ * RECHAIN_ERROR_BACKING_NOT_FOUND for ENOENT at open).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+#include <sys/types.h>
+#include "rechain/rechain-error.h"
+
+G_BEGIN_DECLS
+
+/* Cache modes with qemu-img's names and meaning:
+ *   writeback    page cache, flush on rechain_file_flush
+ *   writethrough page cache, every write is followed by a flush (O_DSYNC)
+ *   none         O_DIRECT, flush on rechain_file_flush
+ *   directsync   O_DIRECT and O_DSYNC
+ *   unsafe       page cache, flushes are skipped */
+typedef enum {
+  RECHAIN_CACHE_WRITEBACK,
+  RECHAIN_CACHE_WRITETHROUGH,
+  RECHAIN_CACHE_NONE,
+  RECHAIN_CACHE_DIRECTSYNC,
+  RECHAIN_CACHE_UNSAFE,
+} RechainCacheMode;
+
+gboolean rechain_cache_mode_from_string (const char *name,
+                                         RechainCacheMode *mode,
+                                         GError **error);
+const char *rechain_cache_mode_to_string (RechainCacheMode mode);
+
+typedef enum {
+  RECHAIN_FILE_READ_ONLY = 0,
+  RECHAIN_FILE_READ_WRITE = 1 << 0,
+} RechainFileFlags;
+
+/* QEMU block permissions, the bit numbers QEMU uses for its lock bytes
+ * (byte 100 + bit: "holds this permission", byte 200 + bit: "does not
+ * share this permission"). */
+typedef enum {
+  RECHAIN_PERM_CONSISTENT_READ = 1 << 0,
+  RECHAIN_PERM_WRITE = 1 << 1,
+  RECHAIN_PERM_WRITE_UNCHANGED = 1 << 2,
+  RECHAIN_PERM_RESIZE = 1 << 3,
+  RECHAIN_PERM_ALL = 0x0f,
+} RechainPerm;
+
+typedef struct _RechainFile RechainFile;
+
+/* Opens @path (O_RDONLY or O_RDWR; O_DIRECT for cache modes none and
+ * directsync, O_DSYNC for writethrough and directsync). Only regular files
+ * and block devices are accepted. ENOENT is RECHAIN_ERROR_BACKING_NOT_FOUND
+ * ("Could not open 'FILE': No such file or directory"), other failures
+ * RECHAIN_ERROR_IO. With O_DIRECT cache modes the file system must support
+ * it (refusal is RECHAIN_ERROR_INVALID_ARGUMENT "cache mode 'none' (O_DIRECT)
+ * is not supported by the file system of FILE"). Does not lock: see
+ * rechain_file_lock(). */
+RechainFile *rechain_file_open (const char *path,
+                                RechainFileFlags flags,
+                                RechainCacheMode cache,
+                                GError **error);
+void rechain_file_close (RechainFile *file);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainFile, rechain_file_close)
+
+const char *rechain_file_get_path (RechainFile *file);
+int rechain_file_get_fd (RechainFile *file);
+gboolean rechain_file_is_writable (RechainFile *file);
+RechainCacheMode rechain_file_get_cache_mode (RechainFile *file);
+/* Alignment O_DIRECT requires for buffers, offsets and lengths (1 without
+ * O_DIRECT; at least 4096 with it). Aligned requests go straight to the
+ * kernel; unaligned ones still work, through a bounce buffer (reads) or
+ * read-modify-write of the covering blocks (writes; not atomic, so
+ * concurrent unaligned writes touching one aligned block are not allowed). */
+gsize rechain_file_get_alignment (RechainFile *file);
+
+/* Current size of the file (fstat), or FALSE with an error. */
+gboolean rechain_file_get_size (RechainFile *file, guint64 *size, GError **error);
+/* st_dev/st_ino identity, for loop detection */
+gboolean rechain_file_same (RechainFile *a, RechainFile *b);
+/* Allocated bytes on the host (st_blocks * 512) */
+guint64 rechain_file_get_allocated (RechainFile *file);
+
+/* Reads exactly @len bytes at @offset. A read past the end of the file
+ * is an error (RECHAIN_ERROR_INVALID_IMAGE: "Failed to read LEN bytes at
+ * offset OFF of FILE: the file ends at N, before the end of the range
+ * (END)"), as metadata must lie inside the file. Other failures are
+ * RECHAIN_ERROR_IO ("Failed to read LEN bytes at offset OFF of FILE:
+ * strerror"). */
+gboolean rechain_file_pread (RechainFile *file, void *buf, gsize len,
+                             guint64 offset, GError **error);
+/* Like rechain_file_pread(), but bytes past the end of the file read as
+ * zeros (guest data of raw images and data clusters). */
+gboolean rechain_file_pread_zero_fill (RechainFile *file, void *buf, gsize len,
+                                       guint64 offset, GError **error);
+/* Writes all @len bytes at @offset. Failures: "Failed to write LEN bytes at
+ * offset OFF of FILE: strerror", RECHAIN_ERROR_NO_SPACE for ENOSPC, EDQUOT
+ * and EFBIG, RECHAIN_ERROR_IO otherwise; RECHAIN_ERROR_READ_ONLY if the
+ * file was opened read-only. */
+gboolean rechain_file_pwrite (RechainFile *file, const void *buf, gsize len,
+                              guint64 offset, GError **error);
+/* fdatasync (skipped in cache mode unsafe). Failure: "Failed to flush FILE:
+ * strerror", with the codes of rechain_file_pwrite(). */
+gboolean rechain_file_flush (RechainFile *file, GError **error);
+
+/* Buffers suitable for any file's O_DIRECT I/O (aligned to 4096). */
+void *rechain_io_buffer_alloc (gsize len);
+void rechain_io_buffer_free (void *buf);
+
+/* ---- QEMU-compatible image locking (OFD locks on bytes 100+ and 200+) ----
+ *
+ * rechain_file_lock() takes shared locks on the bytes for @perm (100 + bit)
+ * and for the permissions NOT in @shared (200 + bit), then checks that no
+ * other holder conflicts: nobody else may hold a permission we do not
+ * share, nor refuse to share a permission we take. On a conflict it drops
+ * what it took (keeping the locks of an earlier call) and fails with
+ * RECHAIN_ERROR_IN_USE and a message like QEMU's: "Failed to get \"write\"
+ * lock on FILE: is another process (a running VM, qemu-img or rechain) using
+ * the image?" ("Failed to get shared \"write\" lock ..." when someone holds
+ * a permission we do not share). Calling it again replaces the permissions
+ * (e.g. read-only to read-write). Locks belong to the RechainFile (OFD
+ * locks): two RechainFiles of one process conflict like two processes.
+ * Locks are released by rechain_file_unlock() and at close. On file systems
+ * without OFD lock support, locking is skipped with no error, as QEMU does.
+ *
+ * What QEMU 7.2 takes: a qcow2 writer perm CR|W|RESIZE, shared
+ * CR|WRITE_UNCHANGED; a reader (also of backing files of an open overlay)
+ * perm CR, shared CR|WRITE_UNCHANGED; -U (force-share) a reader with shared
+ * ALL. Use the same to be compatible. */
+gboolean rechain_file_lock (RechainFile *file,
+                            RechainPerm perm,
+                            RechainPerm shared,
+                            GError **error);
+void rechain_file_unlock (RechainFile *file);
+
+/* ---- Fault injection (for tests) ----
+ *
+ * The environment variable RECHAIN_FAULT makes the Nth write, flush or read
+ * (or write-or-flush, counted together as "any") of the process fail or
+ * kill the process; several rules may be given, separated by commas:
+ *   RECHAIN_FAULT=write:3:EIO      third pwrite fails with EIO
+ *   RECHAIN_FAULT=flush:1:ENOSPC   first flush fails with ENOSPC
+ *   RECHAIN_FAULT=any:7:KILL       seventh write-or-flush raises SIGKILL
+ *                                  before doing anything
+ *   RECHAIN_FAULT=read:2:EIO       second read fails
+ * Errors: EIO ENOSPC EDQUOT EFBIG; KILL raises SIGKILL. Only the Nth
+ * operation fails. Operations are counted from 1 across all files of the
+ * process (one per rechain_file_pread*, pwrite or flush call; flushes
+ * skipped in cache mode unsafe are not counted). Invalid syntax is warned
+ * about once and ignored.
+ * RECHAIN_FAULT_LOG=FILE appends one line per counted operation
+ * ("write PATH OFFSET LENGTH" / "flush PATH" / "read PATH OFFSET LENGTH"),
+ * so a test can learn how many points a run has and then interrupt each
+ * one. The environment is read on the first operation. */
+void rechain_fault_reset (void); /* re-read the environment (tests) */
+
+G_END_DECLS

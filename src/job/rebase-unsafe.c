@@ -1,0 +1,78 @@
+/* rebase-unsafe.c: change only the backing name and format.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "job/rebase.h"
+
+/* Formats QEMU knows as backing files; in unsafe mode the new backing file
+ * is not opened, so a name from this list is recorded even if rechain
+ * itself cannot read that format. */
+static const char *const qemu_formats[] = {
+  "raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks",
+  "parallels", "dmg", "cloop", "bochs", "vvfat", "host_device", "file",
+};
+
+gboolean
+rechain_rebase_check_target (const char *backing_file, const char *backing_format,
+                             GError **error)
+{
+  gboolean has_backing = backing_file && *backing_file;
+
+  if (!has_backing)
+    return TRUE;
+  if (strlen (backing_file) > RECHAIN_QCOW2_MAX_BACKING_NAME)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   "the backing file name is %zu bytes long; qcow2 allows at most %u",
+                   strlen (backing_file), RECHAIN_QCOW2_MAX_BACKING_NAME);
+      return FALSE;
+    }
+  if (rechain_path_is_pseudo (backing_file) && !g_str_has_prefix (backing_file, "file:"))
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   "'%s' is a json: or protocol pseudo-filename; rechain only records local "
+                   "file names as backing files", backing_file);
+      return FALSE;
+    }
+  if (!backing_format)
+    {
+      /* As current qemu-img: recording a backing file without its format
+       * would make every later open probe it, which is unsafe. */
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   "the backing format must be given with -F when -b names a file "
+                   "(for example -F qcow2 or -F raw)");
+      return FALSE;
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (qemu_formats); i++)
+    if (g_str_equal (backing_format, qemu_formats[i]))
+      return TRUE;
+  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+               "unknown backing format '%s'", backing_format);
+  return FALSE;
+}
+
+gboolean
+rechain_rebase_unsafe (const RechainRebaseOptions *options, GError **error)
+{
+  g_autoptr(RechainChain) chain = NULL;
+  gboolean has_backing = options->backing_file && *options->backing_file;
+
+  if (!rechain_rebase_check_target (options->backing_file, options->backing_format, error))
+    return FALSE;
+
+  chain = rechain_chain_open (options->image, options->format,
+                              RECHAIN_CHAIN_OPEN_WRITE | RECHAIN_CHAIN_OPEN_NO_BACKING |
+                                (options->force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0),
+                              options->cache, options->cache, error);
+  if (!chain)
+    return FALSE;
+
+  return rechain_layer_write_backing (rechain_chain_get_top (chain),
+                                      has_backing ? options->backing_file : NULL,
+                                      has_backing ? options->backing_format : NULL,
+                                      error);
+}
