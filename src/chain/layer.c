@@ -823,3 +823,57 @@ rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
   rechain_io_buffer_free (buf);
   return ok;
 }
+
+/* ---- writing ---- */
+
+static gboolean
+io_pread (gpointer user, void *buf, gsize len, guint64 offset, GError **error)
+{
+  return rechain_file_pread (user, buf, len, offset, error);
+}
+
+static gboolean
+io_pwrite (gpointer user, const void *buf, gsize len, guint64 offset, GError **error)
+{
+  return rechain_file_pwrite (user, buf, len, offset, error);
+}
+
+static gboolean
+io_flush (gpointer user, GError **error)
+{
+  return rechain_file_flush (user, error);
+}
+
+RechainQcow2Writer *
+rechain_layer_new_writer (RechainLayer *layer, GError **error)
+{
+  RechainQcow2IO image_io = { io_pread, io_pwrite, io_flush, layer->file };
+  RechainQcow2IO data_io = { io_pread, io_pwrite, io_flush, layer->data_file };
+  RechainQcow2Writer *writer;
+
+  if (layer->format != RECHAIN_FORMAT_QCOW2 || !rechain_file_is_writable (layer->file))
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,
+                   "%s: the image is not a qcow2 image opened for writing", layer->path);
+      return NULL;
+    }
+
+  /* "An implementation may only write to an image with unknown auto-clear
+   * features if it clears the respective bits from this field first." */
+  if (layer->header->autoclear_features & ~(RECHAIN_QCOW2_AUTOCLEAR_BITMAPS |
+                                            RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW))
+    {
+      layer->header->autoclear_features &= RECHAIN_QCOW2_AUTOCLEAR_BITMAPS |
+                                           RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+      if (!rechain_layer_write_backing (layer, layer->header->backing_file,
+                                        layer->header->backing_format, error))
+        return NULL;
+    }
+
+  writer = rechain_qcow2_writer_new (layer->header, &image_io,
+                                     layer->data_file ? &data_io : NULL,
+                                     layer->file_size, error);
+  if (!writer)
+    g_prefix_error (error, "%s: ", layer->path);
+  return writer;
+}

@@ -11,6 +11,7 @@
 #include <glib.h>
 #include <sys/types.h>
 #include "format/qcow2.h"
+#include "format/qcow2-writer.h"
 #include "io/file.h"
 #include "chain/extent.h"
 
@@ -110,5 +111,13 @@ gboolean rechain_layer_write_backing (RechainLayer *layer,
                                       const char *backing_file,
                                       const char *backing_format,
                                       GError **error);
+
+/* A writer for allocating writes into this qcow2 layer, opened for writing
+ * (see qcow2-writer.h). Unknown autoclear feature bits are cleared in the
+ * header first, as the format requires of writers. The writer updates this
+ * layer's header in memory when it moves the refcount table, so a later
+ * rechain_layer_write_backing() keeps the new table. The layer's own map
+ * and read caches are not updated: do not map or read it afterwards. */
+RechainQcow2Writer *rechain_layer_new_writer (RechainLayer *layer, GError **error);
 
 G_END_DECLS

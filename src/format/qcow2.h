@@ -135,7 +135,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainQcow2Header, rechain_qcow2_header_free)
  * header_length, extension lengths, backing name length and placement,
  * refcount_order 0..6, unknown incompatible bits, compression type.
  * Encryption is refused (RECHAIN_ERROR_UNSUPPORTED). Dirty and corrupt bits
- * are reported in the header, not refused: opening code decides. */
+ * are reported in the header, not refused: opening code decides.
+ *
+ * Details: a version other than 2 or 3 is RECHAIN_ERROR_UNSUPPORTED, as are
+ * unknown incompatible bits and compression types other than zlib/zstd.
+ * Without a backing_file_offset, backing_file_size is normalised to 0; a
+ * backing name of size 0 means no backing file (backing_file NULL). The
+ * extension area ends at backing_file_offset when set, else at the end of
+ * the first cluster (or of @buf, if shorter). */
 RechainQcow2Header *rechain_qcow2_header_parse (const guint8 *buf,
                                                 gsize len,
                                                 guint64 file_size,
@@ -151,7 +158,10 @@ guint8 *rechain_qcow2_header_serialize (RechainQcow2Header *header,
 
 /* Replaces, adds (when @format is non-NULL) or removes (NULL) the backing
  * format extension in header->extensions and header->backing_format. The
- * backing format extension is inserted first if it was absent, as QEMU does. */
+ * backing format extension is inserted first if it was absent, as QEMU does.
+ * Sets header->backing_file to @backing_file; NULL (or "") removes the
+ * backing file and, since a format alone describes nothing, the format
+ * extension too. The offset is assigned by rechain_qcow2_header_serialize. */
 void rechain_qcow2_header_set_backing (RechainQcow2Header *header,
                                        const char *backing_file,
                                        const char *backing_format);
@@ -257,6 +267,17 @@ gboolean rechain_qcow2_decompress (RechainQcow2CompressionType type,
                                    gsize out_len,
                                    GError **error);
 
+/* Compresses @len bytes into @out (capacity @out_cap) with @type: raw
+ * deflate for zlib, one zstd frame for zstd. Returns FALSE without an error
+ * when the result does not fit in @out_cap. */
+gboolean rechain_qcow2_compress (RechainQcow2CompressionType type,
+                                 const guint8 *in,
+                                 gsize len,
+                                 guint8 *out,
+                                 gsize out_cap,
+                                 gsize *out_len,
+                                 GError **error);
+
 /* ---- Snapshot table and bitmap directory (for info and for writers that
  * must not free clusters an internal snapshot still uses) ---- */
 
@@ -273,7 +294,11 @@ typedef struct {
   guint32 icount_valid; /* unused by rechain, preserved */
 } RechainQcow2Snapshot;
 
-/* Parses @nb snapshot table entries from @buf (the table's bytes). */
+/* Parses @nb snapshot table entries from @buf (the table's bytes: from
+ * snapshots_offset, up to at most the end of the file). Every entry must fit
+ * in @len (the padding of the last one may be cut off). Checks each L1 table
+ * offset (aligned, inside @file_size) and size. id and name are made valid
+ * UTF-8. Returns a GArray of RechainQcow2Snapshot that frees the strings. */
 GArray *rechain_qcow2_snapshots_parse (const guint8 *buf,
                                        gsize len,
                                        guint32 nb,
@@ -293,6 +318,12 @@ typedef struct {
 #define RECHAIN_QCOW2_BITMAP_IN_USE (1u << 0)
 #define RECHAIN_QCOW2_BITMAP_AUTO   (1u << 1)
 
+/* Parses @nb bitmap directory entries from @buf (@len: normally the
+ * header's bitmap_directory_size; trailing bytes after the last entry are
+ * ignored). Refuses reserved flags, types other than 1, granularity_bits
+ * > 63, empty or > 1023-byte names, duplicate names, nonzero padding and
+ * bitmap tables that are misaligned or outside @file_size. Names are made
+ * valid UTF-8. Returns a GArray of RechainQcow2Bitmap that frees the names. */
 GArray *rechain_qcow2_bitmaps_parse (const guint8 *buf,
                                      gsize len,
                                      guint32 nb,

@@ -154,7 +154,8 @@ void rechain_file_unlock (RechainFile *file);
  * RECHAIN_FAULT_LOG=FILE appends one line per counted operation
  * ("write PATH OFFSET LENGTH" / "flush PATH" / "read PATH OFFSET LENGTH"),
  * so a test can learn how many points a run has and then interrupt each
- * one. The environment is read on the first operation. */
+ * one; a line is written before the operation, so the failing one is
+ * logged too. The environment is read on the first operation. */
 void rechain_fault_reset (void); /* re-read the environment (tests) */
 
 G_END_DECLS

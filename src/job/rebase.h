@@ -4,18 +4,70 @@
  */
 #pragma once
 
+#include <gio/gio.h>
 #include "chain/chain.h"
 
 G_BEGIN_DECLS
 
 typedef struct {
-  const char *image;          /* path of the image to rebase */
+  const char *image;          /* path of the image to rebase (unsafe mode) */
+  const char * const *images; /* safe mode: one or more overlays sharing one old backing chain */
   const char *format;         /* its format, NULL to probe */
   const char *backing_file;   /* new backing name as written in the header; "" or NULL: none */
   const char *backing_format; /* format of the new backing file, NULL: none recorded */
   RechainCacheMode cache;     /* cache mode for the image */
+  RechainCacheMode source_cache; /* cache mode for the backing files read */
   gboolean force_share;       /* -U: take no locks */
+  gboolean compress;          /* -c: write copied clusters compressed */
+  gboolean dry_run;           /* plan and report, write nothing */
 } RechainRebaseOptions;
+
+/* What a safe rebase did (or, for a dry run, would do) to one overlay. */
+typedef struct {
+  char *image;
+  GError *error;             /* NULL on success */
+  guint64 bytes_examined;    /* guest bytes the overlay does not allocate itself */
+  guint64 bytes_to_write;    /* guest data bytes written (dry run: known to need writing) */
+  guint64 bytes_to_zero;     /* guest bytes made zero by metadata */
+  guint64 clusters_allocated;
+  guint64 compressed_clusters;
+  guint64 metadata_bytes;
+  guint64 flushes;
+} RechainRebaseImageReport;
+
+/* The report of a whole safe rebase: the shared comparison of the old and
+ * new backing chains, then one entry per overlay. */
+typedef struct {
+  guint64 bytes_examined;    /* union of the overlays' unallocated ranges */
+  guint64 bytes_same_by_metadata; /* skipped without reading: same layer or both zero */
+  guint64 bytes_compared;    /* read from both chains and compared */
+  guint64 bytes_read;        /* read from backing files in all */
+  guint64 bytes_differing;   /* found or known to differ */
+  double seconds;
+  gboolean dry_run;
+  GPtrArray *images;         /* of RechainRebaseImageReport* */
+} RechainRebaseReport;
+
+RechainRebaseReport *rechain_rebase_report_new (void);
+void rechain_rebase_report_free (RechainRebaseReport *report);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainRebaseReport, rechain_rebase_report_free)
+
+/* Called from the rebase with the bytes done of the bytes planned; total
+ * may grow once while planning. */
+typedef void (*RechainRebaseProgress) (guint64 done, guint64 total, gpointer user_data);
+
+/* Safe rebase of options->images onto options->backing_file: keeps the
+ * guest-visible content of every overlay. Fills @report (one entry per
+ * overlay, each with its own error). Returns FALSE with @error when the
+ * rebase could not start (bad arguments, the chains could not be opened,
+ * a new backing chain containing an overlay) or when any overlay failed
+ * (the error is then that of the first failure). */
+gboolean rechain_rebase_safe (const RechainRebaseOptions *options,
+                              RechainRebaseReport *report,
+                              RechainRebaseProgress progress,
+                              gpointer progress_data,
+                              GCancellable *cancellable,
+                              GError **error);
 
 /* Checks the backing name and format a rebase is asked to write, before
  * any image is opened: length, pseudo-filenames, -F given whenever a backing

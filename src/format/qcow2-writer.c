@@ -1,0 +1,898 @@
+/* qcow2-writer.c: allocating, crash-consistent writes into qcow2 images.
+ * The order of durability is explained in qcow2-writer.h.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "format/qcow2-writer.h"
+
+/* Data writes to consecutive host offsets are gathered up to this size. */
+#define WRITE_GATHER_BYTES (8u * 1024 * 1024)
+
+typedef struct {
+  guint64 offset;  /* host offset of the block */
+  guint8 *data;
+  gboolean dirty;
+} RefBlock;
+
+typedef struct {
+  guint64 offset;  /* host offset the table is (or will be) written at */
+  guint8 *data;
+  gboolean is_new; /* not referenced by the L1 table on disk yet */
+  gboolean dirty;
+} L2Table;
+
+struct _RechainQcow2Writer {
+  RechainQcow2Header *header;
+  RechainQcow2Geometry geom;
+  RechainQcow2IO io;
+  RechainQcow2IO data_io;
+  gboolean external;
+  guint64 cluster_size;
+  guint64 refblock_entries;
+  guint64 refcount_max;
+
+  guint64 *reftable;         /* host order */
+  guint64 reftable_entries;
+  guint8 *reftable_dirty;    /* one flag per table cluster */
+  GHashTable *refblocks;     /* table index -> RefBlock* */
+
+  guint64 *l1;               /* host order, raw entries */
+  guint32 l1_size;
+  guint64 l1_dirty_min, l1_dirty_max; /* dirty range, min > max when clean */
+  GHashTable *l2s;           /* L1 index -> L2Table* */
+
+  guint64 next_free;         /* cluster index where the search for free clusters starts */
+  GArray *deferred_frees;    /* cluster indexes to decrement after the L1 update */
+
+  /* gathered data write */
+  gboolean gather_data_file;
+  guint64 gather_offset;
+  GByteArray *gather;
+  gboolean data_written;     /* data file written since the last flush */
+
+  /* current area for compressed clusters */
+  guint64 comp_pos, comp_end;
+
+  guint64 pending;
+  RechainQcow2WriterStats stats;
+};
+
+static void
+refblock_free (gpointer p)
+{
+  RefBlock *b = p;
+  g_free (b->data);
+  g_free (b);
+}
+
+static void
+l2_free (gpointer p)
+{
+  L2Table *t = p;
+  g_free (t->data);
+  g_free (t);
+}
+
+void
+rechain_qcow2_writer_free (RechainQcow2Writer *w)
+{
+  if (!w)
+    return;
+  g_free (w->reftable);
+  g_free (w->reftable_dirty);
+  g_clear_pointer (&w->refblocks, g_hash_table_unref);
+  g_free (w->l1);
+  g_clear_pointer (&w->l2s, g_hash_table_unref);
+  g_clear_pointer (&w->deferred_frees, g_array_unref);
+  g_clear_pointer (&w->gather, g_byte_array_unref);
+  g_free (w);
+}
+
+static void
+set_be64 (guint8 *p, guint64 v)
+{
+  v = GUINT64_TO_BE (v);
+  memcpy (p, &v, 8);
+}
+
+static guint64
+get_be64 (const guint8 *p)
+{
+  guint64 v;
+  memcpy (&v, p, 8);
+  return GUINT64_FROM_BE (v);
+}
+
+static gboolean
+image_write (RechainQcow2Writer *w, const void *buf, gsize len, guint64 offset, GError **error)
+{
+  w->stats.metadata_bytes += len;
+  return w->io.pwrite (w->io.user, buf, len, offset, error);
+}
+
+static gboolean
+image_flush (RechainQcow2Writer *w, GError **error)
+{
+  w->stats.flushes++;
+  return w->io.flush (w->io.user, error);
+}
+
+RechainQcow2Writer *
+rechain_qcow2_writer_new (RechainQcow2Header *header,
+                          const RechainQcow2IO *image_io,
+                          const RechainQcow2IO *data_io,
+                          guint64 file_size,
+                          GError **error)
+{
+  g_autoptr(RechainQcow2Writer) w = g_new0 (RechainQcow2Writer, 1);
+  guint64 reftable_bytes;
+  g_autofree guint64 *raw = NULL;
+
+  w->header = header;
+  rechain_qcow2_geometry_init (&w->geom, header);
+  w->io = *image_io;
+  w->external = w->geom.external_data;
+  if (w->external)
+    {
+      if (!data_io)
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                       "the image has an external data file that was not opened");
+          return NULL;
+        }
+      w->data_io = *data_io;
+    }
+  w->cluster_size = w->geom.cluster_size;
+  w->refblock_entries = (w->cluster_size * 8) >> header->refcount_order;
+  w->refcount_max = header->refcount_order == 6 ? G_MAXUINT64
+                    : (G_GUINT64_CONSTANT (1) << (1u << header->refcount_order)) - 1;
+  w->refblocks = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, refblock_free);
+  w->l2s = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, l2_free);
+  w->deferred_frees = g_array_new (FALSE, FALSE, sizeof (guint64));
+  w->gather = g_byte_array_new ();
+  w->l1_dirty_min = G_MAXUINT64;
+  w->l1_dirty_max = 0;
+
+  /* Refcount table; the header parser bounded its size and position. */
+  reftable_bytes = (guint64) header->refcount_table_clusters * w->cluster_size;
+  w->reftable_entries = reftable_bytes / 8;
+  w->reftable = g_new0 (guint64, MAX (w->reftable_entries, 1));
+  w->reftable_dirty = g_new0 (guint8, MAX (header->refcount_table_clusters, 1));
+  if (!w->io.pread (w->io.user, w->reftable, reftable_bytes, header->refcount_table_offset, error))
+    {
+      g_prefix_error (error, "reading the refcount table: ");
+      return NULL;
+    }
+  for (guint64 i = 0; i < w->reftable_entries; i++)
+    {
+      guint64 e = GUINT64_FROM_BE (w->reftable[i]);
+      guint64 off = e & ~(guint64) 511;
+      if ((e & 511) != 0 || (off & (w->cluster_size - 1)) != 0 || off >= file_size)
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                       "refcount table entry %" G_GUINT64_FORMAT " (0x%" G_GINT64_MODIFIER "x) "
+                       "is misaligned or beyond the end of the file", i, e);
+          return NULL;
+        }
+      w->reftable[i] = off;
+    }
+
+  /* L1 table (also bounded by the parser) */
+  w->l1_size = header->l1_size;
+  w->l1 = g_new0 (guint64, MAX (w->l1_size, 1));
+  if (w->l1_size > 0 &&
+      !w->io.pread (w->io.user, w->l1, (gsize) w->l1_size * 8, header->l1_table_offset, error))
+    {
+      g_prefix_error (error, "reading the L1 table: ");
+      return NULL;
+    }
+  for (guint32 i = 0; i < w->l1_size; i++)
+    w->l1[i] = GUINT64_FROM_BE (w->l1[i]);
+
+  w->next_free = MAX ((file_size + w->cluster_size - 1) / w->cluster_size, 1);
+  return g_steal_pointer (&w);
+}
+
+const RechainQcow2WriterStats *
+rechain_qcow2_writer_get_stats (RechainQcow2Writer *w)
+{
+  return &w->stats;
+}
+
+guint64
+rechain_qcow2_writer_get_pending (RechainQcow2Writer *w)
+{
+  return w->pending;
+}
+
+/* ---- refcounts ---- */
+
+/* The refcount block of table index @ti, loaded if needed; NULL with no
+ * error when it does not exist. */
+static RefBlock *
+refblock_lookup (RechainQcow2Writer *w, guint64 ti, GError **error)
+{
+  RefBlock *b;
+  guint64 *key;
+
+  if (ti >= w->reftable_entries || w->reftable[ti] == 0)
+    return NULL;
+  b = g_hash_table_lookup (w->refblocks, &ti);
+  if (b)
+    return b;
+  b = g_new0 (RefBlock, 1);
+  b->offset = w->reftable[ti];
+  b->data = g_malloc (w->cluster_size);
+  if (!w->io.pread (w->io.user, b->data, w->cluster_size, b->offset, error))
+    {
+      g_prefix_error (error, "reading the refcount block at 0x%" G_GINT64_MODIFIER "x: ", b->offset);
+      refblock_free (b);
+      return NULL;
+    }
+  key = g_new (guint64, 1);
+  *key = ti;
+  g_hash_table_insert (w->refblocks, key, b);
+  return b;
+}
+
+static gboolean
+get_refcount (RechainQcow2Writer *w, guint64 cluster, guint64 *value, GError **error)
+{
+  GError *local = NULL;
+  RefBlock *b = refblock_lookup (w, cluster / w->refblock_entries, &local);
+
+  if (local)
+    {
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  *value = b ? rechain_qcow2_refblock_get (b->data, w->header->refcount_order,
+                                           cluster % w->refblock_entries)
+             : 0;
+  return TRUE;
+}
+
+static gboolean set_refcount (RechainQcow2Writer *w, guint64 cluster, guint64 value, GError **error);
+
+/* First free cluster at or after next_free. */
+static gboolean
+find_free (RechainQcow2Writer *w, guint64 count, guint64 *start, GError **error)
+{
+  guint64 c = w->next_free;
+
+  for (guint64 i = 0; i < count; i++)
+    {
+      guint64 rc;
+      if (!get_refcount (w, c + i, &rc, error))
+        return FALSE;
+      if (rc != 0)
+        {
+          /* restart after the used cluster */
+          c = c + i + 1;
+          i = (guint64) -1;
+        }
+    }
+  *start = c;
+  return TRUE;
+}
+
+static gboolean grow_reftable (RechainQcow2Writer *w, guint64 min_entries, GError **error);
+
+/* Creates the missing refcount block for table index @ti. */
+static RefBlock *
+refblock_create (RechainQcow2Writer *w, guint64 ti, GError **error)
+{
+  RefBlock *b;
+  guint64 *key, cluster;
+
+  if (ti >= w->reftable_entries && !grow_reftable (w, ti + 1, error))
+    return NULL;
+  if (!find_free (w, 1, &cluster, error))
+    return NULL;
+  w->next_free = cluster + 1;
+
+  b = g_new0 (RefBlock, 1);
+  b->offset = cluster * w->cluster_size;
+  b->data = g_malloc0 (w->cluster_size);
+  b->dirty = TRUE;
+  key = g_new (guint64, 1);
+  *key = ti;
+  g_hash_table_insert (w->refblocks, key, b);
+  w->reftable[ti] = b->offset;
+  w->reftable_dirty[ti * 8 / w->cluster_size] = 1;
+  w->pending += w->cluster_size;
+  w->stats.clusters_allocated++;
+
+  /* The block's own cluster needs a refcount, maybe in itself. */
+  if (!set_refcount (w, cluster, 1, error))
+    return NULL;
+  return b;
+}
+
+static gboolean
+set_refcount (RechainQcow2Writer *w, guint64 cluster, guint64 value, GError **error)
+{
+  guint64 ti = cluster / w->refblock_entries;
+  GError *local = NULL;
+  RefBlock *b = refblock_lookup (w, ti, &local);
+
+  if (local)
+    {
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  if (!b && value == 0)
+    return TRUE;
+  if (!b && !(b = refblock_create (w, ti, error)))
+    return FALSE;
+  if (value > w->refcount_max)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   "a refcount would exceed the maximum of %" G_GUINT64_FORMAT
+                   " (refcount_bits %u)", w->refcount_max, 1u << w->header->refcount_order);
+      return FALSE;
+    }
+  rechain_qcow2_refblock_set (b->data, w->header->refcount_order, cluster % w->refblock_entries, value);
+  if (!b->dirty)
+    {
+      b->dirty = TRUE;
+      w->pending += w->cluster_size;
+    }
+  return TRUE;
+}
+
+/* Allocates @count contiguous free clusters and sets their refcount to 1. */
+static gboolean
+alloc_clusters (RechainQcow2Writer *w, guint64 count, guint64 *offset, GError **error)
+{
+  guint64 start;
+
+  if (!find_free (w, count, &start, error))
+    return FALSE;
+  /* Reserve the range first: refcount blocks created below go after it. */
+  w->next_free = start + count;
+  for (guint64 i = 0; i < count; i++)
+    if (!set_refcount (w, start + i, 1, error))
+      return FALSE;
+  w->stats.clusters_allocated += count;
+  *offset = start * w->cluster_size;
+  if (*offset > RECHAIN_QCOW2_OFFSET_MASK)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NO_SPACE,
+                   "the image would grow beyond the 64 PiB qcow2 can address");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+write_dirty_refblocks (RechainQcow2Writer *w, GError **error)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, w->refblocks);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      RefBlock *b = value;
+      if (!b->dirty)
+        continue;
+      if (!image_write (w, b->data, w->cluster_size, b->offset, error))
+        return FALSE;
+      b->dirty = FALSE;
+    }
+  return TRUE;
+}
+
+/* Moves the refcount table to a larger place at the end of the image:
+ * new refcount blocks and the new table are written and flushed, then the
+ * header is pointed at the table and flushed, then the old table's
+ * clusters are freed. An interruption before the header write leaves the
+ * old table in force and the new clusters leaked. */
+static gboolean
+grow_reftable (RechainQcow2Writer *w, guint64 min_entries, GError **error)
+{
+  guint64 per_cluster = w->cluster_size / 8;
+  guint64 new_entries = MAX (min_entries, w->reftable_entries * 2);
+  guint64 new_clusters, start, old_offset, old_clusters;
+  g_autofree guint64 *table_be = NULL;
+  guint64 *new_table;
+  guint8 fields[12];
+
+  for (;;)
+    {
+      new_entries = (new_entries + per_cluster - 1) / per_cluster * per_cluster;
+      new_clusters = new_entries / per_cluster;
+      if (!find_free (w, new_clusters, &start, error))
+        return FALSE;
+      /* The table must also cover the blocks that count its own clusters
+       * and those blocks themselves: leave room for a few. */
+      if ((start + new_clusters + 8) / w->refblock_entries < new_entries)
+        break;
+      new_entries *= 2;
+    }
+  if (new_clusters * w->cluster_size > RECHAIN_QCOW2_MAX_REFTABLE_BYTES)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NO_SPACE,
+                   "the refcount table would exceed %u bytes", RECHAIN_QCOW2_MAX_REFTABLE_BYTES);
+      return FALSE;
+    }
+
+  old_offset = w->header->refcount_table_offset;
+  old_clusters = w->header->refcount_table_clusters;
+  new_table = g_new0 (guint64, new_entries);
+  memcpy (new_table, w->reftable, w->reftable_entries * 8);
+  g_free (w->reftable);
+  w->reftable = new_table;
+  w->reftable_entries = new_entries;
+  g_free (w->reftable_dirty);
+  w->reftable_dirty = g_new0 (guint8, new_clusters);
+
+  w->next_free = start + new_clusters;
+  for (guint64 i = 0; i < new_clusters; i++)
+    if (!set_refcount (w, start + i, 1, error))
+      return FALSE;
+  w->stats.clusters_allocated += new_clusters;
+
+  table_be = g_new (guint64, new_entries);
+  for (guint64 i = 0; i < new_entries; i++)
+    table_be[i] = GUINT64_TO_BE (w->reftable[i]);
+  if (!write_dirty_refblocks (w, error) ||
+      !image_write (w, table_be, new_entries * 8, start * w->cluster_size, error) ||
+      !image_flush (w, error))
+    return FALSE;
+
+  set_be64 (fields, start * w->cluster_size);
+  {
+    guint32 n = GUINT32_TO_BE ((guint32) new_clusters);
+    memcpy (fields + 8, &n, 4);
+  }
+  /* refcount_table_offset and refcount_table_clusters are adjacent (48..59) */
+  if (!image_write (w, fields, sizeof fields, 48, error) || !image_flush (w, error))
+    return FALSE;
+  w->header->refcount_table_offset = start * w->cluster_size;
+  w->header->refcount_table_clusters = (guint32) new_clusters;
+
+  for (guint64 i = 0; i < old_clusters; i++)
+    if (!set_refcount (w, old_offset / w->cluster_size + i, 0, error))
+      return FALSE;
+  return TRUE;
+}
+
+/* ---- L2 tables ---- */
+
+static L2Table *
+get_l2 (RechainQcow2Writer *w, guint64 l1_index, GError **error)
+{
+  L2Table *t;
+  guint64 *key;
+  guint64 old_offset;
+
+  if (l1_index >= w->l1_size)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                   "the L1 table (%u entries) does not cover L1 index %" G_GUINT64_FORMAT,
+                   w->l1_size, l1_index);
+      return NULL;
+    }
+  t = g_hash_table_lookup (w->l2s, &l1_index);
+  if (t)
+    return t;
+
+  t = g_new0 (L2Table, 1);
+  t->data = g_malloc0 (w->cluster_size);
+  old_offset = w->l1[l1_index] & RECHAIN_QCOW2_OFFSET_MASK;
+  if (old_offset != 0)
+    {
+      guint64 rc;
+
+      if (!w->io.pread (w->io.user, t->data, w->cluster_size, old_offset, error) ||
+          !get_refcount (w, old_offset / w->cluster_size, &rc, error))
+        goto fail;
+      if (rc == 0)
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                       "the L2 table at 0x%" G_GINT64_MODIFIER "x has refcount 0; "
+                       "repair the image with 'qemu-img check -r all'", old_offset);
+          goto fail;
+        }
+      t->offset = old_offset;
+      if (rc > 1)
+        {
+          /* Shared with an internal snapshot: write a copy and leave the
+           * snapshot's table alone. Its refcount drops once the L1 table
+           * names the copy. */
+          guint64 freed = old_offset / w->cluster_size;
+          if (!alloc_clusters (w, 1, &t->offset, error))
+            goto fail;
+          t->is_new = TRUE;
+          g_array_append_val (w->deferred_frees, freed);
+          w->stats.l2_tables_copied++;
+        }
+    }
+  else
+    {
+      if (!alloc_clusters (w, 1, &t->offset, error))
+        goto fail;
+      t->is_new = TRUE;
+    }
+  if (t->is_new)
+    {
+      w->l1[l1_index] = t->offset | RECHAIN_QCOW2_OFLAG_COPIED;
+      w->l1_dirty_min = MIN (w->l1_dirty_min, l1_index);
+      w->l1_dirty_max = MAX (w->l1_dirty_max, l1_index);
+    }
+  key = g_new (guint64, 1);
+  *key = l1_index;
+  g_hash_table_insert (w->l2s, key, t);
+  w->pending += w->cluster_size;
+  return t;
+
+fail:
+  l2_free (t);
+  return NULL;
+}
+
+/* ---- data ---- */
+
+static gboolean
+gather_flush (RechainQcow2Writer *w, GError **error)
+{
+  gboolean ok;
+
+  if (w->gather->len == 0)
+    return TRUE;
+  if (w->gather_data_file)
+    {
+      ok = w->data_io.pwrite (w->data_io.user, w->gather->data, w->gather->len, w->gather_offset, error);
+      w->data_written = TRUE;
+    }
+  else
+    ok = w->io.pwrite (w->io.user, w->gather->data, w->gather->len, w->gather_offset, error);
+  g_byte_array_set_size (w->gather, 0);
+  return ok;
+}
+
+static gboolean
+write_data (RechainQcow2Writer *w, gboolean data_file, guint64 offset, const guint8 *buf,
+            gsize len, GError **error)
+{
+  if (w->gather->len > 0 &&
+      (w->gather_data_file != data_file || w->gather_offset + w->gather->len != offset ||
+       w->gather->len + len > WRITE_GATHER_BYTES))
+    if (!gather_flush (w, error))
+      return FALSE;
+  if (w->gather->len == 0)
+    {
+      w->gather_data_file = data_file;
+      w->gather_offset = offset;
+    }
+  g_byte_array_append (w->gather, buf, (guint) len);
+  w->pending += len;
+  return TRUE;
+}
+
+typedef struct {
+  L2Table *table;
+  guint8 *slot;        /* the entry in table->data */
+  guint64 cluster_start;
+  RechainQcow2L2Entry entry;
+  guint64 bitmap;
+  guint sc_first, sc_count; /* subclusters covered */
+} Target;
+
+static gboolean
+locate (RechainQcow2Writer *w, guint64 offset, gsize length, Target *t, GError **error)
+{
+  const RechainQcow2Geometry *g = &w->geom;
+  guint64 cluster = offset >> g->cluster_bits;
+  guint64 index = cluster & (g->l2_entries - 1);
+  guint64 end = offset + length;
+  guint64 word;
+
+  t->cluster_start = cluster << g->cluster_bits;
+  if (length == 0 || end > w->header->size || end > t->cluster_start + g->cluster_size ||
+      (offset & (g->subcluster_size - 1)) != 0 ||
+      ((end & (g->subcluster_size - 1)) != 0 && end != w->header->size))
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   "write of 0x%" G_GINT64_MODIFIER "x+0x%zx is not made of whole subclusters "
+                   "of one cluster", offset, length);
+      return FALSE;
+    }
+  t->table = get_l2 (w, cluster / g->l2_entries, error);
+  if (!t->table)
+    return FALSE;
+  t->slot = t->table->data + index * (g->extended_l2 ? 16 : 8);
+  word = get_be64 (t->slot);
+  t->bitmap = g->extended_l2 ? get_be64 (t->slot + 8) : 0;
+  if (!rechain_qcow2_l2_entry_decode (g, word, t->bitmap, &t->entry, error))
+    return FALSE;
+  t->sc_first = (guint) ((offset - t->cluster_start) >> g->subcluster_bits);
+  t->sc_count = (guint) ((end - offset + g->subcluster_size - 1) >> g->subcluster_bits);
+  for (guint i = t->sc_first; i < t->sc_first + t->sc_count; i++)
+    if (t->entry.type[i] != RECHAIN_QCOW2_SUBCLUSTER_UNALLOCATED)
+      {
+        g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                     "guest offset 0x%" G_GINT64_MODIFIER "x is already allocated in the image",
+                     t->cluster_start + ((guint64) i << g->subcluster_bits));
+        return FALSE;
+      }
+  return TRUE;
+}
+
+static guint64
+sc_mask (const Target *t)
+{
+  return ((t->sc_count == 32) ? 0xffffffffull : ((1ull << t->sc_count) - 1)) << t->sc_first;
+}
+
+static void
+store (RechainQcow2Writer *w, Target *t, guint64 word, guint64 bitmap)
+{
+  set_be64 (t->slot, word);
+  if (w->geom.extended_l2)
+    set_be64 (t->slot + 8, bitmap);
+  t->table->dirty = TRUE;
+}
+
+gboolean
+rechain_qcow2_writer_write (RechainQcow2Writer *w, guint64 offset, gsize length,
+                            const guint8 *data, GError **error)
+{
+  Target t;
+  guint64 host;
+  guint64 word;
+
+  if (!locate (w, offset, length, &t, error))
+    return FALSE;
+
+  word = get_be64 (t.slot);
+  if (t.entry.host_offset != 0 || (w->external && (word & RECHAIN_QCOW2_OFLAG_COPIED)))
+    {
+      /* Extended L2: the cluster already has a host cluster for some of
+       * its subclusters. Write beside them if nobody else shares it. */
+      guint64 rc = 1;
+      host = t.entry.host_offset;
+      if (!w->external && !get_refcount (w, host / w->cluster_size, &rc, error))
+        return FALSE;
+      if (rc != 1)
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                       "guest cluster 0x%" G_GINT64_MODIFIER "x is partly allocated in a host "
+                       "cluster that an internal snapshot shares; copying it is not supported yet",
+                       t.cluster_start);
+          return FALSE;
+        }
+    }
+  else if (w->external)
+    host = t.cluster_start; /* external data files map guest = host */
+  else if (!alloc_clusters (w, 1, &host, error))
+    return FALSE;
+
+  if (!write_data (w, w->external, host + (offset - t.cluster_start), data, length, error))
+    return FALSE;
+
+  word = host | RECHAIN_QCOW2_OFLAG_COPIED;
+  store (w, &t, word, w->geom.extended_l2 ? ((t.bitmap | sc_mask (&t)) & ~(sc_mask (&t) << 32)) : 0);
+  w->stats.data_bytes += length;
+  return TRUE;
+}
+
+gboolean
+rechain_qcow2_writer_write_zeroes (RechainQcow2Writer *w, guint64 offset, gsize length,
+                                   GError **error)
+{
+  Target t;
+
+  if (!w->geom.extended_l2 && !w->geom.zero_flag_allowed)
+    {
+      /* qcow2 v2 has no zero flag: write zeros. */
+      g_autofree guint8 *zeros = g_malloc0 (length);
+      return rechain_qcow2_writer_write (w, offset, length, zeros, error);
+    }
+  if (!locate (w, offset, length, &t, error))
+    return FALSE;
+  if (w->geom.extended_l2)
+    store (w, &t, get_be64 (t.slot), t.bitmap | (sc_mask (&t) << 32));
+  else
+    store (w, &t, RECHAIN_QCOW2_OFLAG_ZERO, 0);
+  w->stats.zero_bytes += length;
+  return TRUE;
+}
+
+gboolean
+rechain_qcow2_writer_write_compressed (RechainQcow2Writer *w, guint64 offset, gsize length,
+                                       const guint8 *data, GError **error)
+{
+  const RechainQcow2Geometry *g = &w->geom;
+  g_autofree guint8 *in = NULL;
+  g_autofree guint8 *out = NULL;
+  gsize out_len = 0;
+  guint64 host, nb_sectors, rc;
+  Target t;
+
+  /* Compressed clusters are whole clusters, never in external data files. */
+  if (w->external || (offset & (g->cluster_size - 1)) != 0 ||
+      (length != g->cluster_size && offset + length != w->header->size) ||
+      g->cluster_size <= 1024)
+    return rechain_qcow2_writer_write (w, offset, length, data, error);
+
+  in = g_malloc0 (g->cluster_size);
+  memcpy (in, data, length);
+  out = g_malloc (g->cluster_size);
+  /* Worth it only if it saves at least a sector. */
+  if (!rechain_qcow2_compress (w->header->compression_type, in, g->cluster_size, out,
+                               g->cluster_size - 512, &out_len, error))
+    {
+      if (error && *error)
+        return FALSE;
+      return rechain_qcow2_writer_write (w, offset, length, data, error);
+    }
+  if (!locate (w, offset, length, &t, error))
+    return FALSE;
+  if (t.entry.host_offset != 0)
+    return rechain_qcow2_writer_write (w, offset, length, data, error);
+
+  /* Pack compressed clusters one after another. A cluster that several of
+   * them touch has one reference per compressed cluster. */
+  if (w->comp_pos != 0 && w->comp_pos + out_len <= w->comp_end)
+    {
+      guint64 cl = w->comp_pos / w->cluster_size;
+      if (!get_refcount (w, cl, &rc, error))
+        return FALSE;
+      if (rc + 1 > w->refcount_max)
+        w->comp_pos = 0;
+      else if (!set_refcount (w, cl, rc + 1, error))
+        return FALSE;
+    }
+  else
+    w->comp_pos = 0;
+  if (w->comp_pos == 0)
+    {
+      guint64 n = (out_len + w->cluster_size - 1) / w->cluster_size;
+      if (!alloc_clusters (w, n, &w->comp_pos, error))
+        return FALSE;
+      w->comp_end = w->comp_pos + n * w->cluster_size;
+    }
+  host = w->comp_pos;
+  if (!write_data (w, FALSE, host, out, out_len, error))
+    return FALSE;
+  w->comp_pos += out_len;
+  if (w->comp_pos == w->comp_end)
+    w->comp_pos = 0;
+
+  nb_sectors = ((host + out_len - 1) >> 9) - (host >> 9);
+  store (w, &t, RECHAIN_QCOW2_OFLAG_COMPRESSED | (nb_sectors << g->compressed_offset_bits) | host, 0);
+  w->stats.data_bytes += length;
+  w->stats.compressed_clusters++;
+  return TRUE;
+}
+
+/* ---- commit ---- */
+
+static gboolean
+write_l2_tables (RechainQcow2Writer *w, gboolean new_ones, GError **error)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, w->l2s);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      L2Table *t = value;
+      if (t->is_new != new_ones || !(t->dirty || t->is_new))
+        continue;
+      if (!image_write (w, t->data, w->cluster_size, t->offset, error))
+        return FALSE;
+      t->dirty = FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+write_reftable (RechainQcow2Writer *w, GError **error)
+{
+  guint64 per_cluster = w->cluster_size / 8;
+  gboolean any = FALSE;
+
+  for (guint64 c = 0; c < w->header->refcount_table_clusters; c++)
+    {
+      g_autofree guint64 *be = NULL;
+      if (!w->reftable_dirty[c])
+        continue;
+      be = g_new (guint64, per_cluster);
+      for (guint64 i = 0; i < per_cluster; i++)
+        be[i] = GUINT64_TO_BE (w->reftable[c * per_cluster + i]);
+      if (!image_write (w, be, w->cluster_size,
+                        w->header->refcount_table_offset + c * w->cluster_size, error))
+        return FALSE;
+      w->reftable_dirty[c] = 0;
+      any = TRUE;
+    }
+  return !any || image_flush (w, error);
+}
+
+static gboolean
+write_l1 (RechainQcow2Writer *w, GError **error)
+{
+  guint64 n;
+  g_autofree guint64 *be = NULL;
+
+  if (w->l1_dirty_min > w->l1_dirty_max)
+    return TRUE;
+  n = w->l1_dirty_max - w->l1_dirty_min + 1;
+  be = g_new (guint64, n);
+  for (guint64 i = 0; i < n; i++)
+    be[i] = GUINT64_TO_BE (w->l1[w->l1_dirty_min + i]);
+  if (!image_write (w, be, n * 8, w->header->l1_table_offset + w->l1_dirty_min * 8, error))
+    return FALSE;
+  w->l1_dirty_min = G_MAXUINT64;
+  w->l1_dirty_max = 0;
+  return TRUE;
+}
+
+static gboolean
+any_dirty_refblock (RechainQcow2Writer *w)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, w->refblocks);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (((RefBlock *) value)->dirty)
+      return TRUE;
+  return FALSE;
+}
+
+gboolean
+rechain_qcow2_writer_commit (RechainQcow2Writer *w, GError **error)
+{
+  /* 1. data, refcount blocks, new L2 tables */
+  if (!gather_flush (w, error))
+    return FALSE;
+  if (w->data_written)
+    {
+      w->stats.flushes++;
+      if (!w->data_io.flush (w->data_io.user, error))
+        return FALSE;
+      w->data_written = FALSE;
+    }
+  if (!write_dirty_refblocks (w, error) ||
+      !write_l2_tables (w, TRUE, error) ||
+      !image_flush (w, error))
+    return FALSE;
+
+  /* 2. refcount table entries naming new refcount blocks */
+  if (!write_reftable (w, error))
+    return FALSE;
+
+  /* 3. existing L2 tables and L1 entries that name new clusters/tables */
+  if (!write_l2_tables (w, FALSE, error) || !write_l1 (w, error) || !image_flush (w, error))
+    return FALSE;
+
+  /* 4. clusters no longer referenced: L2 tables replaced by copies */
+  for (guint i = 0; i < w->deferred_frees->len; i++)
+    {
+      guint64 cluster = g_array_index (w->deferred_frees, guint64, i);
+      guint64 rc;
+      if (!get_refcount (w, cluster, &rc, error) ||
+          !set_refcount (w, cluster, rc > 0 ? rc - 1 : 0, error))
+        return FALSE;
+    }
+  g_array_set_size (w->deferred_frees, 0);
+  if (any_dirty_refblock (w) &&
+      (!write_dirty_refblocks (w, error) || !image_flush (w, error) || !write_reftable (w, error)))
+    return FALSE;
+
+  /* Everything is on disk: drop the caches, so memory stays bounded. */
+  g_hash_table_remove_all (w->l2s);
+  g_hash_table_remove_all (w->refblocks);
+  w->pending = 0;
+  return TRUE;
+}
+

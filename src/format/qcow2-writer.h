@@ -1,0 +1,98 @@
+/* qcow2-writer.h: allocating writes into a qcow2 image, crash-consistently.
+ *
+ * The writer fills guest regions that the image does not allocate yet (what
+ * a safe rebase copies into an overlay): it allocates clusters from the
+ * refcount structures (any refcount width, growing refcount blocks and the
+ * refcount table as needed), creates L2 tables, copies L2 tables that
+ * internal snapshots share, sets extended L2 subcluster bits, writes zero
+ * clusters, compressed clusters, and data in an external data file.
+ *
+ * It does no I/O of its own: it calls the functions it is given, so it can
+ * run against a file, a fault-injecting file, or a buffer in a test.
+ *
+ * Durability order, the reason this file exists (see commit()):
+ *   1. data, refcount blocks and new L2 tables are written, then flushed;
+ *   2. refcount table entries naming new refcount blocks, then flushed;
+ *   3. existing L2 tables and L1 entries that name the new clusters and
+ *      tables, then flushed;
+ *   4. refcount decreases of clusters no longer referenced (L2 tables
+ *      replaced by their copies), then flushed.
+ * So at every moment the image on disk is consistent: an interruption can
+ * leak clusters (refcount without reference), never the reverse.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "format/qcow2.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  gboolean (*pread) (gpointer user, void *buf, gsize len, guint64 offset, GError **error);
+  gboolean (*pwrite) (gpointer user, const void *buf, gsize len, guint64 offset, GError **error);
+  gboolean (*flush) (gpointer user, GError **error);
+  gpointer user;
+} RechainQcow2IO;
+
+typedef struct {
+  guint64 clusters_allocated;  /* host clusters newly referenced */
+  guint64 data_bytes;          /* guest data bytes written */
+  guint64 zero_bytes;          /* guest bytes made zero by metadata alone */
+  guint64 compressed_clusters; /* clusters stored compressed */
+  guint64 metadata_bytes;      /* L1/L2/refcount/header bytes written */
+  guint64 flushes;
+  guint64 l2_tables_copied;    /* L2 tables copied away from a snapshot */
+} RechainQcow2WriterStats;
+
+typedef struct _RechainQcow2Writer RechainQcow2Writer;
+
+/* Creates a writer for the image whose parsed @header is given (the writer
+ * updates its refcount-table fields when it moves the table, so that a later
+ * header rewrite keeps them). @data_io is the external data file, or NULL.
+ * @virtual_size bounds the guest range. Loads the L1 and refcount tables. */
+RechainQcow2Writer *rechain_qcow2_writer_new (RechainQcow2Header *header,
+                                              const RechainQcow2IO *image_io,
+                                              const RechainQcow2IO *data_io,
+                                              guint64 file_size,
+                                              GError **error);
+void rechain_qcow2_writer_free (RechainQcow2Writer *writer);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainQcow2Writer, rechain_qcow2_writer_free)
+
+/* Writes guest data at [@offset, @offset + @length): a range inside one
+ * cluster, made of whole subclusters (whole clusters without extended L2;
+ * only the last cluster of the image may be shorter), none of which the
+ * image allocates yet. */
+gboolean rechain_qcow2_writer_write (RechainQcow2Writer *writer,
+                                     guint64 offset,
+                                     gsize length,
+                                     const guint8 *data,
+                                     GError **error);
+
+/* Makes the same kind of range read as zeros: the zero flag (v3), zero
+ * subcluster bits (extended L2), or a data cluster of zeros (v2). */
+gboolean rechain_qcow2_writer_write_zeroes (RechainQcow2Writer *writer,
+                                            guint64 offset,
+                                            gsize length,
+                                            GError **error);
+
+/* Writes a whole cluster compressed with the image's compression type (the
+ * last cluster may be shorter: it is padded with zeros). Falls back to an
+ * ordinary write when compression does not save a sector, or with extended
+ * L2 where the cluster is only partly written. */
+gboolean rechain_qcow2_writer_write_compressed (RechainQcow2Writer *writer,
+                                                guint64 offset,
+                                                gsize length,
+                                                const guint8 *data,
+                                                GError **error);
+
+/* Bytes of data and metadata waiting for commit(): callers commit when it
+ * grows past their memory budget. */
+guint64 rechain_qcow2_writer_get_pending (RechainQcow2Writer *writer);
+
+/* Makes everything written so far durable, in the order above. */
+gboolean rechain_qcow2_writer_commit (RechainQcow2Writer *writer, GError **error);
+
+const RechainQcow2WriterStats *rechain_qcow2_writer_get_stats (RechainQcow2Writer *writer);
+
+G_END_DECLS

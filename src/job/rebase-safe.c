@@ -1,0 +1,748 @@
+/* rebase-safe.c: the safe rebase engine.
+ *
+ * A safe rebase keeps what the guest sees. Where an overlay allocates a
+ * region itself, the backing chain does not matter; everywhere else the old
+ * chain's view and the new chain's view must agree after the switch, so the
+ * old view is written into the overlay wherever the two differ.
+ *
+ * The work is planned from metadata and proceeds window by window through
+ * the guest address space, so memory stays bounded at any image size and
+ * cost follows what is allocated:
+ *   1. map each overlay: the ranges it does not allocate (U_i), and their
+ *      union U;
+ *   2. over U, map the old and the new chain and classify each piece:
+ *      both zero, or both from the same layer file   -> same, nothing read;
+ *      old zero, new data                            -> differs (zero it);
+ *      old data, new zero                            -> differs (copy it);
+ *      data on both sides from different files       -> read both, compare
+ *                                                       in 512-byte sectors;
+ *   3. for each overlay, write the old view into every unit (cluster, or
+ *      subcluster with extended L2) of U_i that meets a difference: zero
+ *      flags where the old view is zero, data otherwise;
+ *   4. commit each overlay's writes durably, then rewrite its header.
+ * The comparison of the two chains is done once, whatever the number of
+ * overlays (linked clones of one base).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "job/rebase.h"
+
+#define WINDOW (G_GUINT64_CONSTANT (256) << 20)
+#define CHUNK (4u << 20)
+#define COMMIT_BYTES (32u << 20)
+#define SECTOR 512u
+
+typedef struct {
+  guint64 offset, length;
+} Range;
+
+typedef struct {
+  guint64 offset, length;
+  gboolean old_zero; /* the old view reads zeros here */
+} Diff;
+
+typedef struct {
+  RechainChain *chain;
+  RechainLayer *top;
+  RechainQcow2Writer *writer;
+  RechainRebaseImageReport *report;
+  guint64 vsize;
+  guint64 unit;
+  GArray *unallocated; /* of Range, current window */
+} Overlay;
+
+typedef struct {
+  const RechainRebaseOptions *options;
+  RechainRebaseReport *report;
+  GPtrArray *overlays;      /* of Overlay* */
+  RechainChain *new_chain;  /* NULL: no new backing file */
+  RechainRebaseProgress progress;
+  gpointer progress_data;
+  GCancellable *cancellable;
+  guint64 done, total;
+  guint8 *old_buf, *new_buf;
+} Rebase;
+
+RechainRebaseReport *
+rechain_rebase_report_new (void)
+{
+  RechainRebaseReport *r = g_new0 (RechainRebaseReport, 1);
+  r->images = g_ptr_array_new ();
+  return r;
+}
+
+static void
+image_report_free (RechainRebaseImageReport *r)
+{
+  g_free (r->image);
+  g_clear_error (&r->error);
+  g_free (r);
+}
+
+void
+rechain_rebase_report_free (RechainRebaseReport *r)
+{
+  if (!r)
+    return;
+  g_ptr_array_foreach (r->images, (GFunc) image_report_free, NULL);
+  g_ptr_array_unref (r->images);
+  g_free (r);
+}
+
+static void
+overlay_free (Overlay *o)
+{
+  g_clear_pointer (&o->writer, rechain_qcow2_writer_free);
+  g_clear_pointer (&o->chain, rechain_chain_free);
+  g_clear_pointer (&o->unallocated, g_array_unref);
+  g_free (o);
+}
+
+static gboolean
+overlay_failed (Overlay *o)
+{
+  return o->report->error != NULL;
+}
+
+/* Records the first error of an overlay; it takes no further part. */
+static void
+overlay_fail (Overlay *o, GError *error)
+{
+  if (!o->report->error)
+    o->report->error = error;
+  else
+    g_error_free (error);
+  g_clear_pointer (&o->writer, rechain_qcow2_writer_free);
+}
+
+/* ---- views ---- */
+
+/* Map of [offset, offset+length) as seen through layers @first.. of
+ * @chain: zeros past the end of layer @first or with no layer at all. */
+static gboolean
+map_view (RechainChain *chain, guint first, guint64 offset, guint64 length,
+          GArray *out, GError **error)
+{
+  guint64 size, inside;
+  RechainExtent beyond = { 0, 0, RECHAIN_EXTENT_UNALLOCATED, -1, RECHAIN_NO_HOST_OFFSET, FALSE };
+
+  if (!chain || first >= rechain_chain_get_depth (chain))
+    size = 0;
+  else
+    size = rechain_layer_get_virtual_size (rechain_chain_get_layer (chain, first));
+  inside = offset < size ? MIN (length, size - offset) : 0;
+  if (inside > 0 && !rechain_chain_map (chain, first, offset, inside, out, error))
+    return FALSE;
+  beyond.offset = offset + inside;
+  beyond.length = length - inside;
+  rechain_extent_append (out, &beyond);
+  return TRUE;
+}
+
+static gboolean
+read_view (Rebase *rb, RechainChain *chain, guint first, guint64 offset, gsize length,
+           guint8 *buf, GError **error)
+{
+  guint64 size, inside;
+
+  if (!chain || first >= rechain_chain_get_depth (chain))
+    size = 0;
+  else
+    size = rechain_layer_get_virtual_size (rechain_chain_get_layer (chain, first));
+  inside = offset < size ? MIN (length, size - offset) : 0;
+  if (inside > 0 && !rechain_chain_read (chain, first, offset, buf, inside, error))
+    return FALSE;
+  memset (buf + inside, 0, length - inside);
+  rb->report->bytes_read += inside;
+  return TRUE;
+}
+
+static RechainLayer *
+extent_layer (RechainChain *chain, const RechainExtent *e)
+{
+  return e->kind == RECHAIN_EXTENT_DATA ? rechain_chain_get_layer (chain, (guint) e->depth) : NULL;
+}
+
+static gboolean
+same_layer (RechainLayer *a, RechainLayer *b)
+{
+  return a && b && rechain_layer_get_format (a) == rechain_layer_get_format (b) &&
+         rechain_file_same (rechain_layer_get_file (a), rechain_layer_get_file (b));
+}
+
+static gboolean
+is_zero (const guint8 *p, gsize len)
+{
+  /* memcmp against itself shifted by one block: fast and branch-free */
+  if (len == 0)
+    return TRUE;
+  if (p[0] != 0)
+    return FALSE;
+  return memcmp (p, p + 1, len - 1) == 0;
+}
+
+static void
+diff_append (GArray *diffs, guint64 offset, guint64 length, gboolean old_zero)
+{
+  if (length == 0)
+    return;
+  if (diffs->len > 0)
+    {
+      Diff *last = &g_array_index (diffs, Diff, diffs->len - 1);
+      if (last->offset + last->length == offset && last->old_zero == old_zero)
+        {
+          last->length += length;
+          return;
+        }
+    }
+  g_array_append_vals (diffs, &(Diff) { offset, length, old_zero }, 1);
+}
+
+/* Reads both views of [offset, offset+length) and records where they
+ * differ, sector by sector. */
+static gboolean
+compare_range (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 length,
+               GArray *diffs, GError **error)
+{
+  for (guint64 pos = offset; pos < offset + length; pos += CHUNK)
+    {
+      gsize len = (gsize) MIN ((guint64) CHUNK, offset + length - pos);
+
+      if (g_cancellable_set_error_if_cancelled (rb->cancellable, error) ||
+          !read_view (rb, old_chain, 1, pos, len, rb->old_buf, error) ||
+          !read_view (rb, rb->new_chain, 0, pos, len, rb->new_buf, error))
+        return FALSE;
+      rb->report->bytes_compared += len;
+
+      for (gsize block = 0; block < len; block += 65536)
+        {
+          gsize blen = MIN (65536, len - block);
+          if (memcmp (rb->old_buf + block, rb->new_buf + block, blen) == 0)
+            continue;
+          for (gsize s = block; s < block + blen; s += SECTOR)
+            {
+              gsize slen = MIN (SECTOR, block + blen - s);
+              if (memcmp (rb->old_buf + s, rb->new_buf + s, slen) != 0)
+                {
+                  diff_append (diffs, pos + s, slen, FALSE);
+                  rb->report->bytes_differing += slen;
+                }
+            }
+        }
+    }
+  return TRUE;
+}
+
+/* Step 2 for one range of U: where the old and new views differ. */
+static gboolean
+diff_range (Rebase *rb, const Range *r, GArray *diffs, GError **error)
+{
+  RechainChain *old_chain = ((Overlay *) g_ptr_array_index (rb->overlays, 0))->chain;
+  g_autoptr(GArray) old_map = rechain_extent_list_new ();
+  g_autoptr(GArray) new_map = rechain_extent_list_new ();
+  guint i = 0, j = 0;
+  guint64 pos = r->offset;
+
+  if (!map_view (old_chain, 1, r->offset, r->length, old_map, error) ||
+      !map_view (rb->new_chain, 0, r->offset, r->length, new_map, error))
+    return FALSE;
+
+  while (pos < r->offset + r->length)
+    {
+      const RechainExtent *o = &g_array_index (old_map, RechainExtent, i);
+      const RechainExtent *n = &g_array_index (new_map, RechainExtent, j);
+      guint64 end = MIN (o->offset + o->length, n->offset + n->length);
+      gboolean old_zero = o->kind != RECHAIN_EXTENT_DATA;
+      gboolean new_zero = n->kind != RECHAIN_EXTENT_DATA;
+
+      if ((old_zero && new_zero) ||
+          same_layer (extent_layer (old_chain, o), extent_layer (rb->new_chain, n)))
+        rb->report->bytes_same_by_metadata += end - pos;
+      else if (old_zero || new_zero)
+        {
+          diff_append (diffs, pos, end - pos, old_zero);
+          rb->report->bytes_differing += end - pos;
+        }
+      else if (!compare_range (rb, old_chain, pos, end - pos, diffs, error))
+        return FALSE;
+
+      pos = end;
+      if (pos == o->offset + o->length)
+        i++;
+      if (pos == n->offset + n->length)
+        j++;
+    }
+  return TRUE;
+}
+
+/* ---- writing one overlay ---- */
+
+static gboolean
+old_view_is_zero (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 length,
+                  gboolean *zero, GError **error)
+{
+  g_autoptr(GArray) map = rechain_extent_list_new ();
+
+  if (!map_view (old_chain, 1, offset, length, map, error))
+    return FALSE;
+  *zero = TRUE;
+  for (guint i = 0; i < map->len; i++)
+    if (g_array_index (map, RechainExtent, i).kind == RECHAIN_EXTENT_DATA)
+      *zero = FALSE;
+  return TRUE;
+}
+
+/* Writes the old view of [offset, offset+length), a run of whole units
+ * the overlay does not allocate, into the overlay. */
+static gboolean
+write_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **error)
+{
+  RechainChain *old_chain = o->chain;
+  const RechainQcow2Geometry *g = rechain_layer_get_qcow2_geometry (o->top);
+  gboolean zero;
+
+  if (!old_view_is_zero (rb, old_chain, offset, length, &zero, error))
+    return FALSE;
+
+  for (guint64 pos = offset; pos < offset + length; )
+    {
+      /* one chunk, cut at a cluster boundary so writer calls stay inside
+       * a cluster */
+      gsize len = (gsize) MIN ((guint64) CHUNK, offset + length - pos);
+
+      if (g_cancellable_set_error_if_cancelled (rb->cancellable, error))
+        return FALSE;
+      if (!zero && !rb->options->dry_run &&
+          !read_view (rb, old_chain, 1, pos, len, rb->old_buf, error))
+        return FALSE;
+
+      for (guint64 p = pos; p < pos + len; )
+        {
+          guint64 cluster_end = ((p >> g->cluster_bits) + 1) << g->cluster_bits;
+          guint64 piece_end = MIN (pos + len, cluster_end);
+          gsize plen = (gsize) (piece_end - p);
+          const guint8 *data = rb->old_buf + (p - pos);
+          gboolean piece_zero = zero || (!rb->options->dry_run && is_zero (data, plen));
+
+          if (piece_zero)
+            {
+              o->report->bytes_to_zero += plen;
+              if (!rb->options->dry_run &&
+                  !rechain_qcow2_writer_write_zeroes (o->writer, p, plen, error))
+                return FALSE;
+            }
+          else
+            {
+              o->report->bytes_to_write += plen;
+              if (!rb->options->dry_run &&
+                  !(rb->options->compress
+                      ? rechain_qcow2_writer_write_compressed (o->writer, p, plen, data, error)
+                      : rechain_qcow2_writer_write (o->writer, p, plen, data, error)))
+                return FALSE;
+            }
+          p = piece_end;
+        }
+      pos += len;
+
+      if (!rb->options->dry_run &&
+          rechain_qcow2_writer_get_pending (o->writer) >= COMMIT_BYTES &&
+          !rechain_qcow2_writer_commit (o->writer, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Step 3 for one overlay and one window: every unit of its unallocated
+ * ranges that meets a difference gets the old view. */
+static gboolean
+apply_diffs (Rebase *rb, Overlay *o, GArray *diffs, GError **error)
+{
+  GArray *u = o->unallocated;
+  guint i = 0, j = 0;
+  guint64 run_start = 0, run_end = 0;
+
+  while (i < u->len && j < diffs->len)
+    {
+      const Range *r = &g_array_index (u, Range, i);
+      const Diff *d = &g_array_index (diffs, Diff, j);
+      guint64 a = MAX (r->offset, d->offset);
+      guint64 b = MIN (r->offset + r->length, d->offset + d->length);
+
+      if (a < b)
+        {
+          /* widen to whole units: they lie inside r, which is made of
+           * whole units (only the image's last unit may be short) */
+          guint64 ua = a / o->unit * o->unit;
+          guint64 ub = MIN ((b + o->unit - 1) / o->unit * o->unit, o->vsize);
+
+          if (run_end > 0 && ua <= run_end)
+            run_end = MAX (run_end, ub);
+          else
+            {
+              if (run_end > run_start && !write_run (rb, o, run_start, run_end - run_start, error))
+                return FALSE;
+              run_start = ua;
+              run_end = ub;
+            }
+        }
+      if (r->offset + r->length <= d->offset + d->length)
+        i++;
+      else
+        j++;
+    }
+  if (run_end > run_start && !write_run (rb, o, run_start, run_end - run_start, error))
+    return FALSE;
+  return TRUE;
+}
+
+/* ---- windows ---- */
+
+static gint
+range_cmp (gconstpointer a, gconstpointer b)
+{
+  const Range *x = a, *y = b;
+  return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Step 1: each overlay's unallocated ranges in [start, end), and their
+ * union. */
+static void
+map_window (Rebase *rb, guint64 start, guint64 end, GArray *u)
+{
+  g_autoptr(GArray) all = g_array_new (FALSE, FALSE, sizeof (Range));
+
+  for (guint k = 0; k < rb->overlays->len; k++)
+    {
+      Overlay *o = g_ptr_array_index (rb->overlays, k);
+      g_autoptr(GArray) map = rechain_extent_list_new ();
+      GError *error = NULL;
+      guint64 wend = MIN (end, o->vsize);
+
+      g_array_set_size (o->unallocated, 0);
+      if (overlay_failed (o) || start >= wend)
+        continue;
+      if (!rechain_layer_map (o->top, start, wend - start, map, &error))
+        {
+          overlay_fail (o, error);
+          continue;
+        }
+      for (guint i = 0; i < map->len; i++)
+        {
+          const RechainExtent *e = &g_array_index (map, RechainExtent, i);
+          Range r = { e->offset, e->length };
+          if (e->kind != RECHAIN_EXTENT_UNALLOCATED)
+            continue;
+          g_array_append_val (o->unallocated, r);
+          g_array_append_val (all, r);
+        }
+    }
+
+  g_array_sort (all, range_cmp);
+  g_array_set_size (u, 0);
+  for (guint i = 0; i < all->len; i++)
+    {
+      const Range *r = &g_array_index (all, Range, i);
+      Range *last = u->len ? &g_array_index (u, Range, u->len - 1) : NULL;
+      if (last && r->offset <= last->offset + last->length)
+        last->length = MAX (last->offset + last->length, r->offset + r->length) - last->offset;
+      else
+        g_array_append_vals (u, r, 1);
+    }
+}
+
+static guint64
+ranges_total (GArray *ranges)
+{
+  guint64 total = 0;
+  for (guint i = 0; i < ranges->len; i++)
+    total += g_array_index (ranges, Range, i).length;
+  return total;
+}
+
+static guint64
+max_vsize (Rebase *rb)
+{
+  guint64 m = 0;
+  for (guint k = 0; k < rb->overlays->len; k++)
+    m = MAX (m, ((Overlay *) g_ptr_array_index (rb->overlays, k))->vsize);
+  return m;
+}
+
+static void
+report_progress (Rebase *rb)
+{
+  if (rb->progress)
+    rb->progress (rb->done, rb->total, rb->progress_data);
+}
+
+static gboolean
+run_windows (Rebase *rb, GError **error)
+{
+  guint64 size = max_vsize (rb);
+  g_autoptr(GArray) u = g_array_new (FALSE, FALSE, sizeof (Range));
+  g_autoptr(GArray) diffs = g_array_new (FALSE, FALSE, sizeof (Diff));
+
+  /* A first pass over the metadata alone sizes the work for progress. */
+  for (guint64 start = 0; start < size; start += WINDOW)
+    {
+      if (g_cancellable_set_error_if_cancelled (rb->cancellable, error))
+        return FALSE;
+      map_window (rb, start, MIN (size, start + WINDOW), u);
+      rb->total += ranges_total (u);
+    }
+  rb->report->bytes_examined = rb->total;
+  report_progress (rb);
+
+  for (guint64 start = 0; start < size; start += WINDOW)
+    {
+      map_window (rb, start, MIN (size, start + WINDOW), u);
+      g_array_set_size (diffs, 0);
+      for (guint i = 0; i < u->len; i++)
+        if (!diff_range (rb, &g_array_index (u, Range, i), diffs, error))
+          return FALSE;
+
+      for (guint k = 0; k < rb->overlays->len; k++)
+        {
+          Overlay *o = g_ptr_array_index (rb->overlays, k);
+          GError *local = NULL;
+
+          if (overlay_failed (o))
+            continue;
+          o->report->bytes_examined += ranges_total (o->unallocated);
+          if (!apply_diffs (rb, o, diffs, &local))
+            {
+              if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+                {
+                  g_propagate_error (error, local);
+                  return FALSE;
+                }
+              overlay_fail (o, local);
+            }
+        }
+      rb->done += ranges_total (u);
+      report_progress (rb);
+    }
+  return TRUE;
+}
+
+/* ---- setup ---- */
+
+static gboolean
+check_same_old_chain (Overlay *first, Overlay *o, GError **error)
+{
+  guint depth = rechain_chain_get_depth (first->chain);
+
+  if (rechain_chain_get_depth (o->chain) != depth)
+    goto differ;
+  for (guint i = 1; i < depth; i++)
+    if (!same_layer (rechain_chain_get_layer (first->chain, i), rechain_chain_get_layer (o->chain, i)))
+      goto differ;
+  return TRUE;
+
+differ:
+  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+               "%s: its backing chain differs from that of %s; overlays rebased together "
+               "must share their old backing chain (rebase them one by one)",
+               rechain_layer_get_path (o->top), rechain_layer_get_path (first->top));
+  return FALSE;
+}
+
+static gboolean
+check_new_chain (Rebase *rb, GError **error)
+{
+  if (!rb->new_chain)
+    return TRUE;
+  for (guint i = 0; i < rechain_chain_get_depth (rb->new_chain); i++)
+    {
+      RechainLayer *layer = rechain_chain_get_layer (rb->new_chain, i);
+      for (guint k = 0; k < rb->overlays->len; k++)
+        {
+          Overlay *o = g_ptr_array_index (rb->overlays, k);
+          if (rechain_file_same (rechain_layer_get_file (layer), rechain_layer_get_file (o->top)))
+            {
+              g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                           "%s: the new backing chain contains the image itself (as %s); "
+                           "nothing was changed", rechain_layer_get_path (o->top),
+                           rechain_layer_get_path (layer));
+              return FALSE;
+            }
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+open_overlays (Rebase *rb, GError **error)
+{
+  const RechainRebaseOptions *opts = rb->options;
+
+  for (guint k = 0; opts->images[k]; k++)
+    {
+      Overlay *o = g_new0 (Overlay, 1);
+      RechainRebaseImageReport *ir = g_new0 (RechainRebaseImageReport, 1);
+
+      ir->image = g_strdup (opts->images[k]);
+      g_ptr_array_add (rb->report->images, ir);
+      o->report = ir;
+      o->unallocated = g_array_new (FALSE, FALSE, sizeof (Range));
+      g_ptr_array_add (rb->overlays, o);
+
+      o->chain = rechain_chain_open (opts->images[k], opts->format,
+                                     (opts->dry_run ? 0 : RECHAIN_CHAIN_OPEN_WRITE) |
+                                     (opts->force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0),
+                                     opts->cache, opts->source_cache, error);
+      if (!o->chain)
+        return FALSE;
+      o->top = rechain_chain_get_top (o->chain);
+      if (rechain_layer_get_format (o->top) != RECHAIN_FORMAT_QCOW2)
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                       "%s: a raw image has no backing file to change", opts->images[k]);
+          return FALSE;
+        }
+      o->vsize = rechain_layer_get_virtual_size (o->top);
+      o->unit = rechain_layer_get_granularity (o->top);
+      if (k > 0 && !check_same_old_chain (g_ptr_array_index (rb->overlays, 0), o, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+open_new_chain (Rebase *rb, GError **error)
+{
+  const RechainRebaseOptions *opts = rb->options;
+  g_autofree char *path = NULL;
+
+  if (!opts->backing_file || !*opts->backing_file)
+    return TRUE;
+  /* As qemu-img: a relative new backing name is relative to the image. */
+  path = rechain_path_resolve (opts->images[0], opts->backing_file, error);
+  if (!path)
+    return FALSE;
+  rb->new_chain = rechain_chain_open (path, opts->backing_format,
+                                      opts->force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0,
+                                      opts->source_cache, opts->source_cache, error);
+  if (!rb->new_chain)
+    {
+      g_prefix_error (error, "new backing file: ");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+finish_overlay (Rebase *rb, Overlay *o)
+{
+  const RechainRebaseOptions *opts = rb->options;
+  gboolean has_backing = opts->backing_file && *opts->backing_file;
+  GError *error = NULL;
+
+  if (overlay_failed (o) || opts->dry_run)
+    return;
+  /* All copied clusters durable first; only then does the header name
+   * the new backing file. */
+  if (!rechain_qcow2_writer_commit (o->writer, &error) ||
+      !rechain_layer_write_backing (o->top, has_backing ? opts->backing_file : NULL,
+                                    has_backing ? opts->backing_format : NULL, &error))
+    {
+      overlay_fail (o, error);
+      return;
+    }
+}
+
+static void
+collect_stats (Overlay *o)
+{
+  const RechainQcow2WriterStats *s;
+
+  if (!o->writer)
+    return;
+  s = rechain_qcow2_writer_get_stats (o->writer);
+  o->report->clusters_allocated = s->clusters_allocated;
+  o->report->compressed_clusters = s->compressed_clusters;
+  o->report->metadata_bytes = s->metadata_bytes;
+  o->report->flushes = s->flushes;
+}
+
+gboolean
+rechain_rebase_safe (const RechainRebaseOptions *options,
+                     RechainRebaseReport *report,
+                     RechainRebaseProgress progress,
+                     gpointer progress_data,
+                     GCancellable *cancellable,
+                     GError **error)
+{
+  Rebase rb = { 0 };
+  gint64 t0 = g_get_monotonic_time ();
+  gboolean ok = FALSE;
+
+  g_return_val_if_fail (options->images && options->images[0], FALSE);
+  rb.options = options;
+  rb.report = report;
+  rb.progress = progress;
+  rb.progress_data = progress_data;
+  rb.cancellable = cancellable;
+  rb.overlays = g_ptr_array_new_with_free_func ((GDestroyNotify) overlay_free);
+  report->dry_run = options->dry_run;
+
+  if (!rechain_rebase_check_target (options->backing_file, options->backing_format, error) ||
+      !open_overlays (&rb, error) ||
+      !open_new_chain (&rb, error) ||
+      !check_new_chain (&rb, error))
+    goto out;
+
+  if (!options->dry_run)
+    for (guint k = 0; k < rb.overlays->len; k++)
+      {
+        Overlay *o = g_ptr_array_index (rb.overlays, k);
+        o->writer = rechain_layer_new_writer (o->top, error);
+        if (!o->writer)
+          goto out;
+      }
+
+  rb.old_buf = rechain_io_buffer_alloc (CHUNK);
+  rb.new_buf = rechain_io_buffer_alloc (CHUNK);
+  if (!run_windows (&rb, error))
+    {
+      /* Cancelled or the comparison failed: keep what is complete (it is
+       * consistent and a rerun skips it), switch nothing. */
+      for (guint k = 0; k < rb.overlays->len; k++)
+        {
+          Overlay *o = g_ptr_array_index (rb.overlays, k);
+          if (o->writer)
+            rechain_qcow2_writer_commit (o->writer, NULL);
+          collect_stats (o);
+        }
+      goto out;
+    }
+
+  for (guint k = 0; k < rb.overlays->len; k++)
+    {
+      Overlay *o = g_ptr_array_index (rb.overlays, k);
+      finish_overlay (&rb, o);
+      collect_stats (o);
+    }
+  ok = TRUE;
+  for (guint k = 0; k < rb.overlays->len && ok; k++)
+    {
+      Overlay *o = g_ptr_array_index (rb.overlays, k);
+      if (overlay_failed (o))
+        {
+          g_propagate_error (error, g_error_copy (o->report->error));
+          ok = FALSE;
+        }
+    }
+
+out:
+  report->seconds = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
+  rechain_io_buffer_free (rb.old_buf);
+  rechain_io_buffer_free (rb.new_buf);
+  g_clear_pointer (&rb.new_chain, rechain_chain_free);
+  g_ptr_array_unref (rb.overlays);
+  return ok;
+}
