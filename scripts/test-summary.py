@@ -11,7 +11,7 @@ passed = failed = skipped = 0
 with open(sys.argv[1]) as log:
     for line in log:
         test = json.loads(line)
-        out = test.get("stdo", "") or ""
+        out = test.get("stdout", test.get("stdo", "")) or ""
         oks = len(re.findall(r"^ok \d+(?! .*# SKIP)", out, re.M))
         skips = len(re.findall(r"^ok \d+.*# SKIP", out, re.M))
         not_oks = len(re.findall(r"^not ok \d+", out, re.M))

@@ -107,9 +107,12 @@ rechain_chain_open (const char *path,
 
   if (flags & RECHAIN_CHAIN_OPEN_FORCE_SHARE)
     layer_flags |= RECHAIN_LAYER_OPEN_NO_LOCK;
+  /* As in QEMU, force-share applies to images opened read-only: an image
+   * rechain writes is always locked, so -U can never let it write under a
+   * running VM. */
   layer = rechain_layer_open (path, format,
-                              layer_flags | ((flags & RECHAIN_CHAIN_OPEN_WRITE)
-                                               ? RECHAIN_LAYER_OPEN_WRITE : 0),
+                              (flags & RECHAIN_CHAIN_OPEN_WRITE)
+                                ? RECHAIN_LAYER_OPEN_WRITE : layer_flags,
                               cache, error);
   if (!layer)
     return NULL;

@@ -18,7 +18,9 @@ typedef enum {
   RECHAIN_CHAIN_OPEN_DEFAULT = 0,
   /* Open the top image for writing (backing files stay read-only). */
   RECHAIN_CHAIN_OPEN_WRITE = 1 << 0,
-  /* -U: take no locks, and open even images another process writes. */
+  /* -U: take no locks on the images opened read-only, and open them even
+   * while another process writes them. An image opened for writing is
+   * always locked. */
   RECHAIN_CHAIN_OPEN_FORCE_SHARE = 1 << 1,
   /* Open only the top image, not its backing files. */
   RECHAIN_CHAIN_OPEN_NO_BACKING = 1 << 2,

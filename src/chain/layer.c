@@ -784,6 +784,13 @@ rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
                    "%s: the image was opened read-only", layer->path);
       return FALSE;
     }
+  if (backing_file && (layer->header->autoclear_features & RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW))
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   "%s: the image keeps its data in a raw external data file "
+                   "(data_file_raw), which cannot be combined with a backing file", layer->path);
+      return FALSE;
+    }
   if (backing_file && strlen (backing_file) > RECHAIN_QCOW2_MAX_BACKING_NAME)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
@@ -791,6 +798,11 @@ rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
                    layer->path, strlen (backing_file), RECHAIN_QCOW2_MAX_BACKING_NAME);
       return FALSE;
     }
+
+  /* "An implementation may only write to an image with unknown auto-clear
+   * features if it clears the respective bits from this field first." */
+  layer->header->autoclear_features &= RECHAIN_QCOW2_AUTOCLEAR_BITMAPS |
+                                       RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW;
 
   /* Serialize before writing anything: if the new name does not fit, the
    * file is untouched and the in-memory header is put back. */
@@ -858,17 +870,12 @@ rechain_layer_new_writer (RechainLayer *layer, GError **error)
       return NULL;
     }
 
-  /* "An implementation may only write to an image with unknown auto-clear
-   * features if it clears the respective bits from this field first." */
-  if (layer->header->autoclear_features & ~(RECHAIN_QCOW2_AUTOCLEAR_BITMAPS |
-                                            RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW))
-    {
-      layer->header->autoclear_features &= RECHAIN_QCOW2_AUTOCLEAR_BITMAPS |
-                                           RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW;
-      if (!rechain_layer_write_backing (layer, layer->header->backing_file,
-                                        layer->header->backing_format, error))
-        return NULL;
-    }
+  /* Unknown autoclear bits must be cleared before any other write. */
+  if ((layer->header->autoclear_features & ~(RECHAIN_QCOW2_AUTOCLEAR_BITMAPS |
+                                             RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW)) &&
+      !rechain_layer_write_backing (layer, layer->header->backing_file,
+                                    layer->header->backing_format, error))
+    return NULL;
 
   writer = rechain_qcow2_writer_new (layer->header, &image_io,
                                      layer->data_file ? &data_io : NULL,

@@ -842,7 +842,7 @@ rechain_qcow2_header_serialize (RechainQcow2Header *header,
       if (ext_len > G_MAXUINT32 || ext_len > cluster_size ||
           round_up8 (ext_len) + 16 > cluster_size - pos)
         {
-          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NO_SPACE,
                        "header extension 0x%08x (length %zu) does not fit in "
                        "the first cluster (%" G_GUINT64_FORMAT " bytes)",
                        ext->type, ext_len, cluster_size);
@@ -856,7 +856,7 @@ rechain_qcow2_header_serialize (RechainQcow2Header *header,
     }
   if (cluster_size - pos < 8)
     {
-      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NO_SPACE,
                    "header extensions do not fit in the first cluster (%"
                    G_GUINT64_FORMAT " bytes)", cluster_size);
       return NULL;
@@ -874,7 +874,12 @@ rechain_qcow2_header_serialize (RechainQcow2Header *header,
     {
       if (name_len > RECHAIN_QCOW2_MAX_BACKING_NAME || name_len > cluster_size - pos)
         {
-          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+          /* Too long for any image is the caller's mistake; too long for
+           * this image's header cluster is a lack of room, as qemu-img
+           * reports it. */
+          g_set_error (error, RECHAIN_ERROR,
+                       name_len > RECHAIN_QCOW2_MAX_BACKING_NAME
+                         ? RECHAIN_ERROR_INVALID_ARGUMENT : RECHAIN_ERROR_NO_SPACE,
                        "backing file name of %zu bytes does not fit in the "
                        "first cluster (%zu bytes left, at most %u allowed)",
                        name_len, (gsize) (cluster_size - pos),

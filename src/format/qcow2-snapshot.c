@@ -149,8 +149,9 @@ rechain_qcow2_snapshots_parse (const guint8 *buf,
         sn.vm_state_size = rd64 (e + 40);
       if (extra_size >= 16)
         sn.disk_size = rd64 (e + 48);
-      /* Bytes 56..63 hold the instruction counter (icount) when present. */
-      sn.icount_valid = extra_size >= 24;
+      /* Bytes 56..63 hold the record/replay instruction counter, -1 when
+       * it was not in use. */
+      sn.icount = extra_size >= 24 ? (gint64) rd64 (e + 56) : -1;
 
       sn.id = g_utf8_make_valid ((const char *) e + SNAPSHOT_FIXED_SIZE + extra_size,
                                  id_size);

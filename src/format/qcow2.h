@@ -291,7 +291,7 @@ typedef struct {
   guint64 vm_clock_nsec;
   guint64 vm_state_size;
   guint64 disk_size; /* 0 if not recorded */
-  guint32 icount_valid; /* unused by rechain, preserved */
+  gint64 icount; /* instruction count (record/replay), -1 if not recorded */
 } RechainQcow2Snapshot;
 
 /* Parses @nb snapshot table entries from @buf (the table's bytes: from

@@ -189,7 +189,7 @@ rechain_file_open (const char *path,
       if (saved_errno == ENOENT)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_BACKING_NOT_FOUND,
-                       "Could not open '%s': %s", path, g_strerror (saved_errno));
+                       "%s: could not open: %s", path, g_strerror (saved_errno));
           return NULL;
         }
       if (saved_errno == EINVAL && direct)
@@ -210,7 +210,7 @@ rechain_file_open (const char *path,
             }
         }
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "Could not open '%s': %s", path, g_strerror (saved_errno));
+                   "%s: could not open: %s", path, g_strerror (saved_errno));
       return NULL;
     }
 
@@ -220,21 +220,21 @@ rechain_file_open (const char *path,
 
       close (fd);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "Could not open '%s': %s", path, g_strerror (saved_errno));
+                   "%s: could not open: %s", path, g_strerror (saved_errno));
       return NULL;
     }
   if (S_ISDIR (st.st_mode))
     {
       close (fd);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "Could not open '%s': %s", path, g_strerror (EISDIR));
+                   "%s: could not open: %s", path, g_strerror (EISDIR));
       return NULL;
     }
   if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))
     {
       close (fd);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "Could not open '%s': not a regular file or block device",
+                   "%s: could not open: not a regular file or block device",
                    path);
       return NULL;
     }
@@ -245,7 +245,7 @@ rechain_file_open (const char *path,
 
       close (fd);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "Could not open '%s': %s", path, g_strerror (saved_errno));
+                   "%s: could not open: %s", path, g_strerror (saved_errno));
       return NULL;
     }
 

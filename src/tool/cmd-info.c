@@ -54,6 +54,11 @@ build_layer (JsonBuilder *b, RechainLayer *layer, GError **error)
         {
           const RechainQcow2Snapshot *s = &g_array_index (snapshots, RechainQcow2Snapshot, i);
           json_builder_begin_object (b);
+          if (s->icount >= 0)
+            {
+              json_builder_set_member_name (b, "icount");
+              json_builder_add_int_value (b, s->icount);
+            }
           json_builder_set_member_name (b, "vm-clock-nsec");
           json_builder_add_int_value (b, (gint64) (s->vm_clock_nsec % 1000000000u));
           json_builder_set_member_name (b, "name");
@@ -150,6 +155,14 @@ build_layer (JsonBuilder *b, RechainLayer *layer, GError **error)
     {
       const char *name = rechain_layer_get_backing_name (layer);
       g_autofree char *full = rechain_path_resolve (rechain_layer_get_path (layer), name, NULL);
+
+      /* qemu-img keeps a "file:" prefix in the full name */
+      if (full && g_str_has_prefix (name, "file:"))
+        {
+          char *prefixed = g_strconcat ("file:", full, NULL);
+          g_free (full);
+          full = prefixed;
+        }
 
       if (full)
         {

@@ -17,7 +17,7 @@ typedef struct {
   const RechainRebaseOptions *options;
   RechainRebaseReport *report;
   GCancellable *cancellable;
-  GMainLoop *loop;
+  gint finished;
   gboolean show_progress;
   gboolean tty;
   gint64 last_print;
@@ -53,7 +53,8 @@ rebase_thread (gpointer data)
 
   run->ok = rechain_rebase_safe (run->options, run->report, print_progress, run,
                                  run->cancellable, &run->error);
-  g_main_loop_quit (run->loop);
+  g_atomic_int_set (&run->finished, 1);
+  g_main_context_wakeup (NULL);
   return NULL;
 }
 
@@ -164,7 +165,7 @@ rechain_cmd_rebase (int argc, char **argv)
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("Print nothing but errors"), NULL },
     { "unsafe", 'u', 0, G_OPTION_ARG_NONE, &unsafe, N_("Only change the backing file name and format; copy nothing"), NULL },
     { "compress", 'c', 0, G_OPTION_ARG_NONE, &compress, N_("Compress the clusters copied into IMAGE"), NULL },
-    { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share, N_("Take no image locks (dangerous when writing)"), NULL },
+    { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share, N_("Read the backing files even while another process writes them (no locks on them; IMAGE is always locked)"), NULL },
     { "backing", 'b', 0, G_OPTION_ARG_STRING, &backing, N_("New backing file (\"\" for none)"), N_("BACKING") },
     { "backing-format", 'F', 0, G_OPTION_ARG_STRING, &backing_format, N_("Format of the new backing file"), N_("FMT") },
     { "dry-run", 0, 0, G_OPTION_ARG_NONE, &dry_run, N_("Plan the rebase and report it; write nothing"), NULL },
@@ -213,20 +214,18 @@ rechain_cmd_rebase (int argc, char **argv)
         return rechain_tool_usage_error (context, _("-c only applies to a safe rebase, not with -u"));
       if (dry_run)
         return rechain_tool_usage_error (context, _("--dry-run only applies to a safe rebase"));
-      for (int i = 1; i < argc; i++)
-        {
-          options.image = argv[i];
-          if (!rechain_rebase_unsafe (&options, &error))
-            return rechain_tool_fail (error);
-        }
+      if (argc != 2)
+        return rechain_tool_usage_error (context, _("-u takes exactly one IMAGE"));
+      options.image = argv[1];
+      if (!rechain_rebase_unsafe (&options, &error))
+        return rechain_tool_fail (error);
       return RECHAIN_EXIT_OK;
     }
 
   {
     g_autoptr(RechainRebaseReport) report = rechain_rebase_report_new ();
     g_autoptr(GCancellable) cancellable = g_cancellable_new ();
-    g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
-    RebaseRun run = { &options, report, cancellable, loop, progress, isatty (2), 0, FALSE, NULL };
+    RebaseRun run = { &options, report, cancellable, 0, progress, isatty (2), 0, FALSE, NULL };
     guint sigint = g_unix_signal_add (SIGINT, on_signal, &run);
     guint sigterm = g_unix_signal_add (SIGTERM, on_signal, &run);
     GThread *thread = g_thread_new ("rebase", rebase_thread, &run);
@@ -235,7 +234,8 @@ rechain_cmd_rebase (int argc, char **argv)
     /* The rebase runs on its own thread; this one waits for signals, so
      * Ctrl-C cancels cleanly (the image stays consistent) instead of
      * killing the process between two writes. */
-    g_main_loop_run (loop);
+    while (!g_atomic_int_get (&run.finished))
+      g_main_context_iteration (NULL, TRUE);
     g_thread_join (thread);
     g_source_remove (sigint);
     g_source_remove (sigterm);
