@@ -289,8 +289,23 @@ refblock_create (RechainQcow2Writer *w, guint64 ti, GError **error)
   RefBlock *b;
   guint64 *key, cluster;
 
-  if (ti >= w->reftable_entries && !grow_reftable (w, ti + 1, error))
-    return NULL;
+  if (ti >= w->reftable_entries)
+    {
+      GError *local = NULL;
+
+      if (!grow_reftable (w, ti + 1, error))
+        return NULL;
+      /* Counting the new table's own clusters may have created this very
+       * block already. */
+      b = refblock_lookup (w, ti, &local);
+      if (local)
+        {
+          g_propagate_error (error, local);
+          return NULL;
+        }
+      if (b)
+        return b;
+    }
   if (!find_free (w, 1, &cluster, error))
     return NULL;
   w->next_free = cluster + 1;
