@@ -29,10 +29,10 @@
 
 #include <string.h>
 
+#include "job/chunk-stream.h"
 #include "job/rebase.h"
 
 #define WINDOW (G_GUINT64_CONSTANT (256) << 20)
-#define CHUNK (4u << 20)
 #define COMMIT_BYTES (32u << 20)
 #define SECTOR 512u
 
@@ -64,7 +64,7 @@ typedef struct {
   gpointer progress_data;
   GCancellable *cancellable;
   guint64 done, total;
-  guint8 *old_buf, *new_buf;
+  RechainReadPool *pool;
 } Rebase;
 
 RechainRebaseReport *
@@ -143,24 +143,6 @@ map_view (RechainChain *chain, guint first, guint64 offset, guint64 length,
   return TRUE;
 }
 
-static gboolean
-read_view (Rebase *rb, RechainChain *chain, guint first, guint64 offset, gsize length,
-           guint8 *buf, GError **error)
-{
-  guint64 size, inside;
-
-  if (!chain || first >= rechain_chain_get_depth (chain))
-    size = 0;
-  else
-    size = rechain_layer_get_virtual_size (rechain_chain_get_layer (chain, first));
-  inside = offset < size ? MIN (length, size - offset) : 0;
-  if (inside > 0 && !rechain_chain_read (chain, first, offset, buf, inside, error))
-    return FALSE;
-  memset (buf + inside, 0, length - inside);
-  rb->report->bytes_read += inside;
-  return TRUE;
-}
-
 static RechainLayer *
 extent_layer (RechainChain *chain, const RechainExtent *e)
 {
@@ -208,25 +190,28 @@ static gboolean
 compare_range (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 length,
                GArray *diffs, GError **error)
 {
-  for (guint64 pos = offset; pos < offset + length; pos += CHUNK)
+  g_autoptr(RechainChunkStream) stream =
+    rechain_chunk_stream_new (rb->pool, old_chain, 1, TRUE, rb->new_chain, 0,
+                              offset, offset + length);
+  const guint8 *old_buf, *new_buf;
+  guint64 pos;
+  gsize len;
+  GError *local = NULL;
+
+  while (rechain_chunk_stream_next (stream, &pos, &len, &old_buf, &new_buf, &local))
     {
-      gsize len = (gsize) MIN ((guint64) CHUNK, offset + length - pos);
-
-      if (g_cancellable_set_error_if_cancelled (rb->cancellable, error) ||
-          !read_view (rb, old_chain, 1, pos, len, rb->old_buf, error) ||
-          !read_view (rb, rb->new_chain, 0, pos, len, rb->new_buf, error))
-        return FALSE;
+      if (g_cancellable_set_error_if_cancelled (rb->cancellable, error))
+        break;
       rb->report->bytes_compared += len;
-
       for (gsize block = 0; block < len; block += 65536)
         {
           gsize blen = MIN (65536, len - block);
-          if (memcmp (rb->old_buf + block, rb->new_buf + block, blen) == 0)
+          if (memcmp (old_buf + block, new_buf + block, blen) == 0)
             continue;
           for (gsize s = block; s < block + blen; s += SECTOR)
             {
               gsize slen = MIN (SECTOR, block + blen - s);
-              if (memcmp (rb->old_buf + s, rb->new_buf + s, slen) != 0)
+              if (memcmp (old_buf + s, new_buf + s, slen) != 0)
                 {
                   diff_append (diffs, pos + s, slen, FALSE);
                   rb->report->bytes_differing += slen;
@@ -234,7 +219,13 @@ compare_range (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 leng
             }
         }
     }
-  return TRUE;
+  rb->report->bytes_read += rechain_chunk_stream_get_bytes_read (stream);
+  if (local)
+    {
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  return !(error && *error);
 }
 
 /* Step 2 for one range of U: where the old and new views differ. */
@@ -297,63 +288,87 @@ old_view_is_zero (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 l
 }
 
 /* Writes the old view of [offset, offset+length), a run of whole units
- * the overlay does not allocate, into the overlay. */
+ * the overlay does not allocate, into the overlay: one piece per cluster
+ * (a writer call stays inside a cluster), zero flags where the old view
+ * is zero. */
+static gboolean
+write_piece (Rebase *rb, Overlay *o, guint64 p, gsize plen, const guint8 *data,
+             gboolean zero, GError **error)
+{
+  /* data is NULL when nothing was read: metadata says zero, or a dry run */
+  zero = zero || (data && is_zero (data, plen));
+
+  if (zero)
+    {
+      o->report->bytes_to_zero += plen;
+      return rb->options->dry_run || rechain_qcow2_writer_write_zeroes (o->writer, p, plen, error);
+    }
+  o->report->bytes_to_write += plen;
+  if (rb->options->dry_run)
+    return TRUE;
+  return rb->options->compress
+           ? rechain_qcow2_writer_write_compressed (o->writer, p, plen, data, error)
+           : rechain_qcow2_writer_write (o->writer, p, plen, data, error);
+}
+
+static gboolean
+write_chunk (Rebase *rb, Overlay *o, guint64 pos, gsize len, const guint8 *buf,
+             gboolean zero, GError **error)
+{
+  const RechainQcow2Geometry *g = rechain_layer_get_qcow2_geometry (o->top);
+
+  for (guint64 p = pos; p < pos + len; )
+    {
+      guint64 cluster_end = ((p >> g->cluster_bits) + 1) << g->cluster_bits;
+      guint64 piece_end = MIN (pos + len, cluster_end);
+
+      if (!write_piece (rb, o, p, (gsize) (piece_end - p), buf ? buf + (p - pos) : NULL,
+                        zero, error))
+        return FALSE;
+      p = piece_end;
+    }
+  if (!rb->options->dry_run &&
+      rechain_qcow2_writer_get_pending (o->writer) >= COMMIT_BYTES &&
+      !rechain_qcow2_writer_commit (o->writer, error))
+    return FALSE;
+  return !g_cancellable_set_error_if_cancelled (rb->cancellable, error);
+}
+
 static gboolean
 write_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **error)
 {
-  RechainChain *old_chain = o->chain;
-  const RechainQcow2Geometry *g = rechain_layer_get_qcow2_geometry (o->top);
+  g_autoptr(RechainChunkStream) stream = NULL;
+  const guint8 *buf;
+  guint64 pos;
+  gsize len;
   gboolean zero;
+  GError *local = NULL;
 
-  if (!old_view_is_zero (rb, old_chain, offset, length, &zero, error))
+  if (!old_view_is_zero (rb, o->chain, offset, length, &zero, error))
     return FALSE;
-
-  for (guint64 pos = offset; pos < offset + length; )
+  if (zero || rb->options->dry_run)
     {
-      /* one chunk, cut at a cluster boundary so writer calls stay inside
-       * a cluster */
-      gsize len = (gsize) MIN ((guint64) CHUNK, offset + length - pos);
-
-      if (g_cancellable_set_error_if_cancelled (rb->cancellable, error))
-        return FALSE;
-      if (!zero && !rb->options->dry_run &&
-          !read_view (rb, old_chain, 1, pos, len, rb->old_buf, error))
-        return FALSE;
-
-      for (guint64 p = pos; p < pos + len; )
+      /* nothing to read: metadata says zero, or nothing is written */
+      for (pos = offset; pos < offset + length; pos += len)
         {
-          guint64 cluster_end = ((p >> g->cluster_bits) + 1) << g->cluster_bits;
-          guint64 piece_end = MIN (pos + len, cluster_end);
-          gsize plen = (gsize) (piece_end - p);
-          const guint8 *data = rb->old_buf + (p - pos);
-          gboolean piece_zero = zero || (!rb->options->dry_run && is_zero (data, plen));
-
-          if (piece_zero)
-            {
-              o->report->bytes_to_zero += plen;
-              if (!rb->options->dry_run &&
-                  !rechain_qcow2_writer_write_zeroes (o->writer, p, plen, error))
-                return FALSE;
-            }
-          else
-            {
-              o->report->bytes_to_write += plen;
-              if (!rb->options->dry_run &&
-                  !(rb->options->compress
-                      ? rechain_qcow2_writer_write_compressed (o->writer, p, plen, data, error)
-                      : rechain_qcow2_writer_write (o->writer, p, plen, data, error)))
-                return FALSE;
-            }
-          p = piece_end;
+          len = (gsize) MIN ((guint64) RECHAIN_CHUNK_SIZE, offset + length - pos);
+          if (!write_chunk (rb, o, pos, len, NULL, zero, error))
+            return FALSE;
         }
-      pos += len;
-
-      if (!rb->options->dry_run &&
-          rechain_qcow2_writer_get_pending (o->writer) >= COMMIT_BYTES &&
-          !rechain_qcow2_writer_commit (o->writer, error))
-        return FALSE;
+      return TRUE;
     }
-  return TRUE;
+
+  stream = rechain_chunk_stream_new (rb->pool, o->chain, 1, FALSE, NULL, 0, offset, offset + length);
+  while (rechain_chunk_stream_next (stream, &pos, &len, &buf, NULL, &local))
+    if (!write_chunk (rb, o, pos, len, buf, FALSE, error))
+      break;
+  rb->report->bytes_read += rechain_chunk_stream_get_bytes_read (stream);
+  if (local)
+    {
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  return !(error && *error);
 }
 
 /* Step 3 for one overlay and one window: every unit of its unallocated
@@ -705,8 +720,8 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
           goto out;
       }
 
-  rb.old_buf = rechain_io_buffer_alloc (CHUNK);
-  rb.new_buf = rechain_io_buffer_alloc (CHUNK);
+  /* Two views read in parallel, one chunk ahead. */
+  rb.pool = rechain_read_pool_new (MAX (2, MIN (4, g_get_num_processors ())));
   if (!run_windows (&rb, error))
     {
       /* Cancelled or the comparison failed: keep what is complete (it is
@@ -740,8 +755,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
 
 out:
   report->seconds = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
-  rechain_io_buffer_free (rb.old_buf);
-  rechain_io_buffer_free (rb.new_buf);
+  g_clear_pointer (&rb.pool, rechain_read_pool_free);
   g_clear_pointer (&rb.new_chain, rechain_chain_free);
   g_ptr_array_unref (rb.overlays);
   return ok;

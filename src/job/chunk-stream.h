@@ -1,0 +1,57 @@
+/* chunk-stream.h: reading a guest range in large chunks ahead of their use.
+ *
+ * A stream walks [start, end) in chunks and reads each from one or two
+ * views (a chain from a given layer down; zeros past its end) on worker
+ * threads, one chunk ahead: while the caller compares or writes chunk i,
+ * chunk i+1 is being read, and the two views of a chunk are read in
+ * parallel. Memory: two chunks per view.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "chain/chain.h"
+
+G_BEGIN_DECLS
+
+#define RECHAIN_CHUNK_SIZE (1u << 20)
+
+typedef struct _RechainReadPool RechainReadPool;
+
+/* Worker threads shared by the streams of one job. */
+RechainReadPool *rechain_read_pool_new (guint threads);
+void rechain_read_pool_free (RechainReadPool *pool);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainReadPool, rechain_read_pool_free)
+
+/* Reads the view of @chain from layer @first of [offset, offset+length)
+ * into @buf: zeros past the end of that layer, or everywhere if @chain is
+ * NULL or @first is past its bottom. Returns the bytes actually read from
+ * files in @bytes_read. Safe to call from several threads. */
+gboolean rechain_view_read (RechainChain *chain, guint first, guint64 offset, gsize length,
+                            guint8 *buf, guint64 *bytes_read, GError **error);
+
+typedef struct _RechainChunkStream RechainChunkStream;
+
+/* A stream over [start, end) reading view A (and view B if @b_chain or
+ * @b_first says so: pass @b_enabled FALSE to read one view only). */
+RechainChunkStream *rechain_chunk_stream_new (RechainReadPool *pool,
+                                              RechainChain *a_chain, guint a_first,
+                                              gboolean b_enabled,
+                                              RechainChain *b_chain, guint b_first,
+                                              guint64 start, guint64 end);
+
+/* The next chunk: its offset, length and buffers (valid until the next
+ * call). Returns FALSE at the end (no error) or on a read error. */
+gboolean rechain_chunk_stream_next (RechainChunkStream *stream,
+                                    guint64 *offset, gsize *length,
+                                    const guint8 **a, const guint8 **b,
+                                    GError **error);
+
+/* Bytes read from files so far. */
+guint64 rechain_chunk_stream_get_bytes_read (RechainChunkStream *stream);
+
+/* Waits for reads in flight and frees the stream. */
+void rechain_chunk_stream_free (RechainChunkStream *stream);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainChunkStream, rechain_chunk_stream_free)
+
+G_END_DECLS
