@@ -40,42 +40,6 @@
 
 /* ---- Cache modes ---- */
 
-static const char *const cache_mode_names[] = {
-  [RECHAIN_CACHE_WRITEBACK] = "writeback",
-  [RECHAIN_CACHE_WRITETHROUGH] = "writethrough",
-  [RECHAIN_CACHE_NONE] = "none",
-  [RECHAIN_CACHE_DIRECTSYNC] = "directsync",
-  [RECHAIN_CACHE_UNSAFE] = "unsafe",
-};
-
-gboolean
-rechain_cache_mode_from_string (const char *name,
-                                RechainCacheMode *mode,
-                                GError **error)
-{
-  g_return_val_if_fail (mode != NULL, FALSE);
-
-  for (guint i = 0; name != NULL && i < G_N_ELEMENTS (cache_mode_names); i++)
-    {
-      if (strcmp (name, cache_mode_names[i]) == 0)
-        {
-          *mode = (RechainCacheMode) i;
-          return TRUE;
-        }
-    }
-  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-               "Invalid cache mode '%s'", name ? name : "(null)");
-  return FALSE;
-}
-
-const char *
-rechain_cache_mode_to_string (RechainCacheMode mode)
-{
-  if ((guint) mode >= G_N_ELEMENTS (cache_mode_names))
-    return NULL;
-  return cache_mode_names[mode];
-}
-
 static gboolean
 cache_mode_is_direct (RechainCacheMode cache)
 {

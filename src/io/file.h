@@ -11,27 +11,14 @@
 #include <glib.h>
 #include <sys/types.h>
 #include "rechain/rechain-error.h"
+#include "rechain/rechain-enums.h"
+#include "rechain/rechain-util.h"
 
 G_BEGIN_DECLS
 
-/* Cache modes with qemu-img's names and meaning:
- *   writeback    page cache, flush on rechain_file_flush
- *   writethrough page cache, every write is followed by a flush (O_DSYNC)
- *   none         O_DIRECT, flush on rechain_file_flush
- *   directsync   O_DIRECT and O_DSYNC
- *   unsafe       page cache, flushes are skipped */
-typedef enum {
-  RECHAIN_CACHE_WRITEBACK,
-  RECHAIN_CACHE_WRITETHROUGH,
-  RECHAIN_CACHE_NONE,
-  RECHAIN_CACHE_DIRECTSYNC,
-  RECHAIN_CACHE_UNSAFE,
-} RechainCacheMode;
+/* RechainCacheMode (public, rechain-enums.h) with qemu-img's names and
+ * meaning. */
 
-gboolean rechain_cache_mode_from_string (const char *name,
-                                         RechainCacheMode *mode,
-                                         GError **error);
-const char *rechain_cache_mode_to_string (RechainCacheMode mode);
 
 typedef enum {
   RECHAIN_FILE_READ_ONLY = 0,

@@ -4,7 +4,12 @@
  */
 #pragma once
 
+#if !defined(__RECHAIN_H_INSIDE__) && !defined(RECHAIN_COMPILATION)
+#error "Only <rechain/rechain.h> can be included directly."
+#endif
+
 #include <glib.h>
+#include <rechain/rechain-version.h>
 
 G_BEGIN_DECLS
 
@@ -49,6 +54,6 @@ typedef enum {
   RECHAIN_ERROR_READ_ONLY,
 } RechainError;
 
-GQuark rechain_error_quark (void);
+RECHAIN_PUBLIC GQuark rechain_error_quark (void);
 
 G_END_DECLS

@@ -8,180 +8,8 @@
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 
-#include "chain/chain.h"
-#include "tool/tool.h"
-
-static const char *
-compression_name (guint8 type)
-{
-  return type == RECHAIN_QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib";
-}
-
-static void
-add_bitmap_flags (JsonBuilder *b, guint32 flags)
-{
-  json_builder_set_member_name (b, "flags");
-  json_builder_begin_array (b);
-  if (flags & RECHAIN_QCOW2_BITMAP_IN_USE)
-    json_builder_add_string_value (b, "in-use");
-  if (flags & RECHAIN_QCOW2_BITMAP_AUTO)
-    json_builder_add_string_value (b, "auto");
-  json_builder_end_array (b);
-}
-
-/* Fills the JSON object of one layer. */
-static gboolean
-build_layer (JsonBuilder *b, RechainLayer *layer, GError **error)
-{
-  const RechainQcow2Header *h = rechain_layer_get_qcow2_header (layer);
-  g_autoptr(GArray) snapshots = NULL;
-  g_autoptr(GArray) bitmaps = NULL;
-
-  if (h)
-    {
-      snapshots = rechain_layer_read_snapshots (layer, error);
-      bitmaps = snapshots ? rechain_layer_read_bitmaps (layer, error) : NULL;
-      if (!bitmaps)
-        return FALSE;
-    }
-
-  json_builder_begin_object (b);
-  if (snapshots && snapshots->len > 0)
-    {
-      json_builder_set_member_name (b, "snapshots");
-      json_builder_begin_array (b);
-      for (guint i = 0; i < snapshots->len; i++)
-        {
-          const RechainQcow2Snapshot *s = &g_array_index (snapshots, RechainQcow2Snapshot, i);
-          json_builder_begin_object (b);
-          if (s->icount >= 0)
-            {
-              json_builder_set_member_name (b, "icount");
-              json_builder_add_int_value (b, s->icount);
-            }
-          json_builder_set_member_name (b, "vm-clock-nsec");
-          json_builder_add_int_value (b, (gint64) (s->vm_clock_nsec % 1000000000u));
-          json_builder_set_member_name (b, "name");
-          json_builder_add_string_value (b, s->name);
-          json_builder_set_member_name (b, "date-sec");
-          json_builder_add_int_value (b, s->date_sec);
-          json_builder_set_member_name (b, "date-nsec");
-          json_builder_add_int_value (b, s->date_nsec);
-          json_builder_set_member_name (b, "vm-clock-sec");
-          json_builder_add_int_value (b, (gint64) (s->vm_clock_nsec / 1000000000u));
-          json_builder_set_member_name (b, "id");
-          json_builder_add_string_value (b, s->id);
-          json_builder_set_member_name (b, "vm-state-size");
-          json_builder_add_int_value (b, (gint64) s->vm_state_size);
-          json_builder_end_object (b);
-        }
-      json_builder_end_array (b);
-    }
-
-  json_builder_set_member_name (b, "virtual-size");
-  json_builder_add_int_value (b, (gint64) rechain_layer_get_virtual_size (layer));
-  json_builder_set_member_name (b, "filename");
-  json_builder_add_string_value (b, rechain_layer_get_path (layer));
-  if (h)
-    {
-      json_builder_set_member_name (b, "cluster-size");
-      json_builder_add_int_value (b, (gint64) rechain_qcow2_cluster_size (h));
-    }
-  json_builder_set_member_name (b, "format");
-  json_builder_add_string_value (b, rechain_format_to_string (rechain_layer_get_format (layer)));
-  json_builder_set_member_name (b, "actual-size");
-  json_builder_add_int_value (b, (gint64) rechain_layer_get_allocated (layer));
-
-  if (h)
-    {
-      gboolean v3 = h->version >= 3;
-
-      json_builder_set_member_name (b, "format-specific");
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "type");
-      json_builder_add_string_value (b, "qcow2");
-      json_builder_set_member_name (b, "data");
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "compat");
-      json_builder_add_string_value (b, v3 ? "1.1" : "0.10");
-      json_builder_set_member_name (b, "compression-type");
-      json_builder_add_string_value (b, compression_name (h->compression_type));
-      if (v3)
-        {
-          json_builder_set_member_name (b, "lazy-refcounts");
-          json_builder_add_boolean_value (b, (h->compatible_features & RECHAIN_QCOW2_COMPAT_LAZY_REFCOUNTS) != 0);
-        }
-      if (bitmaps->len > 0)
-        {
-          json_builder_set_member_name (b, "bitmaps");
-          json_builder_begin_array (b);
-          for (guint i = 0; i < bitmaps->len; i++)
-            {
-              const RechainQcow2Bitmap *bm = &g_array_index (bitmaps, RechainQcow2Bitmap, i);
-              json_builder_begin_object (b);
-              add_bitmap_flags (b, bm->flags);
-              json_builder_set_member_name (b, "name");
-              json_builder_add_string_value (b, bm->name);
-              json_builder_set_member_name (b, "granularity");
-              json_builder_add_int_value (b, (gint64) 1 << bm->granularity_bits);
-              json_builder_end_object (b);
-            }
-          json_builder_end_array (b);
-        }
-      json_builder_set_member_name (b, "refcount-bits");
-      json_builder_add_int_value (b, (gint64) 1 << h->refcount_order);
-      if (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DATA_FILE)
-        {
-          if (h->data_file)
-            {
-              json_builder_set_member_name (b, "data-file");
-              json_builder_add_string_value (b, h->data_file);
-            }
-          json_builder_set_member_name (b, "data-file-raw");
-          json_builder_add_boolean_value (b, (h->autoclear_features & RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW) != 0);
-        }
-      if (v3)
-        {
-          json_builder_set_member_name (b, "corrupt");
-          json_builder_add_boolean_value (b, (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_CORRUPT) != 0);
-          json_builder_set_member_name (b, "extended-l2");
-          json_builder_add_boolean_value (b, rechain_qcow2_has_extl2 (h));
-        }
-      json_builder_end_object (b);
-      json_builder_end_object (b);
-    }
-
-  if (rechain_layer_get_backing_name (layer))
-    {
-      const char *name = rechain_layer_get_backing_name (layer);
-      g_autofree char *full = rechain_path_resolve (rechain_layer_get_path (layer), name, NULL);
-
-      /* qemu-img keeps a "file:" prefix in the full name */
-      if (full && g_str_has_prefix (name, "file:"))
-        {
-          char *prefixed = g_strconcat ("file:", full, NULL);
-          g_free (full);
-          full = prefixed;
-        }
-
-      if (full)
-        {
-          json_builder_set_member_name (b, "full-backing-filename");
-          json_builder_add_string_value (b, full);
-        }
-      json_builder_set_member_name (b, "backing-filename");
-      json_builder_add_string_value (b, name);
-      if (rechain_layer_get_backing_format (layer))
-        {
-          json_builder_set_member_name (b, "backing-filename-format");
-          json_builder_add_string_value (b, rechain_layer_get_backing_format (layer));
-        }
-    }
-  json_builder_set_member_name (b, "dirty-flag");
-  json_builder_add_boolean_value (b, h && (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DIRTY));
-  json_builder_end_object (b);
-  return TRUE;
-}
+#include <rechain/rechain.h>
+#include "tool.h"
 
 static char *
 format_size (guint64 bytes)
@@ -296,11 +124,11 @@ rechain_cmd_info (int argc, char **argv)
   };
   g_autoptr(GOptionContext) context = g_option_context_new (N_("IMAGE"));
   g_autoptr(GError) error = NULL;
-  g_autoptr(RechainChain) chain = NULL;
-  g_autoptr(JsonBuilder) builder = json_builder_new ();
-  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(RechainImage) image = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autofree char *text = NULL;
+  JsonNode *root;
   RechainOutputFormat out_format;
-  guint layers;
 
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_set_summary (context, _("Show an image: format, sizes, backing file, features."));
@@ -312,36 +140,27 @@ rechain_cmd_info (int argc, char **argv)
   if (!rechain_tool_parse_output (output, &out_format, &error))
     return rechain_tool_fail (error);
 
-  chain = rechain_chain_open (argv[1], format,
-                              (force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0) |
-                              (backing_chain ? 0 : RECHAIN_CHAIN_OPEN_NO_BACKING),
-                              RECHAIN_CACHE_WRITEBACK, RECHAIN_CACHE_WRITEBACK, &error);
-  if (!chain)
+  image = rechain_image_open (argv[1], format,
+                              (force_share ? RECHAIN_IMAGE_OPEN_FORCE_SHARE : 0) |
+                              (backing_chain ? 0 : RECHAIN_IMAGE_OPEN_NO_BACKING),
+                              NULL, &error);
+  if (!image)
     return rechain_tool_fail (error);
-  rechain_tool_print_warnings (rechain_chain_get_warnings (chain));
+  rechain_tool_print_warnings (rechain_image_get_warnings (image));
 
-  layers = rechain_chain_get_depth (chain);
-  if (backing_chain)
-    json_builder_begin_array (builder);
-  for (guint i = 0; i < layers; i++)
-    if (!build_layer (builder, rechain_chain_get_layer (chain, i), &error))
-      return rechain_tool_fail (error);
-  if (backing_chain)
-    json_builder_end_array (builder);
-  root = json_builder_get_root (builder);
-
+  text = rechain_image_get_info_json (image, backing_chain, &error);
+  if (!text)
+    return rechain_tool_fail (error);
   if (out_format == RECHAIN_OUTPUT_JSON)
     {
-      g_autoptr(JsonGenerator) gen = json_generator_new ();
-      g_autofree char *text = NULL;
-
-      json_generator_set_pretty (gen, TRUE);
-      json_generator_set_indent (gen, 4);
-      json_generator_set_root (gen, root);
-      text = json_generator_to_data (gen, NULL);
       printf ("%s\n", text);
+      return fflush (stdout) == 0 ? RECHAIN_EXIT_OK : RECHAIN_EXIT_IO;
     }
-  else if (backing_chain)
+
+  if (!json_parser_load_from_data (parser, text, -1, &error))
+    return rechain_tool_fail (error);
+  root = json_parser_get_root (parser);
+  if (backing_chain)
     {
       JsonArray *arr = json_node_get_array (root);
       for (guint i = 0; i < json_array_get_length (arr); i++)

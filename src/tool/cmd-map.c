@@ -7,15 +7,15 @@
 
 #include <stdio.h>
 
-#include "chain/chain.h"
-#include "tool/tool.h"
+#include <rechain/rechain.h>
+#include "tool.h"
 
 /* Maps are built a slice at a time so that memory stays bounded however
  * large and fragmented the image is. */
 #define MAP_SLICE (G_GUINT64_CONSTANT (1) << 30)
 
 static void
-print_extent (const RechainExtent *e, RechainChain *chain, RechainOutputFormat format, gboolean first)
+print_extent (const RechainExtent *e, RechainImage *top, RechainOutputFormat format, gboolean first)
 {
   gboolean data = e->kind == RECHAIN_EXTENT_DATA;
   gboolean present = e->kind != RECHAIN_EXTENT_UNALLOCATED;
@@ -39,16 +39,30 @@ print_extent (const RechainExtent *e, RechainChain *chain, RechainOutputFormat f
   if (!data)
     return;
   {
-    RechainLayer *layer = rechain_chain_get_layer (chain, (guint) e->depth);
-    RechainFile *file = rechain_layer_get_data_file (layer);
+    RechainImage *holder = top;
+    for (gint d = 0; d < e->depth && holder; d++)
+      holder = rechain_image_get_backing_image (holder);
     if (has_offset)
       printf ("%#-19" G_GINT64_MODIFIER "x %#-19" G_GINT64_MODIFIER "x %#-19" G_GINT64_MODIFIER "x %s\n",
-              e->offset, e->length, e->host_offset, rechain_file_get_path (file));
+              e->offset, e->length, e->host_offset, rechain_image_get_path (holder));
     else
       printf ("%#-19" G_GINT64_MODIFIER "x %#-19" G_GINT64_MODIFIER "x %-19s %s\n",
               e->offset, e->length, e->compressed ? _("compressed") : "-",
-              rechain_file_get_path (file));
+              rechain_image_get_path (holder));
   }
+}
+
+/* Whether @e continues @last (as the library merges extents inside one
+ * call). */
+static gboolean
+continues (const RechainExtent *last, const RechainExtent *e)
+{
+  if (last->kind != e->kind || last->depth != e->depth || last->compressed != e->compressed ||
+      last->offset + last->length != e->offset)
+    return FALSE;
+  if (last->host_offset == RECHAIN_NO_HOST_OFFSET)
+    return e->host_offset == RECHAIN_NO_HOST_OFFSET;
+  return e->host_offset == last->host_offset + last->length;
 }
 
 int
@@ -65,7 +79,7 @@ rechain_cmd_map (int argc, char **argv)
   };
   g_autoptr(GOptionContext) context = g_option_context_new (N_("IMAGE"));
   g_autoptr(GError) error = NULL;
-  g_autoptr(RechainChain) chain = NULL;
+  g_autoptr(RechainImage) image = NULL;
   RechainOutputFormat out_format;
   RechainExtent pending = { 0 };
   gboolean have_pending = FALSE, first = TRUE;
@@ -82,45 +96,52 @@ rechain_cmd_map (int argc, char **argv)
   if (!rechain_tool_parse_output (output, &out_format, &error))
     return rechain_tool_fail (error);
 
-  chain = rechain_chain_open (argv[1], format, force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0,
-                              RECHAIN_CACHE_WRITEBACK, RECHAIN_CACHE_WRITEBACK, &error);
-  if (!chain)
+  image = rechain_image_open (argv[1], format, force_share ? RECHAIN_IMAGE_OPEN_FORCE_SHARE : 0,
+                              NULL, &error);
+  if (!image)
     return rechain_tool_fail (error);
-  rechain_tool_print_warnings (rechain_chain_get_warnings (chain));
+  rechain_tool_print_warnings (rechain_image_get_warnings (image));
 
   if (out_format == RECHAIN_OUTPUT_JSON)
     printf ("[");
   else
     printf ("%-19s %-19s %-19s %s\n", _("Offset"), _("Length"), _("Mapped to"), _("File"));
 
-  size = rechain_layer_get_virtual_size (rechain_chain_get_top (chain));
+  size = rechain_image_get_virtual_size (image);
   for (guint64 pos = 0; pos < size; pos += MAP_SLICE)
     {
-      g_autoptr(GArray) extents = rechain_extent_list_new ();
+      g_autoptr(GPtrArray) extents = NULL;
       guint64 len = MIN (MAP_SLICE, size - pos);
 
-      /* Carry the last extent of a slice over, so that extents spanning a
-       * slice boundary are printed once. */
-      if (have_pending)
-        g_array_append_val (extents, pending);
-      if (!rechain_chain_map (chain, 0, pos, len, extents, &error))
+      extents = rechain_image_get_extents (image, pos, len, &error);
+      if (!extents)
         {
           if (out_format == RECHAIN_OUTPUT_JSON)
             printf ("]\n");
           fflush (stdout);
           return rechain_tool_fail (error);
         }
-      for (guint i = 0; i + 1 < extents->len; i++)
+      /* Carry the last extent of a slice over, so that an extent spanning
+       * a slice boundary is printed once. */
+      for (guint i = 0; i < extents->len; i++)
         {
-          print_extent (&g_array_index (extents, RechainExtent, i), chain, out_format, first);
-          first = FALSE;
+          const RechainExtent *e = g_ptr_array_index (extents, i);
+          if (have_pending && continues (&pending, e))
+            {
+              pending.length += e->length;
+              continue;
+            }
+          if (have_pending)
+            {
+              print_extent (&pending, image, out_format, first);
+              first = FALSE;
+            }
+          pending = *e;
+          have_pending = TRUE;
         }
-      have_pending = extents->len > 0;
-      if (have_pending)
-        pending = g_array_index (extents, RechainExtent, extents->len - 1);
     }
   if (have_pending)
-    print_extent (&pending, chain, out_format, first);
+    print_extent (&pending, image, out_format, first);
   if (out_format == RECHAIN_OUTPUT_JSON)
     printf ("]\n");
   return fflush (stdout) == 0 ? RECHAIN_EXIT_OK : RECHAIN_EXIT_IO;

@@ -10,139 +10,95 @@
 #include <glib-unix.h>
 #include <json-glib/json-glib.h>
 
-#include "job/rebase.h"
-#include "tool/tool.h"
+#include <rechain/rechain.h>
+#include "tool.h"
 
 typedef struct {
-  const RechainRebaseOptions *options;
-  RechainRebaseReport *report;
-  GCancellable *cancellable;
-  gint finished;
+  RechainRebaseJob *job;
   gboolean show_progress;
   gboolean tty;
   gint64 last_print;
+  gboolean done;
   gboolean ok;
   GError *error;
 } RebaseRun;
 
 static void
-print_progress (guint64 done, guint64 total, gpointer user_data)
+print_progress (RebaseRun *run, double fraction, gboolean final)
 {
-  RebaseRun *run = user_data;
   gint64 now = g_get_monotonic_time ();
-  double percent = total ? 100.0 * (double) done / (double) total : 100.0;
 
   if (!run->show_progress)
     return;
   /* A terminal gets a line redrawn at most 10 times a second; a log gets a
    * line per second. */
-  if (done < total && now - run->last_print < (run->tty ? G_USEC_PER_SEC / 10 : G_USEC_PER_SEC))
+  if (!final && now - run->last_print < (run->tty ? G_USEC_PER_SEC / 10 : G_USEC_PER_SEC))
     return;
   run->last_print = now;
   if (run->tty)
-    fprintf (stderr, "\r    (%6.2f/100%%)", percent);
+    fprintf (stderr, "\r    (%6.2f/100%%)", 100.0 * fraction);
   else
-    fprintf (stderr, "    (%6.2f/100%%)\n", percent);
+    fprintf (stderr, "    (%6.2f/100%%)\n", 100.0 * fraction);
   fflush (stderr);
 }
 
-static gpointer
-rebase_thread (gpointer data)
+static void
+on_progress (GObject *object, GParamSpec *pspec, gpointer user_data)
 {
-  RebaseRun *run = data;
+  RebaseRun *run = user_data;
+  double fraction = rechain_block_job_get_progress (RECHAIN_BLOCK_JOB (object));
 
-  run->ok = rechain_rebase_safe (run->options, run->report, print_progress, run,
-                                 run->cancellable, &run->error);
-  g_atomic_int_set (&run->finished, 1);
-  g_main_context_wakeup (NULL);
-  return NULL;
+  if (fraction < 1.0)
+    print_progress (run, fraction, FALSE);
+}
+
+static void
+on_done (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  RebaseRun *run = user_data;
+
+  run->ok = rechain_block_job_run_finish (RECHAIN_BLOCK_JOB (object), result, &run->error);
+  run->done = TRUE;
 }
 
 static gboolean
 on_signal (gpointer data)
 {
-  RebaseRun *run = data;
-  g_cancellable_cancel (run->cancellable);
+  g_cancellable_cancel (G_CANCELLABLE (data));
   return G_SOURCE_CONTINUE;
 }
 
 static void
-add_uint (JsonBuilder *b, const char *name, guint64 value)
+print_human_report (RechainRebaseStats *stats)
 {
-  json_builder_set_member_name (b, name);
-  json_builder_add_int_value (b, (gint64) value);
-}
+  gboolean dry = rechain_rebase_stats_get_dry_run (stats);
 
-static void
-print_report (const RechainRebaseReport *r, RechainOutputFormat format)
-{
-  if (format == RECHAIN_OUTPUT_JSON)
-    {
-      g_autoptr(JsonBuilder) b = json_builder_new ();
-      g_autoptr(JsonGenerator) gen = json_generator_new ();
-      g_autoptr(JsonNode) root = NULL;
-      g_autofree char *text = NULL;
-
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "dry-run");
-      json_builder_add_boolean_value (b, r->dry_run);
-      add_uint (b, "bytes-examined", r->bytes_examined);
-      add_uint (b, "bytes-same-by-metadata", r->bytes_same_by_metadata);
-      add_uint (b, "bytes-compared", r->bytes_compared);
-      add_uint (b, "bytes-read", r->bytes_read);
-      add_uint (b, "bytes-differing", r->bytes_differing);
-      json_builder_set_member_name (b, "seconds");
-      json_builder_add_double_value (b, r->seconds);
-      json_builder_set_member_name (b, "images");
-      json_builder_begin_array (b);
-      for (guint i = 0; i < r->images->len; i++)
-        {
-          const RechainRebaseImageReport *ir = g_ptr_array_index (r->images, i);
-          json_builder_begin_object (b);
-          json_builder_set_member_name (b, "image");
-          json_builder_add_string_value (b, ir->image);
-          json_builder_set_member_name (b, "result");
-          json_builder_add_string_value (b, ir->error ? "failed" : (r->dry_run ? "planned" : "rebased"));
-          if (ir->error)
-            {
-              json_builder_set_member_name (b, "error");
-              json_builder_add_string_value (b, ir->error->message);
-            }
-          add_uint (b, "bytes-examined", ir->bytes_examined);
-          add_uint (b, "bytes-written", ir->bytes_to_write);
-          add_uint (b, "bytes-zeroed", ir->bytes_to_zero);
-          add_uint (b, "clusters-allocated", ir->clusters_allocated);
-          add_uint (b, "compressed-clusters", ir->compressed_clusters);
-          add_uint (b, "metadata-bytes", ir->metadata_bytes);
-          add_uint (b, "flushes", ir->flushes);
-          json_builder_end_object (b);
-        }
-      json_builder_end_array (b);
-      json_builder_end_object (b);
-      root = json_builder_get_root (b);
-      json_generator_set_pretty (gen, TRUE);
-      json_generator_set_indent (gen, 4);
-      json_generator_set_root (gen, root);
-      text = json_generator_to_data (gen, NULL);
-      printf ("%s\n", text);
-      return;
-    }
-
-  printf (r->dry_run ? _("Plan (nothing written):\n") : _("Done in %.2f s:\n"), r->seconds);
-  printf (_("  %" G_GUINT64_FORMAT " bytes not allocated by the image(s) examined\n"), r->bytes_examined);
+  if (dry)
+    printf (_("Plan (nothing written):\n"));
+  else
+    printf (_("Done in %.2f s:\n"), rechain_rebase_stats_get_seconds (stats));
+  printf (_("  %" G_GUINT64_FORMAT " bytes not allocated by the image(s) examined\n"),
+          rechain_rebase_stats_get_bytes_examined (stats));
   printf (_("  %" G_GUINT64_FORMAT " bytes the same in both chains by metadata alone (not read)\n"),
-          r->bytes_same_by_metadata);
-  printf (_("  %" G_GUINT64_FORMAT " bytes %s from both chains\n"), r->bytes_compared,
-          r->dry_run ? _("to read and compare") : _("read and compared"));
-  for (guint i = 0; i < r->images->len; i++)
+          rechain_rebase_stats_get_bytes_same_by_metadata (stats));
+  printf (dry ? _("  %" G_GUINT64_FORMAT " bytes to read and compare from both chains\n")
+              : _("  %" G_GUINT64_FORMAT " bytes read and compared from both chains\n"),
+          rechain_rebase_stats_get_bytes_compared (stats));
+  for (guint i = 0; i < rechain_rebase_stats_get_n_images (stats); i++)
     {
-      const RechainRebaseImageReport *ir = g_ptr_array_index (r->images, i);
-      if (ir->error)
-        printf (_("  %s: failed: %s\n"), ir->image, ir->error->message);
+      const GError *err = rechain_rebase_stats_get_image_error (stats, i);
+      const char *image = rechain_rebase_stats_get_image (stats, i);
+      guint64 written = rechain_rebase_stats_get_image_bytes_written (stats, i);
+      guint64 zeroed = rechain_rebase_stats_get_image_bytes_zeroed (stats, i);
+
+      if (err)
+        printf (_("  %s: failed: %s\n"), image, err->message);
+      else if (dry)
+        printf (_("  %s: %" G_GUINT64_FORMAT " bytes to copy (at most), %" G_GUINT64_FORMAT " bytes to zero\n"),
+                image, written, zeroed);
       else
-        printf (_("  %s: %" G_GUINT64_FORMAT " bytes %s, %" G_GUINT64_FORMAT " bytes %s\n"),
-                ir->image, ir->bytes_to_write, r->dry_run ? _("to copy (at most)") : _("copied"),
-                ir->bytes_to_zero, r->dry_run ? _("to zero") : _("zeroed"));
+        printf (_("  %s: %" G_GUINT64_FORMAT " bytes copied, %" G_GUINT64_FORMAT " bytes zeroed\n"),
+                image, written, zeroed);
     }
 }
 
@@ -174,8 +130,8 @@ rechain_cmd_rebase (int argc, char **argv)
   };
   g_autoptr(GOptionContext) context = g_option_context_new (N_("IMAGE [IMAGE…]"));
   g_autoptr(GError) error = NULL;
-  RechainRebaseOptions options = { 0 };
   RechainOutputFormat out_format = RECHAIN_OUTPUT_HUMAN;
+  RechainCacheMode cache_mode = RECHAIN_CACHE_WRITEBACK, source_cache_mode = RECHAIN_CACHE_WRITEBACK;
 
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_set_summary (context,
@@ -196,18 +152,10 @@ rechain_cmd_rebase (int argc, char **argv)
   if (output && !rechain_tool_parse_output (output, &out_format, &error))
     return rechain_tool_fail (error);
 
-  options.images = (const char * const *) argv + 1;
-  options.format = format;
-  options.backing_file = backing;
-  options.backing_format = backing_format;
-  options.force_share = force_share;
-  options.compress = compress;
-  options.dry_run = dry_run;
-  if (cache && !rechain_cache_mode_from_string (cache, &options.cache, &error))
+  if (cache && !rechain_cache_mode_from_string (cache, &cache_mode, &error))
     return rechain_tool_fail (error);
-  if (src_cache && !rechain_cache_mode_from_string (src_cache, &options.source_cache, &error))
+  if (src_cache && !rechain_cache_mode_from_string (src_cache, &source_cache_mode, &error))
     return rechain_tool_fail (error);
-
   if (unsafe)
     {
       if (compress)
@@ -216,39 +164,64 @@ rechain_cmd_rebase (int argc, char **argv)
         return rechain_tool_usage_error (context, _("--dry-run only applies to a safe rebase"));
       if (argc != 2)
         return rechain_tool_usage_error (context, _("-u takes exactly one IMAGE"));
-      options.image = argv[1];
-      if (!rechain_rebase_unsafe (&options, &error))
-        return rechain_tool_fail (error);
-      return RECHAIN_EXIT_OK;
     }
 
   {
-    g_autoptr(RechainRebaseReport) report = rechain_rebase_report_new ();
+    g_autoptr(RechainRebaseJob) job = NULL;
     g_autoptr(GCancellable) cancellable = g_cancellable_new ();
-    RebaseRun run = { &options, report, cancellable, 0, progress, isatty (2), 0, FALSE, NULL };
-    guint sigint = g_unix_signal_add (SIGINT, on_signal, &run);
-    guint sigterm = g_unix_signal_add (SIGTERM, on_signal, &run);
-    GThread *thread = g_thread_new ("rebase", rebase_thread, &run);
+    RebaseRun run = { 0 };
+    guint sigint, sigterm;
+    RechainRebaseStats *stats;
     int status = RECHAIN_EXIT_OK;
 
-    /* The rebase runs on its own thread; this one waits for signals, so
-     * Ctrl-C cancels cleanly (the image stays consistent) instead of
-     * killing the process between two writes. */
-    while (!g_atomic_int_get (&run.finished))
+    job = g_object_new (RECHAIN_TYPE_REBASE_JOB,
+                        "image", argv[1],
+                        "linked-images", argc > 2 ? argv + 2 : NULL,
+                        "format", format,
+                        "backing-file", backing,
+                        "backing-format", backing_format,
+                        "mode", unsafe ? RECHAIN_REBASE_MODE_UNSAFE : RECHAIN_REBASE_MODE_SAFE,
+                        "compress", compress,
+                        "cache-mode", cache_mode,
+                        "source-cache-mode", source_cache_mode,
+                        "force-share", force_share,
+                        "dry-run", dry_run,
+                        NULL);
+    run.job = job;
+    run.show_progress = progress;
+    run.tty = isatty (2);
+    g_signal_connect (job, "notify::progress", G_CALLBACK (on_progress), &run);
+
+    /* The job runs on the library's worker thread; this thread waits for
+     * signals, so Ctrl-C cancels cleanly (the image stays consistent)
+     * instead of killing the process between two writes. */
+    sigint = g_unix_signal_add (SIGINT, on_signal, cancellable);
+    sigterm = g_unix_signal_add (SIGTERM, on_signal, cancellable);
+    rechain_block_job_run_async (RECHAIN_BLOCK_JOB (job), G_PRIORITY_DEFAULT, cancellable,
+                                 on_done, &run);
+    while (!run.done)
       g_main_context_iteration (NULL, TRUE);
-    g_thread_join (thread);
     g_source_remove (sigint);
     g_source_remove (sigterm);
 
     if (progress)
       {
         if (run.ok)
-          print_progress (1, 1, &run);
+          print_progress (&run, 1.0, TRUE);
         if (run.tty)
           fputc ('\n', stderr);
       }
-    if (output && report->images->len > 0)
-      print_report (report, out_format);
+    stats = rechain_rebase_job_get_stats (job);
+    if (output && stats && rechain_rebase_stats_get_n_images (stats) > 0)
+      {
+        if (out_format == RECHAIN_OUTPUT_JSON)
+          {
+            g_autofree char *json = rechain_rebase_stats_to_json (stats);
+            printf ("%s\n", json);
+          }
+        else
+          print_human_report (stats);
+      }
     if (!run.ok)
       {
         status = rechain_tool_fail (run.error);

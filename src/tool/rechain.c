@@ -11,8 +11,8 @@
 
 #include <gio/gio.h>
 
-#include "rechain/rechain-error.h"
-#include "tool/tool.h"
+#include <rechain/rechain.h>
+#include "tool.h"
 
 typedef struct {
   const char *name;

@@ -1,0 +1,634 @@
+/* rechain-image.c: RechainImage, an opened image with its backing chain.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <json-glib/json-glib.h>
+
+#include "chain/chain.h"
+#include "rechain/rechain-image.h"
+
+/**
+ * RechainImage:
+ *
+ * An image opened read-only with its backing chain, as `rechain info` and
+ * `rechain map` see it: format, sizes, backing file, and the allocation map
+ * of the guest-visible content. Images of one chain share the open files:
+ * rechain_image_get_backing_image() returns the next one down.
+ */
+
+/* The open files of one chain, shared by the RechainImage of each level. */
+typedef struct {
+  RechainChain *chain;
+} SharedChain;
+
+struct _RechainImage {
+  GObject parent_instance;
+  SharedChain *shared; /* g_rc_box */
+  guint index;         /* level of this image in the chain, 0 = top */
+  RechainLayer *layer;
+  RechainImage *backing; /* created on demand */
+};
+
+enum {
+  PROP_0,
+  PROP_PATH,
+  PROP_FORMAT,
+  PROP_VIRTUAL_SIZE,
+  PROP_BACKING_FILE,
+  PROP_BACKING_FORMAT,
+  N_PROPS
+};
+static GParamSpec *props[N_PROPS];
+
+G_DEFINE_FINAL_TYPE (RechainImage, rechain_image, G_TYPE_OBJECT)
+
+static void
+shared_chain_clear (gpointer data)
+{
+  SharedChain *s = data;
+  g_clear_pointer (&s->chain, rechain_chain_free);
+}
+
+static void
+rechain_image_finalize (GObject *object)
+{
+  RechainImage *self = RECHAIN_IMAGE (object);
+
+  g_clear_object (&self->backing);
+  if (self->shared)
+    g_rc_box_release_full (self->shared, shared_chain_clear);
+  G_OBJECT_CLASS (rechain_image_parent_class)->finalize (object);
+}
+
+static void
+rechain_image_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  RechainImage *self = RECHAIN_IMAGE (object);
+
+  switch (prop_id)
+    {
+    case PROP_PATH:
+      g_value_set_string (value, rechain_image_get_path (self));
+      break;
+    case PROP_FORMAT:
+      g_value_set_string (value, rechain_image_get_format (self));
+      break;
+    case PROP_VIRTUAL_SIZE:
+      g_value_set_uint64 (value, rechain_image_get_virtual_size (self));
+      break;
+    case PROP_BACKING_FILE:
+      g_value_set_string (value, rechain_image_get_backing_file (self));
+      break;
+    case PROP_BACKING_FORMAT:
+      g_value_set_string (value, rechain_image_get_backing_format (self));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+rechain_image_class_init (RechainImageClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = rechain_image_finalize;
+  object_class->get_property = rechain_image_get_property;
+
+  /**
+   * RechainImage:path:
+   *
+   * The path of the image file.
+   */
+  props[PROP_PATH] = g_param_spec_string ("path", NULL, NULL, NULL,
+                                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  /**
+   * RechainImage:format:
+   *
+   * The format of the image: "qcow2" or "raw".
+   */
+  props[PROP_FORMAT] = g_param_spec_string ("format", NULL, NULL, NULL,
+                                            G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  /**
+   * RechainImage:virtual-size:
+   *
+   * The size of the disk the guest sees, in bytes.
+   */
+  props[PROP_VIRTUAL_SIZE] = g_param_spec_uint64 ("virtual-size", NULL, NULL, 0, G_MAXUINT64, 0,
+                                                  G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  /**
+   * RechainImage:backing-file:
+   *
+   * The backing file name as the header records it, or %NULL.
+   */
+  props[PROP_BACKING_FILE] = g_param_spec_string ("backing-file", NULL, NULL, NULL,
+                                                  G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  /**
+   * RechainImage:backing-format:
+   *
+   * The backing file format as the header records it, or %NULL.
+   */
+  props[PROP_BACKING_FORMAT] = g_param_spec_string ("backing-format", NULL, NULL, NULL,
+                                                    G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, props);
+}
+
+static void
+rechain_image_init (RechainImage *self)
+{
+}
+
+static RechainImage *
+image_new (SharedChain *shared, guint index)
+{
+  RechainImage *self = g_object_new (RECHAIN_TYPE_IMAGE, NULL);
+
+  self->shared = g_rc_box_acquire (shared);
+  self->index = index;
+  self->layer = rechain_chain_get_layer (shared->chain, index);
+  return self;
+}
+
+/**
+ * rechain_image_open:
+ * @path: the image file
+ * @format: (nullable): its format ("qcow2" or "raw"), or %NULL to probe it
+ * @flags: how to open it
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Opens an image read-only with its backing chain (unless
+ * %RECHAIN_IMAGE_OPEN_NO_BACKING), validating every header, and taking
+ * QEMU-compatible shared locks (unless %RECHAIN_IMAGE_OPEN_FORCE_SHARE), so
+ * that an image another process writes is refused with %RECHAIN_ERROR_IN_USE.
+ *
+ * Returns: (transfer full): the image, or %NULL with @error set
+ */
+RechainImage *
+rechain_image_open (const char *path, const char *format, RechainImageOpenFlags flags,
+                    GCancellable *cancellable, GError **error)
+{
+  RechainChain *chain;
+  SharedChain *shared;
+  RechainImage *image;
+
+  g_return_val_if_fail (path != NULL, NULL);
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return NULL;
+  chain = rechain_chain_open (path, format,
+                              ((flags & RECHAIN_IMAGE_OPEN_FORCE_SHARE) ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0) |
+                              ((flags & RECHAIN_IMAGE_OPEN_NO_BACKING) ? RECHAIN_CHAIN_OPEN_NO_BACKING : 0),
+                              RECHAIN_CACHE_WRITEBACK, RECHAIN_CACHE_WRITEBACK, error);
+  if (!chain)
+    return NULL;
+  shared = g_rc_box_new0 (SharedChain);
+  shared->chain = chain;
+  image = image_new (shared, 0);
+  g_rc_box_release_full (shared, shared_chain_clear);
+  return image;
+}
+
+typedef struct {
+  char *path;
+  char *format;
+  RechainImageOpenFlags flags;
+} OpenData;
+
+static void
+open_data_free (OpenData *d)
+{
+  g_free (d->path);
+  g_free (d->format);
+  g_free (d);
+}
+
+static void
+open_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  OpenData *d = task_data;
+  GError *error = NULL;
+  RechainImage *image = rechain_image_open (d->path, d->format, d->flags, cancellable, &error);
+
+  if (image)
+    g_task_return_pointer (task, image, g_object_unref);
+  else
+    g_task_return_error (task, error);
+}
+
+/**
+ * rechain_image_open_async:
+ * @path: the image file
+ * @format: (nullable): its format, or %NULL to probe it
+ * @flags: how to open it
+ * @io_priority: the I/O priority of the request
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when the image is open
+ * @user_data: data for @callback
+ *
+ * Opens an image as rechain_image_open() does, without blocking the caller.
+ */
+void
+rechain_image_open_async (const char *path, const char *format, RechainImageOpenFlags flags,
+                          int io_priority, GCancellable *cancellable,
+                          GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr(GTask) task = g_task_new (NULL, cancellable, callback, user_data);
+  OpenData *d = g_new0 (OpenData, 1);
+
+  g_return_if_fail (path != NULL);
+  g_task_set_source_tag (task, rechain_image_open_async);
+  g_task_set_priority (task, io_priority);
+  d->path = g_strdup (path);
+  d->format = g_strdup (format);
+  d->flags = flags;
+  g_task_set_task_data (task, d, (GDestroyNotify) open_data_free);
+  /* Opening reads a few headers and tables: short work for GLib's pool. */
+  g_task_run_in_thread (task, open_thread);
+}
+
+/**
+ * rechain_image_open_finish:
+ * @result: the result passed to the callback
+ * @error: return location for an error
+ *
+ * Returns: (transfer full): the image, or %NULL with @error set
+ */
+RechainImage *
+rechain_image_open_finish (GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == rechain_image_open_async, NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * rechain_image_get_path:
+ * @image: an image
+ *
+ * Returns: the path of the image file
+ */
+const char *
+rechain_image_get_path (RechainImage *image)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  return rechain_layer_get_path (image->layer);
+}
+
+/**
+ * rechain_image_get_format:
+ * @image: an image
+ *
+ * Returns: "qcow2" or "raw"
+ */
+const char *
+rechain_image_get_format (RechainImage *image)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  return rechain_format_to_string (rechain_layer_get_format (image->layer));
+}
+
+/**
+ * rechain_image_get_virtual_size:
+ * @image: an image
+ *
+ * Returns: the size of the disk the guest sees, in bytes
+ */
+guint64
+rechain_image_get_virtual_size (RechainImage *image)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), 0);
+  return rechain_layer_get_virtual_size (image->layer);
+}
+
+/**
+ * rechain_image_get_cluster_size:
+ * @image: an image
+ *
+ * Returns: the cluster size of a qcow2 image, 0 for a raw one
+ */
+guint64
+rechain_image_get_cluster_size (RechainImage *image)
+{
+  const RechainQcow2Header *h;
+
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), 0);
+  h = rechain_layer_get_qcow2_header (image->layer);
+  return h ? rechain_qcow2_cluster_size (h) : 0;
+}
+
+/**
+ * rechain_image_get_backing_file:
+ * @image: an image
+ *
+ * Returns: (nullable): the backing file name as the header records it
+ */
+const char *
+rechain_image_get_backing_file (RechainImage *image)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  return rechain_layer_get_backing_name (image->layer);
+}
+
+/**
+ * rechain_image_get_backing_format:
+ * @image: an image
+ *
+ * Returns: (nullable): the backing format as the header records it
+ */
+const char *
+rechain_image_get_backing_format (RechainImage *image)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  return rechain_layer_get_backing_format (image->layer);
+}
+
+/**
+ * rechain_image_get_chain_length:
+ * @image: an image
+ *
+ * Returns: the number of images from @image to the bottom of the chain
+ *   that is open (1 when opened with %RECHAIN_IMAGE_OPEN_NO_BACKING)
+ */
+guint
+rechain_image_get_chain_length (RechainImage *image)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), 0);
+  return rechain_chain_get_depth (image->shared->chain) - image->index;
+}
+
+/**
+ * rechain_image_get_backing_image:
+ * @image: an image
+ *
+ * Returns: (transfer none) (nullable): the backing file of @image, opened
+ *   with it, or %NULL at the bottom of the chain (or when backing files
+ *   were not opened)
+ */
+RechainImage *
+rechain_image_get_backing_image (RechainImage *image)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  if (image->index + 1 >= rechain_chain_get_depth (image->shared->chain))
+    return NULL;
+  if (!image->backing)
+    image->backing = image_new (image->shared, image->index + 1);
+  return image->backing;
+}
+
+/**
+ * rechain_image_get_warnings:
+ * @image: an image
+ *
+ * Returns: (transfer none) (array zero-terminated=1): warnings of the
+ *   opening of the chain, such as a backing format that had to be probed
+ */
+const char * const *
+rechain_image_get_warnings (RechainImage *image)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  return rechain_chain_get_warnings (image->shared->chain);
+}
+
+/**
+ * rechain_image_get_extents:
+ * @image: an image
+ * @offset: guest offset of the first byte
+ * @length: bytes to map; @offset + @length must not exceed the virtual size
+ * @error: return location for an error
+ *
+ * Maps a range of the guest-visible content: for each region, whether it
+ * holds data, zeros or nothing, and which image of the chain holds it.
+ * Cost follows the allocated metadata, not the size of the range.
+ *
+ * Returns: (transfer full) (element-type RechainExtent): the extents
+ */
+GPtrArray *
+rechain_image_get_extents (RechainImage *image, guint64 offset, guint64 length, GError **error)
+{
+  g_autoptr(GArray) extents = rechain_extent_list_new ();
+  GPtrArray *out;
+
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  if (!rechain_chain_map (image->shared->chain, image->index, offset, length, extents, error))
+    return NULL;
+  out = g_ptr_array_new_full (extents->len, (GDestroyNotify) rechain_extent_free);
+  for (guint i = 0; i < extents->len; i++)
+    {
+      RechainExtent *e = rechain_extent_copy (&g_array_index (extents, RechainExtent, i));
+      /* depths relative to this image */
+      e->depth -= (gint) image->index;
+      g_ptr_array_add (out, e);
+    }
+  return out;
+}
+
+static const char *
+compression_name (guint8 type)
+{
+  return type == RECHAIN_QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib";
+}
+
+static void
+add_bitmap_flags (JsonBuilder *b, guint32 flags)
+{
+  json_builder_set_member_name (b, "flags");
+  json_builder_begin_array (b);
+  if (flags & RECHAIN_QCOW2_BITMAP_IN_USE)
+    json_builder_add_string_value (b, "in-use");
+  if (flags & RECHAIN_QCOW2_BITMAP_AUTO)
+    json_builder_add_string_value (b, "auto");
+  json_builder_end_array (b);
+}
+
+/* Fills the JSON object of one layer. */
+static gboolean
+build_layer (JsonBuilder *b, RechainLayer *layer, GError **error)
+{
+  const RechainQcow2Header *h = rechain_layer_get_qcow2_header (layer);
+  g_autoptr(GArray) snapshots = NULL;
+  g_autoptr(GArray) bitmaps = NULL;
+
+  if (h)
+    {
+      snapshots = rechain_layer_read_snapshots (layer, error);
+      bitmaps = snapshots ? rechain_layer_read_bitmaps (layer, error) : NULL;
+      if (!bitmaps)
+        return FALSE;
+    }
+
+  json_builder_begin_object (b);
+  if (snapshots && snapshots->len > 0)
+    {
+      json_builder_set_member_name (b, "snapshots");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < snapshots->len; i++)
+        {
+          const RechainQcow2Snapshot *s = &g_array_index (snapshots, RechainQcow2Snapshot, i);
+          json_builder_begin_object (b);
+          if (s->icount >= 0)
+            {
+              json_builder_set_member_name (b, "icount");
+              json_builder_add_int_value (b, s->icount);
+            }
+          json_builder_set_member_name (b, "vm-clock-nsec");
+          json_builder_add_int_value (b, (gint64) (s->vm_clock_nsec % 1000000000u));
+          json_builder_set_member_name (b, "name");
+          json_builder_add_string_value (b, s->name);
+          json_builder_set_member_name (b, "date-sec");
+          json_builder_add_int_value (b, s->date_sec);
+          json_builder_set_member_name (b, "date-nsec");
+          json_builder_add_int_value (b, s->date_nsec);
+          json_builder_set_member_name (b, "vm-clock-sec");
+          json_builder_add_int_value (b, (gint64) (s->vm_clock_nsec / 1000000000u));
+          json_builder_set_member_name (b, "id");
+          json_builder_add_string_value (b, s->id);
+          json_builder_set_member_name (b, "vm-state-size");
+          json_builder_add_int_value (b, (gint64) s->vm_state_size);
+          json_builder_end_object (b);
+        }
+      json_builder_end_array (b);
+    }
+
+  json_builder_set_member_name (b, "virtual-size");
+  json_builder_add_int_value (b, (gint64) rechain_layer_get_virtual_size (layer));
+  json_builder_set_member_name (b, "filename");
+  json_builder_add_string_value (b, rechain_layer_get_path (layer));
+  if (h)
+    {
+      json_builder_set_member_name (b, "cluster-size");
+      json_builder_add_int_value (b, (gint64) rechain_qcow2_cluster_size (h));
+    }
+  json_builder_set_member_name (b, "format");
+  json_builder_add_string_value (b, rechain_format_to_string (rechain_layer_get_format (layer)));
+  json_builder_set_member_name (b, "actual-size");
+  json_builder_add_int_value (b, (gint64) rechain_layer_get_allocated (layer));
+
+  if (h)
+    {
+      gboolean v3 = h->version >= 3;
+
+      json_builder_set_member_name (b, "format-specific");
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "type");
+      json_builder_add_string_value (b, "qcow2");
+      json_builder_set_member_name (b, "data");
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "compat");
+      json_builder_add_string_value (b, v3 ? "1.1" : "0.10");
+      json_builder_set_member_name (b, "compression-type");
+      json_builder_add_string_value (b, compression_name (h->compression_type));
+      if (v3)
+        {
+          json_builder_set_member_name (b, "lazy-refcounts");
+          json_builder_add_boolean_value (b, (h->compatible_features & RECHAIN_QCOW2_COMPAT_LAZY_REFCOUNTS) != 0);
+        }
+      if (bitmaps->len > 0)
+        {
+          json_builder_set_member_name (b, "bitmaps");
+          json_builder_begin_array (b);
+          for (guint i = 0; i < bitmaps->len; i++)
+            {
+              const RechainQcow2Bitmap *bm = &g_array_index (bitmaps, RechainQcow2Bitmap, i);
+              json_builder_begin_object (b);
+              add_bitmap_flags (b, bm->flags);
+              json_builder_set_member_name (b, "name");
+              json_builder_add_string_value (b, bm->name);
+              json_builder_set_member_name (b, "granularity");
+              json_builder_add_int_value (b, (gint64) 1 << bm->granularity_bits);
+              json_builder_end_object (b);
+            }
+          json_builder_end_array (b);
+        }
+      json_builder_set_member_name (b, "refcount-bits");
+      json_builder_add_int_value (b, (gint64) 1 << h->refcount_order);
+      if (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DATA_FILE)
+        {
+          if (h->data_file)
+            {
+              json_builder_set_member_name (b, "data-file");
+              json_builder_add_string_value (b, h->data_file);
+            }
+          json_builder_set_member_name (b, "data-file-raw");
+          json_builder_add_boolean_value (b, (h->autoclear_features & RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW) != 0);
+        }
+      if (v3)
+        {
+          json_builder_set_member_name (b, "corrupt");
+          json_builder_add_boolean_value (b, (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_CORRUPT) != 0);
+          json_builder_set_member_name (b, "extended-l2");
+          json_builder_add_boolean_value (b, rechain_qcow2_has_extl2 (h));
+        }
+      json_builder_end_object (b);
+      json_builder_end_object (b);
+    }
+
+  if (rechain_layer_get_backing_name (layer))
+    {
+      const char *name = rechain_layer_get_backing_name (layer);
+      g_autofree char *full = rechain_path_resolve (rechain_layer_get_path (layer), name, NULL);
+
+      /* qemu-img keeps a "file:" prefix in the full name */
+      if (full && g_str_has_prefix (name, "file:"))
+        {
+          char *prefixed = g_strconcat ("file:", full, NULL);
+          g_free (full);
+          full = prefixed;
+        }
+
+      if (full)
+        {
+          json_builder_set_member_name (b, "full-backing-filename");
+          json_builder_add_string_value (b, full);
+        }
+      json_builder_set_member_name (b, "backing-filename");
+      json_builder_add_string_value (b, name);
+      if (rechain_layer_get_backing_format (layer))
+        {
+          json_builder_set_member_name (b, "backing-filename-format");
+          json_builder_add_string_value (b, rechain_layer_get_backing_format (layer));
+        }
+    }
+  json_builder_set_member_name (b, "dirty-flag");
+  json_builder_add_boolean_value (b, h && (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DIRTY));
+  json_builder_end_object (b);
+  return TRUE;
+}
+
+
+/**
+ * rechain_image_get_info_json:
+ * @image: an image
+ * @backing_chain: describe every image of the chain (a JSON array, this
+ *   image first) rather than this one (a JSON object)
+ * @error: return location for an error
+ *
+ * Describes the image as `qemu-img info --output=json` does, with the same
+ * keys, so that scripts can switch tools.
+ *
+ * Returns: (transfer full): the JSON text, or %NULL with @error set
+ */
+char *
+rechain_image_get_info_json (RechainImage *image, gboolean backing_chain, GError **error)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  guint depth;
+
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  depth = rechain_chain_get_depth (image->shared->chain);
+  if (backing_chain)
+    json_builder_begin_array (builder);
+  for (guint i = image->index; i < (backing_chain ? depth : image->index + 1); i++)
+    if (!build_layer (builder, rechain_chain_get_layer (image->shared->chain, i), error))
+      return NULL;
+  if (backing_chain)
+    json_builder_end_array (builder);
+  root = json_builder_get_root (builder);
+  json_generator_set_pretty (gen, TRUE);
+  json_generator_set_indent (gen, 4);
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}

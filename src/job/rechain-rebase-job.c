@@ -1,0 +1,733 @@
+/* rechain-rebase-job.c: RechainRebaseJob and RechainRebaseStats.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <json-glib/json-glib.h>
+
+#include "job/rebase.h"
+#include "rechain/rechain-enum-types.h"
+#include "rechain/rechain-rebase-job.h"
+
+/* ---- RechainRebaseStats ---- */
+
+/**
+ * RechainRebaseStats:
+ *
+ * What a rebase did, or for a plan what it would do: the comparison of the
+ * old and new backing chains (done once for all images), then one entry
+ * per image (the job's image first, then its linked images).
+ */
+struct _RechainRebaseStats {
+  RechainRebaseReport *report;
+};
+
+static RechainRebaseStats *
+stats_new (RechainRebaseReport *report)
+{
+  RechainRebaseStats *stats = g_atomic_rc_box_new0 (RechainRebaseStats);
+  stats->report = report;
+  return stats;
+}
+
+/**
+ * rechain_rebase_stats_ref:
+ * @stats: statistics
+ *
+ * Returns: (transfer full): @stats
+ */
+RechainRebaseStats *
+rechain_rebase_stats_ref (RechainRebaseStats *stats)
+{
+  return g_atomic_rc_box_acquire (stats);
+}
+
+static void
+stats_clear (gpointer data)
+{
+  RechainRebaseStats *stats = data;
+  rechain_rebase_report_free (stats->report);
+}
+
+/**
+ * rechain_rebase_stats_unref:
+ * @stats: (transfer full): statistics
+ */
+void
+rechain_rebase_stats_unref (RechainRebaseStats *stats)
+{
+  g_atomic_rc_box_release_full (stats, stats_clear);
+}
+
+G_DEFINE_BOXED_TYPE (RechainRebaseStats, rechain_rebase_stats,
+                     rechain_rebase_stats_ref, rechain_rebase_stats_unref)
+
+/**
+ * rechain_rebase_stats_get_dry_run:
+ * @stats: statistics
+ *
+ * Returns: whether these describe a plan (nothing was written)
+ */
+gboolean
+rechain_rebase_stats_get_dry_run (RechainRebaseStats *stats)
+{
+  return stats->report->dry_run;
+}
+
+/**
+ * rechain_rebase_stats_get_seconds:
+ * @stats: statistics
+ *
+ * Returns: the time the rebase took
+ */
+double
+rechain_rebase_stats_get_seconds (RechainRebaseStats *stats)
+{
+  return stats->report->seconds;
+}
+
+/**
+ * rechain_rebase_stats_get_bytes_examined:
+ * @stats: statistics
+ *
+ * Returns: guest bytes that the images do not allocate themselves (only
+ *   there can the backing chain matter)
+ */
+guint64
+rechain_rebase_stats_get_bytes_examined (RechainRebaseStats *stats)
+{
+  return stats->report->bytes_examined;
+}
+
+/**
+ * rechain_rebase_stats_get_bytes_same_by_metadata:
+ * @stats: statistics
+ *
+ * Returns: bytes known to be the same in both chains from metadata alone,
+ *   without reading them
+ */
+guint64
+rechain_rebase_stats_get_bytes_same_by_metadata (RechainRebaseStats *stats)
+{
+  return stats->report->bytes_same_by_metadata;
+}
+
+/**
+ * rechain_rebase_stats_get_bytes_compared:
+ * @stats: statistics
+ *
+ * Returns: bytes read from both chains and compared
+ */
+guint64
+rechain_rebase_stats_get_bytes_compared (RechainRebaseStats *stats)
+{
+  return stats->report->bytes_compared;
+}
+
+/**
+ * rechain_rebase_stats_get_bytes_read:
+ * @stats: statistics
+ *
+ * Returns: bytes read from backing files in all
+ */
+guint64
+rechain_rebase_stats_get_bytes_read (RechainRebaseStats *stats)
+{
+  return stats->report->bytes_read;
+}
+
+/**
+ * rechain_rebase_stats_get_bytes_differing:
+ * @stats: statistics
+ *
+ * Returns: bytes where the old and new chains differ
+ */
+guint64
+rechain_rebase_stats_get_bytes_differing (RechainRebaseStats *stats)
+{
+  return stats->report->bytes_differing;
+}
+
+/**
+ * rechain_rebase_stats_get_n_images:
+ * @stats: statistics
+ *
+ * Returns: the number of images rebased
+ */
+guint
+rechain_rebase_stats_get_n_images (RechainRebaseStats *stats)
+{
+  return stats->report->images->len;
+}
+
+static RechainRebaseImageReport *
+image_report (RechainRebaseStats *stats, guint index)
+{
+  g_return_val_if_fail (index < stats->report->images->len, NULL);
+  return g_ptr_array_index (stats->report->images, index);
+}
+
+/**
+ * rechain_rebase_stats_get_image:
+ * @stats: statistics
+ * @index: an image index, below rechain_rebase_stats_get_n_images()
+ *
+ * Returns: the path of the image
+ */
+const char *
+rechain_rebase_stats_get_image (RechainRebaseStats *stats, guint index)
+{
+  RechainRebaseImageReport *r = image_report (stats, index);
+  return r ? r->image : NULL;
+}
+
+/**
+ * rechain_rebase_stats_get_image_error:
+ * @stats: statistics
+ * @index: an image index
+ *
+ * Returns: (nullable) (transfer none): why the image could not be rebased,
+ *   or %NULL if it was
+ */
+const GError *
+rechain_rebase_stats_get_image_error (RechainRebaseStats *stats, guint index)
+{
+  RechainRebaseImageReport *r = image_report (stats, index);
+  return r ? r->error : NULL;
+}
+
+/**
+ * rechain_rebase_stats_get_image_bytes_written:
+ * @stats: statistics
+ * @index: an image index
+ *
+ * Returns: guest data bytes copied into the image (for a plan: at most)
+ */
+guint64
+rechain_rebase_stats_get_image_bytes_written (RechainRebaseStats *stats, guint index)
+{
+  RechainRebaseImageReport *r = image_report (stats, index);
+  return r ? r->bytes_to_write : 0;
+}
+
+/**
+ * rechain_rebase_stats_get_image_bytes_zeroed:
+ * @stats: statistics
+ * @index: an image index
+ *
+ * Returns: guest bytes made zero in the image by metadata alone
+ */
+guint64
+rechain_rebase_stats_get_image_bytes_zeroed (RechainRebaseStats *stats, guint index)
+{
+  RechainRebaseImageReport *r = image_report (stats, index);
+  return r ? r->bytes_to_zero : 0;
+}
+
+/**
+ * rechain_rebase_stats_get_image_clusters_allocated:
+ * @stats: statistics
+ * @index: an image index
+ *
+ * Returns: host clusters newly allocated in the image
+ */
+guint64
+rechain_rebase_stats_get_image_clusters_allocated (RechainRebaseStats *stats, guint index)
+{
+  RechainRebaseImageReport *r = image_report (stats, index);
+  return r ? r->clusters_allocated : 0;
+}
+
+static void
+add_uint (JsonBuilder *b, const char *name, guint64 value)
+{
+  json_builder_set_member_name (b, name);
+  json_builder_add_int_value (b, (gint64) value);
+}
+
+/**
+ * rechain_rebase_stats_to_json:
+ * @stats: statistics
+ *
+ * The report `rechain rebase --output=json` prints.
+ *
+ * Returns: (transfer full): JSON text
+ */
+char *
+rechain_rebase_stats_to_json (RechainRebaseStats *stats)
+{
+  const RechainRebaseReport *r = stats->report;
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "dry-run");
+  json_builder_add_boolean_value (b, r->dry_run);
+  add_uint (b, "bytes-examined", r->bytes_examined);
+  add_uint (b, "bytes-same-by-metadata", r->bytes_same_by_metadata);
+  add_uint (b, "bytes-compared", r->bytes_compared);
+  add_uint (b, "bytes-read", r->bytes_read);
+  add_uint (b, "bytes-differing", r->bytes_differing);
+  json_builder_set_member_name (b, "seconds");
+  json_builder_add_double_value (b, r->seconds);
+  json_builder_set_member_name (b, "images");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < r->images->len; i++)
+    {
+      const RechainRebaseImageReport *ir = g_ptr_array_index (r->images, i);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "image");
+      json_builder_add_string_value (b, ir->image);
+      json_builder_set_member_name (b, "result");
+      json_builder_add_string_value (b, ir->error ? "failed" : (r->dry_run ? "planned" : "rebased"));
+      if (ir->error)
+        {
+          json_builder_set_member_name (b, "error");
+          json_builder_add_string_value (b, ir->error->message);
+        }
+      add_uint (b, "bytes-examined", ir->bytes_examined);
+      add_uint (b, "bytes-written", ir->bytes_to_write);
+      add_uint (b, "bytes-zeroed", ir->bytes_to_zero);
+      add_uint (b, "clusters-allocated", ir->clusters_allocated);
+      add_uint (b, "compressed-clusters", ir->compressed_clusters);
+      add_uint (b, "metadata-bytes", ir->metadata_bytes);
+      add_uint (b, "flushes", ir->flushes);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_pretty (gen, TRUE);
+  json_generator_set_indent (gen, 4);
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}
+
+/* ---- RechainRebaseJob ---- */
+
+/**
+ * RechainRebaseJob:
+ *
+ * Changes the backing file of an image, as `qemu-img rebase` does.
+ *
+ * In %RECHAIN_REBASE_MODE_SAFE (the default) the guest-visible content is
+ * kept: what differs between the old and the new backing chains is copied
+ * into the image first, durably, and only then is the header switched; an
+ * interruption at any point leaves a consistent image with its old content,
+ * and running the job again completes the rebase. An empty
+ * #RechainRebaseJob:backing-file makes the image standalone.
+ *
+ * Linked clones (several images sharing one old backing chain) move
+ * together with #RechainRebaseJob:linked-images: the chains are compared
+ * once, and each image is switched independently.
+ *
+ * From Python:
+ * |[<!-- language="Python" -->
+ * job = Rechain.RebaseJob(image="vm.qcow2", backing_file="", mode=Rechain.RebaseMode.SAFE)
+ * job.connect("notify::progress", lambda j, p: print(j.props.progress))
+ * job.run_async(GLib.PRIORITY_DEFAULT, None, on_done)
+ * ]|
+ */
+struct _RechainRebaseJob {
+  RechainBlockJob parent_instance;
+  char *format;
+  char *backing_file;
+  char *backing_format;
+  RechainRebaseMode mode;
+  gboolean compress;
+  gboolean force_share;
+  gboolean dry_run;
+  RechainCacheMode cache_mode;
+  RechainCacheMode source_cache_mode;
+  char **linked_images;
+  RechainRebaseStats *stats;
+};
+
+enum {
+  PROP_0,
+  PROP_FORMAT,
+  PROP_BACKING_FILE,
+  PROP_BACKING_FORMAT,
+  PROP_MODE,
+  PROP_COMPRESS,
+  PROP_CACHE_MODE,
+  PROP_SOURCE_CACHE_MODE,
+  PROP_FORCE_SHARE,
+  PROP_DRY_RUN,
+  PROP_LINKED_IMAGES,
+  N_PROPS
+};
+static GParamSpec *props[N_PROPS];
+
+G_DEFINE_FINAL_TYPE (RechainRebaseJob, rechain_rebase_job, RECHAIN_TYPE_BLOCK_JOB)
+
+static void
+rechain_rebase_job_finalize (GObject *object)
+{
+  RechainRebaseJob *self = RECHAIN_REBASE_JOB (object);
+
+  g_free (self->format);
+  g_free (self->backing_file);
+  g_free (self->backing_format);
+  g_strfreev (self->linked_images);
+  g_clear_pointer (&self->stats, rechain_rebase_stats_unref);
+  G_OBJECT_CLASS (rechain_rebase_job_parent_class)->finalize (object);
+}
+
+static void
+rechain_rebase_job_set_property (GObject *object, guint prop_id, const GValue *value,
+                                 GParamSpec *pspec)
+{
+  RechainRebaseJob *self = RECHAIN_REBASE_JOB (object);
+
+  switch (prop_id)
+    {
+    case PROP_FORMAT:
+      self->format = g_value_dup_string (value);
+      break;
+    case PROP_BACKING_FILE:
+      self->backing_file = g_value_dup_string (value);
+      break;
+    case PROP_BACKING_FORMAT:
+      self->backing_format = g_value_dup_string (value);
+      break;
+    case PROP_MODE:
+      self->mode = g_value_get_enum (value);
+      break;
+    case PROP_COMPRESS:
+      self->compress = g_value_get_boolean (value);
+      break;
+    case PROP_CACHE_MODE:
+      self->cache_mode = g_value_get_enum (value);
+      break;
+    case PROP_SOURCE_CACHE_MODE:
+      self->source_cache_mode = g_value_get_enum (value);
+      break;
+    case PROP_FORCE_SHARE:
+      self->force_share = g_value_get_boolean (value);
+      break;
+    case PROP_DRY_RUN:
+      self->dry_run = g_value_get_boolean (value);
+      break;
+    case PROP_LINKED_IMAGES:
+      self->linked_images = g_value_dup_boxed (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+rechain_rebase_job_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  RechainRebaseJob *self = RECHAIN_REBASE_JOB (object);
+
+  switch (prop_id)
+    {
+    case PROP_FORMAT:
+      g_value_set_string (value, self->format);
+      break;
+    case PROP_BACKING_FILE:
+      g_value_set_string (value, self->backing_file);
+      break;
+    case PROP_BACKING_FORMAT:
+      g_value_set_string (value, self->backing_format);
+      break;
+    case PROP_MODE:
+      g_value_set_enum (value, self->mode);
+      break;
+    case PROP_COMPRESS:
+      g_value_set_boolean (value, self->compress);
+      break;
+    case PROP_CACHE_MODE:
+      g_value_set_enum (value, self->cache_mode);
+      break;
+    case PROP_SOURCE_CACHE_MODE:
+      g_value_set_enum (value, self->source_cache_mode);
+      break;
+    case PROP_FORCE_SHARE:
+      g_value_set_boolean (value, self->force_share);
+      break;
+    case PROP_DRY_RUN:
+      g_value_set_boolean (value, self->dry_run);
+      break;
+    case PROP_LINKED_IMAGES:
+      g_value_set_boxed (value, self->linked_images);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+progress_cb (guint64 done, guint64 total, gpointer user_data)
+{
+  rechain_block_job_set_progress (RECHAIN_BLOCK_JOB (user_data), done, total);
+}
+
+/* Runs the rebase with the job's settings; @dry_run overrides the
+ * property for plan(). */
+static RechainRebaseStats *
+run_rebase (RechainRebaseJob *self, gboolean dry_run, GCancellable *cancellable,
+            gboolean *ok, GError **error)
+{
+  const char *image = rechain_block_job_get_image (RECHAIN_BLOCK_JOB (self));
+  g_autoptr(GPtrArray) images = g_ptr_array_new ();
+  RechainRebaseOptions options = { 0 };
+  RechainRebaseReport *report = rechain_rebase_report_new ();
+
+  g_ptr_array_add (images, (gpointer) image);
+  for (guint i = 0; self->linked_images && self->linked_images[i]; i++)
+    g_ptr_array_add (images, self->linked_images[i]);
+  g_ptr_array_add (images, NULL);
+
+  options.image = image;
+  options.images = (const char * const *) images->pdata;
+  options.format = self->format;
+  options.backing_file = self->backing_file ? self->backing_file : "";
+  options.backing_format = self->backing_format;
+  options.cache = self->cache_mode;
+  options.source_cache = self->source_cache_mode;
+  options.force_share = self->force_share;
+  options.compress = self->compress;
+  options.dry_run = dry_run;
+
+  if (self->mode == RECHAIN_REBASE_MODE_UNSAFE)
+    {
+      report->dry_run = dry_run;
+      *ok = TRUE;
+      for (guint i = 0; options.images[i] && *ok; i++)
+        {
+          RechainRebaseImageReport *ir = g_new0 (RechainRebaseImageReport, 1);
+          g_ptr_array_add (report->images, ir);
+          options.image = options.images[i];
+          GError *local = NULL;
+
+          ir->image = g_strdup (options.images[i]);
+          if (!dry_run && !rechain_rebase_unsafe (&options, &local))
+            {
+              ir->error = g_error_copy (local);
+              g_propagate_error (error, local);
+              *ok = FALSE;
+            }
+        }
+    }
+  else
+    *ok = rechain_rebase_safe (&options, report, progress_cb, self, cancellable, error);
+  return stats_new (report);
+}
+
+static gboolean
+rechain_rebase_job_run (RechainBlockJob *job, GCancellable *cancellable, GError **error)
+{
+  RechainRebaseJob *self = RECHAIN_REBASE_JOB (job);
+  gboolean ok = FALSE;
+  RechainRebaseStats *stats = run_rebase (self, self->dry_run, cancellable, &ok, error);
+
+  g_clear_pointer (&self->stats, rechain_rebase_stats_unref);
+  self->stats = stats;
+  return ok;
+}
+
+static void
+rechain_rebase_job_class_init (RechainRebaseJobClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  RechainBlockJobClass *job_class = RECHAIN_BLOCK_JOB_CLASS (klass);
+  const GParamFlags flags = G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS;
+
+  object_class->finalize = rechain_rebase_job_finalize;
+  object_class->set_property = rechain_rebase_job_set_property;
+  object_class->get_property = rechain_rebase_job_get_property;
+  job_class->run = rechain_rebase_job_run;
+
+  /**
+   * RechainRebaseJob:format:
+   *
+   * The format of the image ("qcow2"), or %NULL to probe it.
+   */
+  props[PROP_FORMAT] = g_param_spec_string ("format", NULL, NULL, NULL, flags);
+  /**
+   * RechainRebaseJob:backing-file:
+   *
+   * The new backing file name, written into the header as given; a
+   * relative name is relative to the image's directory. "" (or %NULL)
+   * means no backing file: the image becomes standalone.
+   */
+  props[PROP_BACKING_FILE] = g_param_spec_string ("backing-file", NULL, NULL, "", flags);
+  /**
+   * RechainRebaseJob:backing-format:
+   *
+   * The format of the new backing file; required when it is named.
+   */
+  props[PROP_BACKING_FORMAT] = g_param_spec_string ("backing-format", NULL, NULL, NULL, flags);
+  /**
+   * RechainRebaseJob:mode:
+   *
+   * Safe (keep the content) or unsafe (rewrite the header only).
+   */
+  props[PROP_MODE] = g_param_spec_enum ("mode", NULL, NULL, RECHAIN_TYPE_REBASE_MODE,
+                                        RECHAIN_REBASE_MODE_SAFE, flags);
+  /**
+   * RechainRebaseJob:compress:
+   *
+   * Write copied clusters compressed, with the image's compression type.
+   */
+  props[PROP_COMPRESS] = g_param_spec_boolean ("compress", NULL, NULL, FALSE, flags);
+  /**
+   * RechainRebaseJob:cache-mode:
+   *
+   * How the image is written.
+   */
+  props[PROP_CACHE_MODE] = g_param_spec_enum ("cache-mode", NULL, NULL, RECHAIN_TYPE_CACHE_MODE,
+                                              RECHAIN_CACHE_WRITEBACK, flags);
+  /**
+   * RechainRebaseJob:source-cache-mode:
+   *
+   * How the backing files are read.
+   */
+  props[PROP_SOURCE_CACHE_MODE] = g_param_spec_enum ("source-cache-mode", NULL, NULL,
+                                                     RECHAIN_TYPE_CACHE_MODE,
+                                                     RECHAIN_CACHE_WRITEBACK, flags);
+  /**
+   * RechainRebaseJob:force-share:
+   *
+   * Read the backing files even while another process writes them (no
+   * locks on them). The image itself is always locked.
+   */
+  props[PROP_FORCE_SHARE] = g_param_spec_boolean ("force-share", NULL, NULL, FALSE, flags);
+  /**
+   * RechainRebaseJob:dry-run:
+   *
+   * Plan only: running the job writes nothing and fills the stats with
+   * what would be done.
+   */
+  props[PROP_DRY_RUN] = g_param_spec_boolean ("dry-run", NULL, NULL, FALSE, flags);
+  /**
+   * RechainRebaseJob:linked-images:
+   *
+   * More images that share the old backing chain of the job's image
+   * (linked clones), moved to the same new backing file in the same job.
+   */
+  props[PROP_LINKED_IMAGES] = g_param_spec_boxed ("linked-images", NULL, NULL, G_TYPE_STRV, flags);
+  g_object_class_install_properties (object_class, N_PROPS, props);
+}
+
+static void
+rechain_rebase_job_init (RechainRebaseJob *self)
+{
+}
+
+/**
+ * rechain_rebase_job_new:
+ * @image: the image to rebase
+ * @backing_file: (nullable): the new backing file, "" or %NULL for none
+ * @backing_format: (nullable): its format
+ *
+ * A safe rebase job with default settings; use g_object_new() to set more
+ * properties.
+ *
+ * Returns: (transfer full): a new job
+ */
+RechainRebaseJob *
+rechain_rebase_job_new (const char *image, const char *backing_file, const char *backing_format)
+{
+  return g_object_new (RECHAIN_TYPE_REBASE_JOB, "image", image,
+                       "backing-file", backing_file ? backing_file : "",
+                       "backing-format", backing_format, NULL);
+}
+
+/**
+ * rechain_rebase_job_get_backing_file:
+ * @job: a rebase job
+ *
+ * Returns: the new backing file name ("" for none)
+ */
+const char *
+rechain_rebase_job_get_backing_file (RechainRebaseJob *job)
+{
+  g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), NULL);
+  return job->backing_file ? job->backing_file : "";
+}
+
+/**
+ * rechain_rebase_job_get_backing_format:
+ * @job: a rebase job
+ *
+ * Returns: (nullable): the new backing file's format
+ */
+const char *
+rechain_rebase_job_get_backing_format (RechainRebaseJob *job)
+{
+  g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), NULL);
+  return job->backing_format;
+}
+
+/**
+ * rechain_rebase_job_get_mode:
+ * @job: a rebase job
+ *
+ * Returns: the mode
+ */
+RechainRebaseMode
+rechain_rebase_job_get_mode (RechainRebaseJob *job)
+{
+  g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), RECHAIN_REBASE_MODE_SAFE);
+  return job->mode;
+}
+
+/**
+ * rechain_rebase_job_get_linked_images:
+ * @job: a rebase job
+ *
+ * Returns: (nullable) (transfer none) (array zero-terminated=1): the linked images
+ */
+const char * const *
+rechain_rebase_job_get_linked_images (RechainRebaseJob *job)
+{
+  g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), NULL);
+  return (const char * const *) job->linked_images;
+}
+
+/**
+ * rechain_rebase_job_get_stats:
+ * @job: a rebase job
+ *
+ * What the run did, including per-image failures; available once the job
+ * has run (also after a failure or a cancellation).
+ *
+ * Returns: (nullable) (transfer none): the statistics of the run
+ */
+RechainRebaseStats *
+rechain_rebase_job_get_stats (RechainRebaseJob *job)
+{
+  g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), NULL);
+  return job->stats;
+}
+
+/**
+ * rechain_rebase_job_plan:
+ * @job: a rebase job
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * The dry run: opens the images and plans the rebase from metadata, without
+ * writing anything. Does not run the job; it can still be run afterwards.
+ * Blocks: call it from a worker thread in interactive programs.
+ *
+ * Returns: (transfer full): what the rebase would do, or %NULL with @error
+ */
+RechainRebaseStats *
+rechain_rebase_job_plan (RechainRebaseJob *job, GCancellable *cancellable, GError **error)
+{
+  gboolean ok = FALSE;
+  RechainRebaseStats *stats;
+
+  g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), NULL);
+  stats = run_rebase (job, TRUE, cancellable, &ok, error);
+  if (!ok)
+    g_clear_pointer (&stats, rechain_rebase_stats_unref);
+  return stats;
+}

@@ -1,0 +1,99 @@
+/* rechain-enums.h: enumerations of the public API.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(__RECHAIN_H_INSIDE__) && !defined(RECHAIN_COMPILATION)
+#error "Only <rechain/rechain.h> can be included directly."
+#endif
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/**
+ * RechainCacheMode:
+ * @RECHAIN_CACHE_WRITEBACK: page cache; flushes where durability requires.
+ * @RECHAIN_CACHE_WRITETHROUGH: page cache; every write is durable (O_DSYNC).
+ * @RECHAIN_CACHE_NONE: bypass the page cache (O_DIRECT); flushes where
+ *   durability requires.
+ * @RECHAIN_CACHE_DIRECTSYNC: O_DIRECT and O_DSYNC.
+ * @RECHAIN_CACHE_UNSAFE: page cache and no flushes at all (not crash-safe).
+ *
+ * How an image file is accessed: the cache modes of qemu-img, with the same
+ * names (`-t` and `-T` of the command line).
+ */
+typedef enum {
+  RECHAIN_CACHE_WRITEBACK,
+  RECHAIN_CACHE_WRITETHROUGH,
+  RECHAIN_CACHE_NONE,
+  RECHAIN_CACHE_DIRECTSYNC,
+  RECHAIN_CACHE_UNSAFE,
+} RechainCacheMode;
+
+/**
+ * RechainImageOpenFlags:
+ * @RECHAIN_IMAGE_OPEN_NONE: open the image and its whole backing chain
+ *   read-only, with QEMU-compatible shared locks.
+ * @RECHAIN_IMAGE_OPEN_FORCE_SHARE: take no locks (`-U`): open even images
+ *   another process is writing.
+ * @RECHAIN_IMAGE_OPEN_NO_BACKING: open the image alone, not its backing
+ *   files.
+ *
+ * Flags for rechain_image_open().
+ */
+typedef enum /*< flags >*/ {
+  RECHAIN_IMAGE_OPEN_NONE = 0,
+  RECHAIN_IMAGE_OPEN_FORCE_SHARE = 1 << 0,
+  RECHAIN_IMAGE_OPEN_NO_BACKING = 1 << 1,
+} RechainImageOpenFlags;
+
+/**
+ * RechainExtentKind:
+ * @RECHAIN_EXTENT_UNALLOCATED: no image of the chain describes the region:
+ *   it reads as zeros.
+ * @RECHAIN_EXTENT_ZERO: an image of the chain says the region reads as zeros.
+ * @RECHAIN_EXTENT_DATA: an image of the chain holds data for the region.
+ *
+ * What one #RechainExtent of an allocation map is.
+ */
+typedef enum {
+  RECHAIN_EXTENT_UNALLOCATED,
+  RECHAIN_EXTENT_ZERO,
+  RECHAIN_EXTENT_DATA,
+} RechainExtentKind;
+
+/**
+ * RechainJobState:
+ * @RECHAIN_JOB_STATE_CREATED: not started yet.
+ * @RECHAIN_JOB_STATE_RUNNING: running.
+ * @RECHAIN_JOB_STATE_COMPLETED: finished successfully.
+ * @RECHAIN_JOB_STATE_FAILED: finished with an error.
+ * @RECHAIN_JOB_STATE_CANCELLED: stopped by its #GCancellable.
+ *
+ * The life of a #RechainBlockJob; a job runs once.
+ */
+typedef enum {
+  RECHAIN_JOB_STATE_CREATED,
+  RECHAIN_JOB_STATE_RUNNING,
+  RECHAIN_JOB_STATE_COMPLETED,
+  RECHAIN_JOB_STATE_FAILED,
+  RECHAIN_JOB_STATE_CANCELLED,
+} RechainJobState;
+
+/**
+ * RechainRebaseMode:
+ * @RECHAIN_REBASE_MODE_SAFE: keep the guest-visible content: copy into the
+ *   image what differs between the old and new backing chains, then switch.
+ * @RECHAIN_REBASE_MODE_UNSAFE: only rewrite the backing file name and format
+ *   (`qemu-img rebase -u`).
+ *
+ * How a #RechainRebaseJob changes the backing file.
+ */
+typedef enum {
+  RECHAIN_REBASE_MODE_SAFE,
+  RECHAIN_REBASE_MODE_UNSAFE,
+} RechainRebaseMode;
+
+G_END_DECLS

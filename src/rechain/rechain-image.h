@@ -1,0 +1,55 @@
+/* rechain-image.h: an opened image with its backing chain.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(__RECHAIN_H_INSIDE__) && !defined(RECHAIN_COMPILATION)
+#error "Only <rechain/rechain.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+#include <rechain/rechain-enums.h>
+#include <rechain/rechain-extent.h>
+#include <rechain/rechain-version.h>
+
+G_BEGIN_DECLS
+
+#define RECHAIN_TYPE_IMAGE (rechain_image_get_type ())
+RECHAIN_PUBLIC
+G_DECLARE_FINAL_TYPE (RechainImage, rechain_image, RECHAIN, IMAGE, GObject)
+
+RECHAIN_PUBLIC RechainImage *rechain_image_open (const char *path,
+                                                 const char *format,
+                                                 RechainImageOpenFlags flags,
+                                                 GCancellable *cancellable,
+                                                 GError **error);
+RECHAIN_PUBLIC void rechain_image_open_async (const char *path,
+                                              const char *format,
+                                              RechainImageOpenFlags flags,
+                                              int io_priority,
+                                              GCancellable *cancellable,
+                                              GAsyncReadyCallback callback,
+                                              gpointer user_data);
+RECHAIN_PUBLIC RechainImage *rechain_image_open_finish (GAsyncResult *result,
+                                                        GError **error);
+
+RECHAIN_PUBLIC const char *rechain_image_get_path (RechainImage *image);
+RECHAIN_PUBLIC const char *rechain_image_get_format (RechainImage *image);
+RECHAIN_PUBLIC guint64 rechain_image_get_virtual_size (RechainImage *image);
+RECHAIN_PUBLIC guint64 rechain_image_get_cluster_size (RechainImage *image);
+RECHAIN_PUBLIC const char *rechain_image_get_backing_file (RechainImage *image);
+RECHAIN_PUBLIC const char *rechain_image_get_backing_format (RechainImage *image);
+RECHAIN_PUBLIC RechainImage *rechain_image_get_backing_image (RechainImage *image);
+RECHAIN_PUBLIC guint rechain_image_get_chain_length (RechainImage *image);
+RECHAIN_PUBLIC const char * const *rechain_image_get_warnings (RechainImage *image);
+
+RECHAIN_PUBLIC GPtrArray *rechain_image_get_extents (RechainImage *image,
+                                                     guint64 offset,
+                                                     guint64 length,
+                                                     GError **error);
+RECHAIN_PUBLIC char *rechain_image_get_info_json (RechainImage *image,
+                                                  gboolean backing_chain,
+                                                  GError **error);
+
+G_END_DECLS

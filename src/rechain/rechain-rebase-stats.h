@@ -1,0 +1,42 @@
+/* rechain-rebase-stats.h: what a rebase did, or would do.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(__RECHAIN_H_INSIDE__) && !defined(RECHAIN_COMPILATION)
+#error "Only <rechain/rechain.h> can be included directly."
+#endif
+
+#include <glib-object.h>
+#include <rechain/rechain-version.h>
+
+G_BEGIN_DECLS
+
+typedef struct _RechainRebaseStats RechainRebaseStats;
+
+#define RECHAIN_TYPE_REBASE_STATS (rechain_rebase_stats_get_type ())
+RECHAIN_PUBLIC GType rechain_rebase_stats_get_type (void);
+RECHAIN_PUBLIC RechainRebaseStats *rechain_rebase_stats_ref (RechainRebaseStats *stats);
+RECHAIN_PUBLIC void rechain_rebase_stats_unref (RechainRebaseStats *stats);
+
+RECHAIN_PUBLIC gboolean rechain_rebase_stats_get_dry_run (RechainRebaseStats *stats);
+RECHAIN_PUBLIC double rechain_rebase_stats_get_seconds (RechainRebaseStats *stats);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_bytes_examined (RechainRebaseStats *stats);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_bytes_same_by_metadata (RechainRebaseStats *stats);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_bytes_compared (RechainRebaseStats *stats);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_bytes_read (RechainRebaseStats *stats);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_bytes_differing (RechainRebaseStats *stats);
+
+RECHAIN_PUBLIC guint rechain_rebase_stats_get_n_images (RechainRebaseStats *stats);
+RECHAIN_PUBLIC const char *rechain_rebase_stats_get_image (RechainRebaseStats *stats, guint index);
+RECHAIN_PUBLIC const GError *rechain_rebase_stats_get_image_error (RechainRebaseStats *stats, guint index);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_image_bytes_written (RechainRebaseStats *stats, guint index);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_image_bytes_zeroed (RechainRebaseStats *stats, guint index);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_image_clusters_allocated (RechainRebaseStats *stats, guint index);
+
+RECHAIN_PUBLIC char *rechain_rebase_stats_to_json (RechainRebaseStats *stats);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainRebaseStats, rechain_rebase_stats_unref)
+
+G_END_DECLS

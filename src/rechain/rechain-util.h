@@ -1,0 +1,23 @@
+/* rechain-util.h: small helpers of the public API.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(__RECHAIN_H_INSIDE__) && !defined(RECHAIN_COMPILATION)
+#error "Only <rechain/rechain.h> can be included directly."
+#endif
+
+#include <glib.h>
+#include <rechain/rechain-enums.h>
+#include <rechain/rechain-version.h>
+
+G_BEGIN_DECLS
+
+RECHAIN_PUBLIC gboolean rechain_cache_mode_from_string (const char *name,
+                                                        RechainCacheMode *mode,
+                                                        GError **error);
+RECHAIN_PUBLIC const char *rechain_cache_mode_to_string (RechainCacheMode mode);
+RECHAIN_PUBLIC const char *rechain_get_version (void);
+
+G_END_DECLS
