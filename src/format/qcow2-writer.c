@@ -675,13 +675,33 @@ rechain_qcow2_writer_write (RechainQcow2Writer *w, guint64 offset, gsize length,
       host = t.entry.host_offset;
       if (!w->external && !get_refcount (w, host / w->cluster_size, &rc, error))
         return FALSE;
-      if (rc != 1)
+      if (rc == 0)
         {
-          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                       "guest cluster 0x%" G_GINT64_MODIFIER "x is partly allocated in a host "
-                       "cluster that an internal snapshot shares; copying it is not supported yet",
-                       t.cluster_start);
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                       "the data cluster at 0x%" G_GINT64_MODIFIER "x has refcount 0; "
+                       "repair the image with 'qemu-img check -r all'", host);
           return FALSE;
+        }
+      if (rc > 1)
+        {
+          /* An internal snapshot shares the host cluster: copy it (its
+           * allocated subclusters with it) to a new one and write there;
+           * the snapshot keeps the old one, whose refcount drops once the
+           * L2 entry names the copy. */
+          g_autofree guint8 *copy = g_malloc (w->cluster_size);
+          guint64 old_cluster = host / w->cluster_size;
+
+          if (!w->io.pread (w->io.user, copy, w->cluster_size, host, error) ||
+              !alloc_clusters (w, 1, &host, error))
+            return FALSE;
+          memcpy (copy + (offset - t.cluster_start), data, length);
+          if (!write_data (w, FALSE, host, copy, w->cluster_size, error))
+            return FALSE;
+          g_array_append_val (w->deferred_frees, old_cluster);
+          store (w, &t, host | RECHAIN_QCOW2_OFLAG_COPIED,
+                 (t.bitmap | sc_mask (&t)) & ~(sc_mask (&t) << 32));
+          w->stats.data_bytes += length;
+          return TRUE;
         }
     }
   else if (w->external)

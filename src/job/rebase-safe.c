@@ -53,12 +53,16 @@ typedef struct {
   guint64 vsize;
   guint64 unit;
   GArray *unallocated; /* of Range, current window */
+  /* Its backing chain already is the new one (an earlier run switched it
+   * and was interrupted before the others were): nothing to copy. */
+  gboolean on_new_chain;
 } Overlay;
 
 typedef struct {
   const RechainRebaseOptions *options;
   RechainRebaseReport *report;
   GPtrArray *overlays;      /* of Overlay* */
+  Overlay *reference;       /* first overlay still on the old chain, or NULL */
   RechainChain *new_chain;  /* NULL: no new backing file */
   RechainRebaseProgress progress;
   gpointer progress_data;
@@ -232,7 +236,7 @@ compare_range (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 leng
 static gboolean
 diff_range (Rebase *rb, const Range *r, GArray *diffs, GError **error)
 {
-  RechainChain *old_chain = ((Overlay *) g_ptr_array_index (rb->overlays, 0))->chain;
+  RechainChain *old_chain = rb->reference->chain;
   g_autoptr(GArray) old_map = rechain_extent_list_new ();
   g_autoptr(GArray) new_map = rechain_extent_list_new ();
   guint i = 0, j = 0;
@@ -438,7 +442,7 @@ map_window (Rebase *rb, guint64 start, guint64 end, GArray *u)
       guint64 wend = MIN (end, o->vsize);
 
       g_array_set_size (o->unallocated, 0);
-      if (overlay_failed (o) || start >= wend)
+      if (overlay_failed (o) || o->on_new_chain || start >= wend)
         continue;
       if (!rechain_layer_map (o->top, start, wend - start, map, &error))
         {
@@ -546,34 +550,30 @@ run_windows (Rebase *rb, GError **error)
 
 /* ---- setup ---- */
 
+/* Whether layers @a_first.. of @a and @b_first.. of @b are the same files
+ * in the same formats (a NULL chain is an empty one). */
 static gboolean
-check_same_old_chain (Overlay *first, Overlay *o, GError **error)
+same_chain (RechainChain *a, guint a_first, RechainChain *b, guint b_first)
 {
-  guint depth = rechain_chain_get_depth (first->chain);
+  guint a_depth = a ? rechain_chain_get_depth (a) : 0;
+  guint b_depth = b ? rechain_chain_get_depth (b) : 0;
 
-  if (rechain_chain_get_depth (o->chain) != depth)
-    goto differ;
-  for (guint i = 1; i < depth; i++)
-    if (!same_layer (rechain_chain_get_layer (first->chain, i), rechain_chain_get_layer (o->chain, i)))
-      goto differ;
+  if (a_depth - MIN (a_first, a_depth) != b_depth - MIN (b_first, b_depth))
+    return FALSE;
+  for (guint i = a_first, j = b_first; i < a_depth; i++, j++)
+    if (!same_layer (rechain_chain_get_layer (a, i), rechain_chain_get_layer (b, j)))
+      return FALSE;
   return TRUE;
-
-differ:
-  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-               "%s: its backing chain differs from that of %s; overlays rebased together "
-               "must share their old backing chain (rebase them one by one)",
-               rechain_layer_get_path (o->top), rechain_layer_get_path (first->top));
-  return FALSE;
 }
 
+/* Refuses a new backing chain that contains one of the overlays: the
+ * rebase would make it its own backing file. */
 static gboolean
-check_new_chain (Rebase *rb, GError **error)
+check_new_chain (Rebase *rb, RechainChain *new_chain, GError **error)
 {
-  if (!rb->new_chain)
-    return TRUE;
-  for (guint i = 0; i < rechain_chain_get_depth (rb->new_chain); i++)
+  for (guint i = 0; i < rechain_chain_get_depth (new_chain); i++)
     {
-      RechainLayer *layer = rechain_chain_get_layer (rb->new_chain, i);
+      RechainLayer *layer = rechain_chain_get_layer (new_chain, i);
       for (guint k = 0; k < rb->overlays->len; k++)
         {
           Overlay *o = g_ptr_array_index (rb->overlays, k);
@@ -621,8 +621,6 @@ open_overlays (Rebase *rb, GError **error)
         }
       o->vsize = rechain_layer_get_virtual_size (o->top);
       o->unit = rechain_layer_get_granularity (o->top);
-      if (k > 0 && !check_same_old_chain (g_ptr_array_index (rb->overlays, 0), o, error))
-        return FALSE;
     }
   return TRUE;
 }
@@ -632,6 +630,7 @@ open_new_chain (Rebase *rb, GError **error)
 {
   const RechainRebaseOptions *opts = rb->options;
   g_autofree char *path = NULL;
+  g_autoptr(RechainChain) unlocked = NULL;
 
   if (!opts->backing_file || !*opts->backing_file)
     return TRUE;
@@ -639,13 +638,57 @@ open_new_chain (Rebase *rb, GError **error)
   path = rechain_path_resolve (opts->images[0], opts->backing_file, error);
   if (!path)
     return FALSE;
-  rb->new_chain = rechain_chain_open (path, opts->backing_format,
-                                      opts->force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0,
+
+  /* Look at the new chain without locks first: if it contains an overlay
+   * (which this process holds for writing), say so rather than report the
+   * lock conflict with ourselves. */
+  unlocked = rechain_chain_open (path, opts->backing_format, RECHAIN_CHAIN_OPEN_FORCE_SHARE,
+                                 opts->source_cache, opts->source_cache, error);
+  if (!unlocked)
+    {
+      g_prefix_error (error, "new backing file: ");
+      return FALSE;
+    }
+  if (!check_new_chain (rb, unlocked, error))
+    return FALSE;
+  if (opts->force_share)
+    {
+      rb->new_chain = g_steal_pointer (&unlocked);
+      return TRUE;
+    }
+  g_clear_pointer (&unlocked, rechain_chain_free);
+  rb->new_chain = rechain_chain_open (path, opts->backing_format, 0,
                                       opts->source_cache, opts->source_cache, error);
   if (!rb->new_chain)
     {
       g_prefix_error (error, "new backing file: ");
       return FALSE;
+    }
+  return TRUE;
+}
+
+/* Overlays already on the new chain need nothing copied; all the others
+ * must share one old chain, which is compared with the new one once. */
+static gboolean
+classify_overlays (Rebase *rb, GError **error)
+{
+  for (guint k = 0; k < rb->overlays->len; k++)
+    {
+      Overlay *o = g_ptr_array_index (rb->overlays, k);
+
+      o->on_new_chain = same_chain (o->chain, 1, rb->new_chain, 0);
+      if (o->on_new_chain)
+        continue;
+      if (!rb->reference)
+        rb->reference = o;
+      else if (!same_chain (rb->reference->chain, 1, o->chain, 1))
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                       "%s: its backing chain differs from that of %s; overlays rebased together "
+                       "must share their old backing chain (rebase them one by one)",
+                       rechain_layer_get_path (o->top), rechain_layer_get_path (rb->reference->top));
+          return FALSE;
+        }
     }
   return TRUE;
 }
@@ -708,7 +751,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
   if (!rechain_rebase_check_target (options->backing_file, options->backing_format, error) ||
       !open_overlays (&rb, error) ||
       !open_new_chain (&rb, error) ||
-      !check_new_chain (&rb, error))
+      !classify_overlays (&rb, error))
     goto out;
 
   if (!options->dry_run)
@@ -722,7 +765,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
 
   /* Two views read in parallel, one chunk ahead. */
   rb.pool = rechain_read_pool_new (MAX (2, MIN (4, g_get_num_processors ())));
-  if (!run_windows (&rb, error))
+  if (rb.reference && !run_windows (&rb, error))
     {
       /* Cancelled or the comparison failed: keep what is complete (it is
        * consistent and a rerun skips it), switch nothing. */
