@@ -470,6 +470,9 @@ rechain_block_job_run_async (RechainBlockJob *job, int io_priority, GCancellable
   task = g_task_new (job, cancellable, callback, user_data);
   g_task_set_source_tag (task, rechain_block_job_run_async);
   g_task_set_priority (task, io_priority);
+  /* The result is what the job did: a job cancelled too late to stop
+   * still completed, and its image was switched. */
+  g_task_set_check_cancellable (task, FALSE);
   if (!start (job, &error))
     {
       g_task_return_error (task, error);

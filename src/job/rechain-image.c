@@ -402,7 +402,9 @@ rechain_image_get_warnings (RechainImage *image)
  * holds data, zeros or nothing, and which image of the chain holds it.
  * Cost follows the allocated metadata, not the size of the range.
  *
- * Returns: (transfer full) (element-type RechainExtent): the extents
+ * The array owns its elements: g_ptr_array_unref() frees them too.
+ *
+ * Returns: (transfer container) (element-type RechainExtent): the extents
  */
 GPtrArray *
 rechain_image_get_extents (RechainImage *image, guint64 offset, guint64 length, GError **error)

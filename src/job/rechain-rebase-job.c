@@ -324,11 +324,12 @@ rechain_rebase_stats_to_json (RechainRebaseStats *stats)
  * once, and each image is switched independently.
  *
  * From Python:
- * |[<!-- language="Python" -->
+ *
+ * ```python
  * job = Rechain.RebaseJob(image="vm.qcow2", backing_file="", mode=Rechain.RebaseMode.SAFE)
  * job.connect("notify::progress", lambda j, p: print(j.props.progress))
  * job.run_async(GLib.PRIORITY_DEFAULT, None, on_done)
- * ]|
+ * ```
  */
 struct _RechainRebaseJob {
   RechainBlockJob parent_instance;

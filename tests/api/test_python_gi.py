@@ -1,0 +1,159 @@
+#!/usr/bin/python3
+"""The library as a Python VM manager uses it, through GObject
+introspection (gi.repository.Rechain): open an image, rebase it
+asynchronously in a GLib main loop counting progress notifications, cancel
+one, match errors; qemu-img judges the results."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import unittest
+
+import gi
+gi.require_version('Rechain', '1.0')
+gi.require_version('Gio', '2.0')
+from gi.repository import Gio, GLib, Rechain  # noqa: E402
+
+
+def sh(cmd, cwd):
+    return subprocess.run(cmd, shell=True, cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+class RechainGiTest(unittest.TestCase):
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix='rechain-gi-')
+        r = sh("qemu-img create -q -f qcow2 base.qcow2 512M && "
+               "qemu-io -f qcow2 -c 'write -P 0x33 0 128M' base.qcow2 && "
+               "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2 && "
+               "qemu-io -f qcow2 -c 'write -P 0x44 4M 1M' top.qcow2 && "
+               "qemu-img convert -O raw top.qcow2 before.raw", self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.top = os.path.join(self.dir, 'top.qcow2')
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def assert_content_unchanged(self):
+        r = sh('qemu-img compare -q -f raw -F qcow2 before.raw top.qcow2', self.dir)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = sh('qemu-img check -q top.qcow2', self.dir)
+        self.assertIn(r.returncode, (0, 3), r.stdout + r.stderr)
+
+    def backing(self):
+        r = sh('qemu-img info --output=json top.qcow2', self.dir)
+        import json
+        return json.loads(r.stdout).get('backing-filename')
+
+    def test_open_image(self):
+        img = Rechain.Image.open(self.top, None, Rechain.ImageOpenFlags.NONE, None)
+        self.assertEqual(img.props.format, 'qcow2')
+        self.assertEqual(img.props.virtual_size, 512 << 20)
+        self.assertEqual(img.props.backing_file, 'base.qcow2')
+        self.assertEqual(img.get_chain_length(), 2)
+        base = img.get_backing_image()
+        self.assertEqual(os.path.basename(base.get_path()), 'base.qcow2')
+        extents = img.get_extents(0, img.get_virtual_size())
+        data = [(e.offset, e.length, e.depth) for e in extents
+                if e.kind == Rechain.ExtentKind.DATA]
+        self.assertEqual(data, [(0, 4 << 20, 1), (4 << 20, 1 << 20, 0),
+                                (5 << 20, 123 << 20, 1)])
+
+    def test_open_async(self):
+        loop = GLib.MainLoop()
+        result = {}
+
+        def done(source, res):
+            result['image'] = Rechain.Image.open_finish(res)
+            loop.quit()
+        Rechain.Image.open_async(self.top, 'qcow2', Rechain.ImageOpenFlags.NO_BACKING,
+                                 GLib.PRIORITY_DEFAULT, None, done)
+        loop.run()
+        self.assertEqual(result['image'].get_chain_length(), 1)
+
+    def test_errors_match_the_domain(self):
+        with self.assertRaises(GLib.Error) as cm:
+            Rechain.Image.open(os.path.join(self.dir, 'missing.qcow2'), None, 0, None)
+        self.assertTrue(cm.exception.matches(Rechain.error_quark(),
+                                             Rechain.Error.BACKING_NOT_FOUND))
+        self.assertIn('missing.qcow2', cm.exception.message)
+
+    def test_async_safe_rebase(self):
+        job = Rechain.RebaseJob(image=self.top, backing_file='',
+                                mode=Rechain.RebaseMode.SAFE)
+        self.assertEqual(job.props.state, Rechain.JobState.CREATED)
+        loop = GLib.MainLoop()
+        seen = []
+        main = threading.current_thread()
+        result = {}
+
+        def on_progress(j, pspec):
+            self.assertIs(threading.current_thread(), main)
+            seen.append(j.props.progress)
+
+        def done(j, res):
+            result['ok'] = j.run_finish(res)
+            loop.quit()
+        job.connect('notify::progress', on_progress)
+        job.run_async(GLib.PRIORITY_DEFAULT, None, done)
+        loop.run()
+        self.assertTrue(result['ok'])
+        self.assertEqual(job.props.state, Rechain.JobState.COMPLETED)
+        self.assertGreaterEqual(len(seen), 1)
+        self.assertEqual(seen, sorted(seen))
+        self.assertEqual(seen[-1], 1.0)
+        stats = job.get_stats()
+        self.assertEqual(stats.get_n_images(), 1)
+        self.assertEqual(stats.get_image_bytes_written(0), 127 << 20)
+        self.assertIsNone(self.backing())
+        self.assert_content_unchanged()
+
+    def test_cancelled_rebase(self):
+        job = Rechain.RebaseJob(image=self.top, backing_file='',
+                                cache_mode=Rechain.CacheMode.WRITETHROUGH)
+        cancellable = Gio.Cancellable()
+        cancellable.cancel()
+        loop = GLib.MainLoop()
+        result = {}
+
+        def done(j, res):
+            try:
+                j.run_finish(res)
+                result['error'] = None
+            except GLib.Error as e:
+                result['error'] = e
+            loop.quit()
+        job.run_async(GLib.PRIORITY_DEFAULT, cancellable, done)
+        loop.run()
+        self.assertTrue(result['error'].matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED))
+        self.assertEqual(job.props.state, Rechain.JobState.CANCELLED)
+        self.assertEqual(self.backing(), 'base.qcow2')
+        self.assert_content_unchanged()
+
+    def test_linked_clones_and_plan(self):
+        r = sh("qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 clone.qcow2 && "
+               "qemu-img convert -O qcow2 base.qcow2 new.qcow2 && "
+               "qemu-io -f qcow2 -c 'write -P 0x55 64M 64k' new.qcow2", self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job = Rechain.RebaseJob(image=self.top, backing_file='new.qcow2',
+                                backing_format='qcow2',
+                                linked_images=[os.path.join(self.dir, 'clone.qcow2')])
+        plan = job.plan(None)
+        self.assertTrue(plan.get_dry_run())
+        self.assertEqual(plan.get_n_images(), 2)
+        self.assertTrue(job.run_sync(None))
+        stats = job.get_stats()
+        self.assertEqual(stats.get_n_images(), 2)
+        # one 64 KiB difference, found once, copied into both
+        self.assertEqual(stats.get_bytes_differing(), 65536)
+        self.assertEqual(stats.get_image_bytes_written(0), 65536)
+        self.assertEqual(stats.get_image_bytes_written(1), 65536)
+        self.assertEqual(self.backing(), 'new.qcow2')
+        self.assert_content_unchanged()
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)

@@ -1,0 +1,465 @@
+#!/usr/bin/python3
+# job-rebase-faults: crash consistency of the safe rebase.
+#
+# For a few small but rich scenarios, rechain runs once with
+# RECHAIN_FAULT_LOG to learn its write and flush points, then once per
+# point N with RECHAIN_FAULT=any:N:EIO and any:N:KILL (and any:N:ENOSPC at
+# a few points, read:N:EIO at a few reads), each on a fresh copy of the
+# images.  After each interrupted run:
+#   - the exit status is non-zero (5 for an I/O error), or the process was
+#     killed;
+#   - qemu-img check finds no corruption (leaked clusters allowed);
+#   - if the header still names the old backing file, the guest content
+#     through it is unchanged; if it names the new one (only possible when
+#     the last flush failed), the content through the new one is the
+#     original content;
+#   - running the same command again completes the rebase, with the
+#     original content and a clean check (leaks from the interrupted run
+#     are allowed and reported).
+# A SIGTERM/SIGINT during a larger rebase gives exit 6 and the same.
+#
+# Environment: RECHAIN_JOBS parallel runs (default: number of CPUs);
+# RECHAIN_FAULT_SCENARIOS=a,b to run some scenarios only.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+
+import concurrent.futures
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jobtest as jt  # noqa: E402
+from jobtest import JobTestCase, rt, MiB, KiB, qemu_img, qemu_info  # noqa: E402
+
+JOBS = int(os.environ.get('RECHAIN_JOBS', str(os.cpu_count() or 2)))
+ONLY = [s for s in os.environ.get('RECHAIN_FAULT_SCENARIOS', '').split(',') if s]
+
+
+# ---------------------------------------------------------------------------
+# scenarios: each builds its images in a directory and returns
+# (overlays, rebase arguments before the overlays, new backing name)
+
+def _img(d, name, size, opts=None, backing=None, bfmt=None, fmt='qcow2'):
+    args = ['create', '-q', '-f', fmt]
+    if backing:
+        args += ['-b', backing, '-F', bfmt]
+    if opts:
+        args += ['-o', opts]
+    qemu_img(*(args + [name, str(size)]), cwd=d)
+
+
+def _io(d, name, *cmds, fmt=None):
+    jt.qemu_io(name, *cmds, fmt=fmt, cwd=d)
+
+
+def _chain(d, top_opts=None, mid_opts=None, size=2 * MiB):
+    _img(d, 'base.qcow2', size)
+    _io(d, 'base.qcow2', 'write -P 1 0 %d' % size, 'write -z 1M 128k', 'discard 1536k 64k')
+    _img(d, 'mid.qcow2', size, opts=mid_opts, backing='base.qcow2', bfmt='qcow2')
+    _io(d, 'mid.qcow2', 'write -P 2 256k 64k', 'write -P 7 1200k 1000', 'write -z 640k 64k')
+    _img(d, 'top.qcow2', size, opts=top_opts, backing='mid.qcow2', bfmt='qcow2')
+    _io(d, 'top.qcow2', 'write -P 3 64k 64k', 'write -z 1800k 64k', 'write -P 4 1M 1000')
+
+
+def _near(d, src='mid.qcow2', name='near.qcow2'):
+    qemu_img('convert', '-O', 'qcow2', src, name, cwd=d)
+    _io(d, name, 'write -P 9 100k 8k', 'write -P 0 700k 4k', 'write -P 8 1900k 64k')
+    return name
+
+
+def sc_flatten(d):
+    _chain(d)
+    return ['top.qcow2'], ['-b', ''], ''
+
+
+def sc_near_copy(d):
+    _chain(d)
+    _near(d)
+    return ['top.qcow2'], ['-b', 'near.qcow2', '-F', 'qcow2'], 'near.qcow2'
+
+
+def sc_refcount_grow(d):
+    """512-byte clusters and 64-bit refcounts: one refcount block covers
+    32 KiB and the one-cluster refcount table 2 MiB.  The overlay already
+    fills 1.9 MiB of its file; flattening the rest must grow the refcount
+    table (checked after the unfaulted run)."""
+    _img(d, 'base.qcow2', 3 * MiB)
+    _io(d, 'base.qcow2', 'write -P 1 0 3M', 'write -z 2000k 8k')
+    _img(d, 'top.qcow2', 2176 * KiB, opts='cluster_size=512,refcount_bits=64',
+         backing='base.qcow2', bfmt='qcow2')
+    _io(d, 'top.qcow2', 'write -P 3 0 1900k', 'write -P 4 2100k 1000')
+    assert rt.get_field(os.path.join(d, 'top.qcow2'), 'refcount_table_clusters') == 1
+    return ['top.qcow2'], ['-b', ''], ''
+
+
+def post_refcount_grow(tc, d):
+    tc.assertGreater(rt.get_field(os.path.join(d, 'top.qcow2'), 'refcount_table_clusters'), 1,
+                     'the scenario no longer grows the refcount table')
+
+
+def post_snapshot(tc, d):
+    tc.assertEqual(jt.snapshot_names('top.qcow2', d), ['s1'])
+
+
+POST = {'refcount_grow': post_refcount_grow, 'snapshot': post_snapshot}
+
+
+def sc_snapshot(d):
+    """Internal snapshots share the overlay's L2 tables and data clusters."""
+    _chain(d)
+    qemu_img('snapshot', '-c', 's1', 'top.qcow2', cwd=d)
+    _io(d, 'top.qcow2', 'write -P 6 300k 8k')
+    _near(d)
+    return ['top.qcow2'], ['-b', 'near.qcow2', '-F', 'qcow2'], 'near.qcow2'
+
+
+def sc_compressed(d):
+    _chain(d, top_opts='compression_type=zstd')
+    _io(d, 'top.qcow2', 'write -c -P 5 0 64k')
+    return ['top.qcow2'], ['-c', '-b', ''], ''
+
+
+def sc_extended_l2(d):
+    _chain(d, top_opts='extended_l2=on,cluster_size=64k')
+    _io(d, 'top.qcow2', 'write -P 5 2048 2048', 'write -P 6 %d 4096' % (512 * KiB + 10240),
+        'write -z %d 2048' % (768 * KiB + 4096))
+    _near(d)
+    return ['top.qcow2'], ['-b', 'near.qcow2', '-F', 'qcow2'], 'near.qcow2'
+
+
+def sc_linked_clones(d):
+    _chain(d)
+    _img(d, 'top2.qcow2', 2 * MiB, backing='mid.qcow2', bfmt='qcow2',
+         opts='cluster_size=16k')
+    _io(d, 'top2.qcow2', 'write -P 12 0 4k', 'write -P 13 1700k 64k')
+    _near(d)
+    return ['top.qcow2', 'top2.qcow2'], ['-b', 'near.qcow2', '-F', 'qcow2'], 'near.qcow2'
+
+
+def sc_fragmented(d):
+    """Every other cluster of the overlay allocated, a near copy that
+    differs in many places: many separate data writes between the
+    metadata updates."""
+    _chain(d, top_opts='cluster_size=16k')
+    _io(d, 'top.qcow2', *['write -P %d %d 16k' % (30 + i % 50, i * 32 * KiB) for i in range(0, 64, 3)])
+    qemu_img('convert', '-O', 'qcow2', 'mid.qcow2', 'near.qcow2', cwd=d)
+    _io(d, 'near.qcow2', *['write -P %d %d 4k' % (90 + i % 50, i * 24 * KiB + 2048)
+                           for i in range(0, 85, 4)])
+    return ['top.qcow2'], ['-b', 'near.qcow2', '-F', 'qcow2'], 'near.qcow2'
+
+
+SCENARIOS = [sc_flatten, sc_near_copy, sc_refcount_grow, sc_snapshot, sc_compressed,
+             sc_extended_l2, sc_linked_clones, sc_fragmented]
+
+
+# ---------------------------------------------------------------------------
+
+class Scenario:
+    def __init__(self, fn, root):
+        self.name = fn.__name__[3:]
+        self.pristine = os.path.join(root, self.name, 'pristine')
+        os.makedirs(self.pristine)
+        self.overlays, self.args, self.new = fn(self.pristine)
+        self.old = {ov: qemu_info(ov, cwd=self.pristine).get('backing-filename')
+                    for ov in self.overlays}
+        self.raw = {}
+        for ov in self.overlays:
+            p = os.path.join(root, self.name, ov + '.before.raw')
+            jt.dump_raw(ov, p, self.pristine)
+            self.raw[ov] = p
+        self.hashes = rt.tree_hashes(self.pristine)
+        self.root = os.path.join(root, self.name)
+        self.counter = 0
+
+    def argv(self):
+        return ['rebase'] + self.args + self.overlays
+
+    def fresh(self, tag):
+        d = os.path.join(self.root, tag)
+        jt.copy_tree(self.pristine, d)
+        return d
+
+    def repro(self, env):
+        return ('(cd DIR && %s %s rechain %s)   # DIR: a copy of %s'
+                % (' '.join('%s=%s' % kv for kv in env.items()), '', ' '.join(
+                    rt.shlex_quote(a) for a in self.argv()), self.pristine))
+
+
+def run_rechain(argv, cwd, env=None, timeout=120):
+    return rt.run([rt.RECHAIN] + argv, cwd=cwd, env=env, timeout=timeout)
+
+
+def verify_promise(sc, d, what, allow_switched=True):
+    """The crash-consistency promise for each overlay in @d; returns a list
+    of error strings and of notes."""
+    errors, notes = [], []
+    for ov in sc.overlays:
+        c = jt.qemu_check(ov, cwd=d)
+        if c.rc not in (0, 3):
+            errors.append('%s: %s: qemu-img check exit %d (corruption)\n%s'
+                          % (what, ov, c.rc, c.describe()))
+            continue
+        if c.rc == 3:
+            notes.append('%s: %s: leaked clusters' % (what, ov))
+        try:
+            qi = qemu_info(ov, cwd=d)
+        except rt.CommandFailed as e:
+            errors.append('%s: %s: qemu-img info fails: %s' % (what, ov, e))
+            continue
+        bf = qi.get('backing-filename')
+        if bf == sc.old[ov]:
+            state = 'old backing'
+        elif allow_switched and (bf or '') == sc.new:
+            state = 'new backing'
+        else:
+            errors.append('%s: %s: header names backing %r (old %r, new %r)'
+                          % (what, ov, bf, sc.old[ov], sc.new))
+            continue
+        cmp = jt.compare(sc.raw[ov], ov, d, fmt_a='raw')
+        if cmp.rc != 0:
+            errors.append('%s: %s: content through the %s (%r) changed\n%s'
+                          % (what, ov, state, bf, cmp.describe()))
+    return errors, notes
+
+
+def verify_rerun(sc, d, what):
+    errors, notes = [], []
+    r = run_rechain(sc.argv(), d)
+    if r.rc != 0:
+        return ['%s: rerun failed\n%s' % (what, r.describe())], notes
+    for m in rt.CRASH_MARKERS:
+        if m in r.err:
+            errors.append('%s: rerun stderr has %r\n%s' % (what, m, r.describe()))
+    for ov in sc.overlays:
+        bf = qemu_info(ov, cwd=d).get('backing-filename')
+        if (bf or '') != sc.new:
+            errors.append('%s: after rerun %s names backing %r, not %r' % (what, ov, bf, sc.new))
+        cmp = jt.compare(sc.raw[ov], ov, d, fmt_a='raw')
+        if cmp.rc != 0:
+            errors.append('%s: after rerun content of %s changed\n%s' % (what, ov, cmp.describe()))
+        c = jt.qemu_check(ov, cwd=d)
+        if c.rc == 3:
+            notes.append('%s: after rerun %s has leaked clusters' % (what, ov))
+        elif c.rc != 0:
+            errors.append('%s: after rerun qemu-img check of %s exit %d\n%s'
+                          % (what, ov, c.rc, c.describe()))
+    return errors, notes
+
+
+def fault_point(sc, spec, expect, untouched=False):
+    """One run with RECHAIN_FAULT=@spec on a fresh copy.  @expect: 'error'
+    (exit status 5), 'kill' (SIGKILL) or 'any-nonzero'.  @untouched: the
+    files must be byte-identical afterwards if no write or flush preceded
+    the fault in the run's log."""
+    tag = spec.replace(':', '-')
+    d = sc.fresh(tag)
+    env = {'RECHAIN_FAULT': spec}
+    what = '%s %s' % (sc.name, spec)
+    errors, notes = [], []
+    log = os.path.join(sc.root, tag + '.log')
+    r = run_rechain(sc.argv(), d, env=dict(env, RECHAIN_FAULT_LOG=log))
+    if untouched:
+        # rechain reads ahead on worker threads: the image must be
+        # untouched only if no write came before the failed read in this run
+        kind, n = spec.split(':')[0], int(spec.split(':')[1])
+        seen = 0
+        for l in open(log).read().splitlines():
+            op = l.split(' ', 1)[0]
+            if op in ('write', 'flush'):
+                untouched = False
+                break
+            if op == kind:
+                seen += 1
+                if seen == n:
+                    break
+    for m in rt.CRASH_MARKERS:
+        if m in r.err:
+            errors.append('%s: stderr has %r\n%s' % (what, m, r.describe()))
+    if expect == 'kill':
+        if r.rc != -signal.SIGKILL:
+            errors.append('%s: expected SIGKILL, exit %d\n%s' % (what, r.rc, r.describe()))
+    elif expect == 'error':
+        if r.rc != rt.EXIT_IO:
+            errors.append('%s: expected exit 5 (I/O error), got %d\n%s'
+                          % (what, r.rc, r.describe()))
+    elif r.rc == 0:
+        errors.append('%s: a failed operation gave exit 0\n%s' % (what, r.describe()))
+    if untouched:
+        now = rt.tree_hashes(d)
+        if now != sc.hashes:
+            errors.append('%s: files changed though the fault came before any write: %s\n%s'
+                          % (what, sorted(k for k in now if now[k] != sc.hashes.get(k)),
+                             r.describe()))
+    e, n = verify_promise(sc, d, what)
+    errors += e
+    notes += n
+    if not e:
+        e, n = verify_rerun(sc, d, what)
+        errors += e
+        notes += n
+    if errors:
+        errors.insert(0, 'reproduce: ' + sc.repro(env))
+        errors.insert(1, 'files kept in %s' % d)
+    elif not rt.KEEP:
+        shutil.rmtree(d, ignore_errors=True)
+    return errors, notes
+
+
+class RebaseFaultTest(JobTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=JOBS)
+
+    def tearDown(self):
+        self.pool.shutdown()
+        super().tearDown()
+
+    def count_points(self, sc):
+        d = sc.fresh('log')
+        log = os.path.join(sc.root, 'fault.log')
+        r = run_rechain(sc.argv(), d, env={'RECHAIN_FAULT_LOG': log})
+        self.assertEqual(r.rc, 0, 'unfaulted run failed\n' + r.describe())
+        e, n = verify_rerun(sc, d, sc.name + ' unfaulted')
+        self.assertEqual(e, [], '\n'.join(e))
+        if sc.name in POST:
+            POST[sc.name](self, d)
+        ops = [l.split()[0] for l in open(log).read().splitlines() if l.strip()]
+        writes = [i for i, o in enumerate(ops) if o in ('write', 'flush')]
+        reads = [i for i, o in enumerate(ops) if o == 'read']
+        first_write = writes[0] if writes else len(ops)
+        reads_before = sum(1 for i in reads if i < first_write)
+        return len(writes), len(reads), reads_before, ops
+
+    def run_points(self, sc, jobs):
+        futs = [(spec, self.pool.submit(fault_point, sc, spec, exp, untouched))
+                for spec, exp, untouched in jobs]
+        failures = []
+        leaks = 0
+        for spec, f in futs:
+            e, n = f.result()
+            leaks += len(n)
+            if e:
+                failures.append('\n'.join(e))
+        return failures, leaks
+
+    def _scenario(self, fn):
+        if ONLY and fn.__name__[3:] not in ONLY:
+            self.skipTest('not in RECHAIN_FAULT_SCENARIOS')
+        sc = Scenario(fn, self.dir)
+        nany, nread, nread_before, ops = self.count_points(sc)
+        self.assertGreater(nany, 0)
+        jobs = []
+        for n in range(1, nany + 1):
+            jobs.append(('any:%d:EIO' % n, 'error', False))
+            jobs.append(('any:%d:KILL' % n, 'kill', False))
+        for n in sorted({1, (nany + 1) // 2, nany}):
+            jobs.append(('any:%d:ENOSPC' % n, 'error', False))
+        flushes = ops.count('flush')
+        for n in sorted({1, flushes}):
+            jobs.append(('flush:%d:ENOSPC' % n, 'error', False))
+        for n in sorted({1, max(1, nread_before // 2), nread_before, (nread + nread_before) // 2,
+                         nread} - {0}):
+            jobs.append(('read:%d:EIO' % n, 'error', True))
+        failures, leaks = self.run_points(sc, jobs)
+        sys.stdout.write('# %s: %d write/flush points, %d reads (%d before the first write), '
+                         '%d fault runs, %d leak notes\n'
+                         % (sc.name, nany, nread, nread_before, len(jobs), leaks))
+        if failures:
+            self.fail('%d of %d fault runs broke the promise:\n\n%s'
+                      % (len(failures), len(jobs), '\n\n'.join(failures[:6])))
+
+
+for _fn in SCENARIOS:
+    def _mk(fn):
+        def t(self):
+            self._scenario(fn)
+        t.__doc__ = fn.__doc__
+        return t
+    setattr(RebaseFaultTest, 'test_' + _fn.__name__[3:], _mk(_fn))
+
+
+class RebaseSignalTest(JobTestCase):
+    """SIGTERM and SIGINT during a 256 MiB flatten."""
+
+    SIZE = 256 * MiB
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix='rechain-sig-')
+        d = cls.pristine = os.path.join(cls.root, 'pristine')
+        os.makedirs(d)
+        _img(d, 'base.qcow2', cls.SIZE)
+        _io(d, 'base.qcow2', 'write -P 1 0 %d' % cls.SIZE, 'write -z 64M 1M')
+        _img(d, 'top.qcow2', cls.SIZE, backing='base.qcow2', bfmt='qcow2')
+        _io(d, 'top.qcow2', 'write -P 3 64k 64k', 'write -P 4 100M 1000')
+        cls.raw = os.path.join(cls.root, 'top.before.raw')
+        jt.dump_raw('top.qcow2', cls.raw, d)
+
+    @classmethod
+    def tearDownClass(cls):
+        if not rt.KEEP:
+            shutil.rmtree(cls.root, ignore_errors=True)
+
+    def _signal(self, sig):
+        d = self.path('run')
+        jt.copy_tree(self.pristine, d)
+        log = self.path('fault.log')
+        argv = [rt.RECHAIN, 'rebase', '-t', 'writethrough', '--output=json', '-b', '', 'top.qcow2']
+        env = dict(os.environ, RECHAIN_FAULT_LOG=log)
+        p = subprocess.Popen(argv, cwd=d, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        # wait for the first writes
+        t0 = time.time()
+        while time.time() - t0 < 60 and p.poll() is None:
+            try:
+                with open(log) as f:
+                    if sum(1 for l in f if l.startswith('write')) >= 4:
+                        break
+            except FileNotFoundError:
+                pass
+            time.sleep(0.01)
+        running = p.poll() is None
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=120)
+        desc = ('$ (cd %s && RECHAIN_FAULT_LOG=%s %s)  # %s after the 4th write\nexit %d\n%s\n%s'
+                % (d, log, ' '.join(argv), signal.Signals(sig).name, p.returncode,
+                   out.decode()[-2000:], err.decode()[-2000:]))
+        if not running:
+            self.skipTest('the rebase finished before the signal (too fast)')
+        self.assertEqual(p.returncode, rt.EXIT_CANCELLED, desc)
+        for m in rt.CRASH_MARKERS:
+            self.assertNotIn(m, err.decode(), desc)
+        c = jt.qemu_check('top.qcow2', cwd=d)
+        self.assertIn(c.rc, (0, 3), c.describe() + '\n' + desc)
+        self.assertEqual(qemu_info('top.qcow2', cwd=d).get('backing-filename'), 'base.qcow2',
+                         desc)
+        cmp = jt.compare(self.raw, 'top.qcow2', d, fmt_a='raw')
+        self.assertEqual(cmp.rc, 0, cmp.describe() + '\n' + desc)
+        # the rerun completes
+        r = run_rechain(['rebase', '-b', '', 'top.qcow2'], d, timeout=600)
+        self.assertEqual(r.rc, 0, r.describe())
+        cmp = jt.compare(self.raw, 'top.qcow2', d, fmt_a='raw')
+        self.assertEqual(cmp.rc, 0, cmp.describe())
+        c = jt.qemu_check('top.qcow2', cwd=d)
+        self.assertIn(c.rc, (0, 3), c.describe())
+        if c.rc == 3:
+            sys.stdout.write('# %s: leaked clusters after the rerun\n' % signal.Signals(sig).name)
+        self.assert_backing('top.qcow2', '', None, cwd=d)
+
+    def test_sigterm(self):
+        self._signal(signal.SIGTERM)
+
+    def test_sigint(self):
+        self._signal(signal.SIGINT)
+
+
+if __name__ == '__main__':
+    jt.main()
