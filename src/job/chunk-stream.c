@@ -34,6 +34,7 @@ typedef struct {
 struct _RechainChunkStream {
   RechainReadPool *pool;
   gboolean b_enabled;
+  gsize chunk_size;
   guint64 next, end;
   Slot slots[2];
   guint current;      /* slot handed out last, or to hand out next */
@@ -112,7 +113,7 @@ submit_slot (RechainChunkStream *s, Slot *slot)
       return;
     }
   slot->offset = s->next;
-  slot->length = (gsize) MIN ((guint64) RECHAIN_CHUNK_SIZE, s->end - s->next);
+  slot->length = (gsize) MIN ((guint64) s->chunk_size, s->end - s->next);
   s->next += slot->length;
   slot->submitted = TRUE;
   g_mutex_lock (&s->lock);
@@ -126,11 +127,12 @@ RechainChunkStream *
 rechain_chunk_stream_new (RechainReadPool *pool,
                           RechainChain *a_chain, guint a_first,
                           gboolean b_enabled, RechainChain *b_chain, guint b_first,
-                          guint64 start, guint64 end)
+                          guint64 start, guint64 end, gsize chunk_size)
 {
   RechainChunkStream *s = g_new0 (RechainChunkStream, 1);
 
   s->pool = pool;
+  s->chunk_size = chunk_size;
   s->b_enabled = b_enabled;
   s->next = start;
   s->end = end;
@@ -139,9 +141,9 @@ rechain_chunk_stream_new (RechainReadPool *pool,
   for (guint i = 0; i < 2; i++)
     {
       Slot *slot = &s->slots[i];
-      slot->a = (ReadJob) { s, a_chain, a_first, 0, 0, rechain_io_buffer_alloc (RECHAIN_CHUNK_SIZE), 0, NULL, FALSE };
+      slot->a = (ReadJob) { s, a_chain, a_first, 0, 0, rechain_io_buffer_alloc (chunk_size), 0, NULL, FALSE };
       if (b_enabled)
-        slot->b = (ReadJob) { s, b_chain, b_first, 0, 0, rechain_io_buffer_alloc (RECHAIN_CHUNK_SIZE), 0, NULL, FALSE };
+        slot->b = (ReadJob) { s, b_chain, b_first, 0, 0, rechain_io_buffer_alloc (chunk_size), 0, NULL, FALSE };
     }
   return s;
 }

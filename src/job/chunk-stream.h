@@ -32,13 +32,16 @@ gboolean rechain_view_read (RechainChain *chain, guint first, guint64 offset, gs
 
 typedef struct _RechainChunkStream RechainChunkStream;
 
-/* A stream over [start, end) reading view A (and view B if @b_chain or
- * @b_first says so: pass @b_enabled FALSE to read one view only). */
+/* A stream over [start, end) reading view A (and view B unless
+ * @b_enabled is FALSE), in chunks of @chunk_size bytes (the last may be
+ * shorter): callers that write whole clusters pass a multiple of the
+ * cluster size. */
 RechainChunkStream *rechain_chunk_stream_new (RechainReadPool *pool,
                                               RechainChain *a_chain, guint a_first,
                                               gboolean b_enabled,
                                               RechainChain *b_chain, guint b_first,
-                                              guint64 start, guint64 end);
+                                              guint64 start, guint64 end,
+                                              gsize chunk_size);
 
 /* The next chunk: its offset, length and buffers (valid until the next
  * call). Returns FALSE at the end (no error) or on a read error. */

@@ -196,7 +196,7 @@ compare_range (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 leng
 {
   g_autoptr(RechainChunkStream) stream =
     rechain_chunk_stream_new (rb->pool, old_chain, 1, TRUE, rb->new_chain, 0,
-                              offset, offset + length);
+                              offset, offset + length, RECHAIN_CHUNK_SIZE);
   const guint8 *old_buf, *new_buf;
   guint64 pos;
   gsize len;
@@ -347,6 +347,9 @@ write_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **erro
   gsize len;
   gboolean zero;
   GError *local = NULL;
+  /* chunks of whole clusters: a writer call covers units of one cluster */
+  const gsize chunk = (gsize) MAX ((guint64) RECHAIN_CHUNK_SIZE,
+                                   rechain_layer_get_qcow2_geometry (o->top)->cluster_size);
 
   if (!old_view_is_zero (rb, o->chain, offset, length, &zero, error))
     return FALSE;
@@ -355,14 +358,15 @@ write_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **erro
       /* nothing to read: metadata says zero, or nothing is written */
       for (pos = offset; pos < offset + length; pos += len)
         {
-          len = (gsize) MIN ((guint64) RECHAIN_CHUNK_SIZE, offset + length - pos);
+          len = (gsize) MIN ((guint64) chunk, offset + length - pos);
           if (!write_chunk (rb, o, pos, len, NULL, zero, error))
             return FALSE;
         }
       return TRUE;
     }
 
-  stream = rechain_chunk_stream_new (rb->pool, o->chain, 1, FALSE, NULL, 0, offset, offset + length);
+  stream = rechain_chunk_stream_new (rb->pool, o->chain, 1, FALSE, NULL, 0, offset, offset + length,
+                                     chunk);
   while (rechain_chunk_stream_next (stream, &pos, &len, &buf, NULL, &local))
     if (!write_chunk (rb, o, pos, len, buf, FALSE, error))
       break;
