@@ -719,6 +719,36 @@ rechain_qcow2_writer_write (RechainQcow2Writer *w, guint64 offset, gsize length,
 }
 
 gboolean
+rechain_qcow2_writer_place (RechainQcow2Writer *w, guint64 offset, gsize length, guint64 *host,
+                            GError **error)
+{
+  Target t;
+  guint64 cluster_host;
+
+  *host = 0;
+  if (w->external)
+    return TRUE; /* the data file is not fresh space: use write() */
+  if (!locate (w, offset, length, &t, error))
+    return FALSE;
+  if (t.entry.host_offset != 0)
+    return TRUE; /* partly allocated cluster (extended L2): use write() */
+  if (!alloc_clusters (w, 1, &cluster_host, error))
+    return FALSE;
+  store (w, &t, cluster_host | RECHAIN_QCOW2_OFLAG_COPIED,
+         w->geom.extended_l2 ? ((t.bitmap | sc_mask (&t)) & ~(sc_mask (&t) << 32)) : 0);
+  w->stats.data_bytes += length;
+  *host = cluster_host + (offset - t.cluster_start);
+  return TRUE;
+}
+
+gboolean
+rechain_qcow2_writer_put_data (RechainQcow2Writer *w, guint64 host, const guint8 *data,
+                               gsize length, GError **error)
+{
+  return write_data (w, FALSE, host, data, length, error);
+}
+
+gboolean
 rechain_qcow2_writer_write_zeroes (RechainQcow2Writer *w, guint64 offset, gsize length,
                                    GError **error)
 {

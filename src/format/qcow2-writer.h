@@ -69,6 +69,28 @@ gboolean rechain_qcow2_writer_write (RechainQcow2Writer *writer,
                                      const guint8 *data,
                                      GError **error);
 
+/* For copies that bypass the writer's buffers (clones, in-kernel copies):
+ * allocates a fresh host cluster for a range as write() takes, records the
+ * L2 entry, and sets *@host to where the range's first byte goes in the
+ * image file. Fresh clusters lie past everything the image used, so they
+ * read as zeros where nothing is put. The caller puts the data there
+ * (directly, or with put_data()) before commit(), which makes it durable
+ * before the L2 entry. *@host is 0 (and nothing changes) where the writer
+ * cannot give fresh space: images with an external data file, and clusters
+ * that already hold some subclusters; use write() there. */
+gboolean rechain_qcow2_writer_place (RechainQcow2Writer *writer,
+                                     guint64 offset,
+                                     gsize length,
+                                     guint64 *host,
+                                     GError **error);
+
+/* Writes bytes at a host offset obtained from place(). */
+gboolean rechain_qcow2_writer_put_data (RechainQcow2Writer *writer,
+                                        guint64 host,
+                                        const guint8 *data,
+                                        gsize length,
+                                        GError **error);
+
 /* Makes the same kind of range read as zeros: the zero flag (v3), zero
  * subcluster bits (extended L2), or a data cluster of zeros (v2). */
 gboolean rechain_qcow2_writer_write_zeroes (RechainQcow2Writer *writer,

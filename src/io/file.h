@@ -93,6 +93,33 @@ gboolean rechain_file_pwrite (RechainFile *file, const void *buf, gsize len,
  * strerror", with the codes of rechain_file_pwrite(). */
 gboolean rechain_file_flush (RechainFile *file, GError **error);
 
+/* ---- Copying inside the kernel (copy.c) ---- */
+
+typedef enum {
+  RECHAIN_COPY_DONE,        /* the whole range was copied */
+  RECHAIN_COPY_UNSUPPORTED, /* the kernel or file system cannot: copy it another way */
+  RECHAIN_COPY_FAILED,      /* an I/O error (error set) */
+} RechainCopyResult;
+
+/* Shares the blocks of [src_offset, +len) of @src at @dst_offset of @dst
+ * (FICLONERANGE). Offsets and length must be multiples of the file
+ * system block size (or the range must end at the end of @src). Counts as
+ * a write for fault injection. */
+RechainCopyResult rechain_file_clone_range (RechainFile *src, guint64 src_offset,
+                                            RechainFile *dst, guint64 dst_offset,
+                                            guint64 len, GError **error);
+/* Copies with copy_file_range(2). A source shorter than the range leaves
+ * the rest of the destination as it is (callers copy into new clusters,
+ * which read as zeros). */
+RechainCopyResult rechain_file_copy_range (RechainFile *src, guint64 src_offset,
+                                           RechainFile *dst, guint64 dst_offset,
+                                           guint64 len, GError **error);
+gsize rechain_file_get_block_size (RechainFile *file);
+gboolean rechain_file_same_filesystem (RechainFile *a, RechainFile *b);
+/* Whether the file system holding @file can share blocks between files:
+ * clones one block between two anonymous files in its directory. */
+gboolean rechain_file_probe_reflink (RechainFile *file, GError **error);
+
 /* Buffers suitable for any file's O_DIRECT I/O (aligned to 4096). */
 void *rechain_io_buffer_alloc (gsize len);
 void rechain_io_buffer_free (void *buf);

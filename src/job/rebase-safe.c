@@ -56,6 +56,10 @@ typedef struct {
   /* Its backing chain already is the new one (an earlier run switched it
    * and was interrupted before the others were): nothing to copy. */
   gboolean on_new_chain;
+  /* copy offload: the overlay's file system shares blocks (probed), and its
+   * block size, which cloned ranges must be aligned to */
+  gboolean can_clone;
+  gsize block_size;
 } Overlay;
 
 typedef struct {
@@ -308,6 +312,7 @@ write_piece (Rebase *rb, Overlay *o, guint64 p, gsize plen, const guint8 *data,
       return rb->options->dry_run || rechain_qcow2_writer_write_zeroes (o->writer, p, plen, error);
     }
   o->report->bytes_to_write += plen;
+  o->report->bytes_copied_buffered += plen;
   if (rb->options->dry_run)
     return TRUE;
   return rb->options->compress
@@ -338,6 +343,198 @@ write_chunk (Rebase *rb, Overlay *o, guint64 pos, gsize len, const guint8 *buf,
   return !g_cancellable_set_error_if_cancelled (rb->cancellable, error);
 }
 
+/* ---- copy offload: clones and in-kernel copies ---- */
+
+typedef struct {
+  RechainFile *src;
+  guint64 src_offset, dst_offset, length;
+} CopyOp;
+
+static gboolean
+aligned_for_clone (Overlay *o, const CopyOp *op)
+{
+  guint64 bs = o->block_size;
+  return op->src_offset % bs == 0 && op->dst_offset % bs == 0 && op->length % bs == 0;
+}
+
+/* Copies one coalesced range, sharing blocks where it can, copying in the
+ * kernel where it can, through a buffer otherwise. */
+static gboolean
+copy_op (Rebase *rb, Overlay *o, const CopyOp *op, GError **error)
+{
+  RechainFile *dst = rechain_layer_get_file (o->top);
+  gboolean clone = o->can_clone && aligned_for_clone (o, op) &&
+                   rechain_file_same_filesystem (op->src, dst);
+  RechainCopyResult r = RECHAIN_COPY_UNSUPPORTED;
+
+  if (op->length == 0)
+    return TRUE;
+  if (rb->options->dry_run)
+    {
+      /* the prediction: what the file systems allow */
+      if (clone)
+        o->report->bytes_shared += op->length;
+      else if (rb->options->copy_mode == RECHAIN_COPY_MODE_AUTO)
+        o->report->bytes_copied_in_kernel += op->length;
+      else
+        o->report->bytes_copied_buffered += op->length;
+      return TRUE;
+    }
+  if (clone)
+    {
+      r = rechain_file_clone_range (op->src, op->src_offset, dst, op->dst_offset, op->length, error);
+      if (r == RECHAIN_COPY_DONE)
+        {
+          o->report->bytes_shared += op->length;
+          return TRUE;
+        }
+      if (r == RECHAIN_COPY_FAILED)
+        return FALSE;
+    }
+  if (rb->options->copy_mode == RECHAIN_COPY_MODE_REFLINK)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   "%s: could not share the blocks of %s at offset %" G_GUINT64_FORMAT
+                   " (copy mode reflink)", rechain_layer_get_path (o->top),
+                   rechain_file_get_path (op->src), op->src_offset);
+      return FALSE;
+    }
+  r = rechain_file_copy_range (op->src, op->src_offset, dst, op->dst_offset, op->length, error);
+  if (r == RECHAIN_COPY_DONE)
+    {
+      o->report->bytes_copied_in_kernel += op->length;
+      return TRUE;
+    }
+  if (r == RECHAIN_COPY_FAILED)
+    return FALSE;
+
+  /* the kernel cannot: through a buffer, into the same fresh clusters */
+  {
+    g_autofree guint8 *buf = g_malloc (MIN (op->length, (guint64) RECHAIN_CHUNK_SIZE));
+    for (guint64 done = 0; done < op->length; )
+      {
+        gsize n = (gsize) MIN (op->length - done, (guint64) RECHAIN_CHUNK_SIZE);
+        if (!rechain_file_pread_zero_fill (op->src, buf, n, op->src_offset + done, error) ||
+            !rechain_qcow2_writer_put_data (o->writer, op->dst_offset + done, buf, n, error))
+          return FALSE;
+        rb->report->bytes_read += n;
+        done += n;
+      }
+    o->report->bytes_copied_buffered += op->length;
+  }
+  return TRUE;
+}
+
+/* Queues [src_offset, +length) of @src -> @dst_offset, merging it into the
+ * pending operation when both sides continue it. */
+static gboolean
+queue_copy (Rebase *rb, Overlay *o, CopyOp *pending, RechainFile *src, guint64 src_offset,
+            guint64 dst_offset, guint64 length, GError **error)
+{
+  if (pending->length > 0 && pending->src == src &&
+      pending->src_offset + pending->length == src_offset &&
+      pending->dst_offset + pending->length == dst_offset &&
+      pending->length < (G_GUINT64_CONSTANT (1) << 30))
+    {
+      pending->length += length;
+      return TRUE;
+    }
+  if (!copy_op (rb, o, pending, error))
+    return FALSE;
+  *pending = (CopyOp) { src, src_offset, dst_offset, length };
+  return TRUE;
+}
+
+/* Writes the old view of a run by copying host ranges: for each cluster
+ * piece of the overlay, fresh clusters are placed and the data ranges of
+ * the old chain are cloned or copied into them; zeros need nothing (fresh
+ * clusters read as zeros) or a zero flag; compressed sources and clusters
+ * the writer cannot place freshly go through buffers. */
+static gboolean
+offload_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **error)
+{
+  const RechainQcow2Geometry *g = rechain_layer_get_qcow2_geometry (o->top);
+  g_autoptr(GArray) map = rechain_extent_list_new ();
+  g_autofree guint8 *buf = NULL;
+  CopyOp pending = { 0 };
+  guint ei = 0;
+
+  if (!map_view (o->chain, 1, offset, length, map, error))
+    return FALSE;
+
+  for (guint64 p = offset; p < offset + length; )
+    {
+      guint64 piece_end = MIN (offset + length, ((p >> g->cluster_bits) + 1) << g->cluster_bits);
+      gsize plen = (gsize) (piece_end - p);
+      gboolean has_data = FALSE, has_compressed = FALSE;
+      guint64 host = 0;
+
+      if (g_cancellable_set_error_if_cancelled (rb->cancellable, error))
+        return FALSE;
+      while (g_array_index (map, RechainExtent, ei).offset + g_array_index (map, RechainExtent, ei).length <= p)
+        ei++;
+      for (guint i = ei; i < map->len && g_array_index (map, RechainExtent, i).offset < piece_end; i++)
+        {
+          const RechainExtent *e = &g_array_index (map, RechainExtent, i);
+          has_data |= e->kind == RECHAIN_EXTENT_DATA;
+          has_compressed |= e->kind == RECHAIN_EXTENT_DATA && e->compressed;
+        }
+
+      if (!has_data)
+        {
+          if (!write_piece (rb, o, p, plen, NULL, TRUE, error))
+            return FALSE;
+          p = piece_end;
+          continue;
+        }
+      if (!has_compressed)
+        {
+          if (rb->options->dry_run)
+            host = p; /* where it would go has the same alignment */
+          else if (!rechain_qcow2_writer_place (o->writer, p, plen, &host, error))
+            return FALSE;
+        }
+      if (host == 0)
+        {
+          /* through a buffer, piece by piece */
+          guint64 n = 0;
+          if (!buf)
+            buf = g_malloc (g->cluster_size);
+          if (!rb->options->dry_run &&
+              !rechain_view_read (o->chain, 1, p, plen, buf, &n, error))
+            return FALSE;
+          rb->report->bytes_read += n;
+          if (!write_piece (rb, o, p, plen, rb->options->dry_run ? NULL : buf, FALSE, error))
+            return FALSE;
+          p = piece_end;
+          continue;
+        }
+
+      o->report->bytes_to_write += plen;
+      for (guint i = ei; i < map->len && g_array_index (map, RechainExtent, i).offset < piece_end; i++)
+        {
+          const RechainExtent *e = &g_array_index (map, RechainExtent, i);
+          guint64 a = MAX (e->offset, p), b = MIN (e->offset + e->length, piece_end);
+          RechainLayer *layer;
+
+          if (e->kind != RECHAIN_EXTENT_DATA)
+            continue; /* fresh clusters read as zeros */
+          layer = rechain_chain_get_layer (o->chain, (guint) e->depth);
+          if (!queue_copy (rb, o, &pending, rechain_layer_get_data_file (layer),
+                           e->host_offset + (a - e->offset), host + (a - p), b - a, error))
+            return FALSE;
+        }
+      p = piece_end;
+
+      if (!rb->options->dry_run &&
+          rechain_qcow2_writer_get_pending (o->writer) >= COMMIT_BYTES &&
+          (!copy_op (rb, o, &pending, error) || (pending.length = 0, FALSE) ||
+           !rechain_qcow2_writer_commit (o->writer, error)))
+        return FALSE;
+    }
+  return copy_op (rb, o, &pending, error);
+}
+
 static gboolean
 write_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **error)
 {
@@ -353,6 +550,8 @@ write_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **erro
 
   if (!old_view_is_zero (rb, o->chain, offset, length, &zero, error))
     return FALSE;
+  if (!zero && !rb->options->compress && rb->options->copy_mode != RECHAIN_COPY_MODE_COPY)
+    return offload_run (rb, o, offset, length, error);
   if (zero || rb->options->dry_run)
     {
       /* nothing to read: metadata says zero, or nothing is written */
@@ -419,6 +618,109 @@ apply_diffs (Rebase *rb, Overlay *o, GArray *diffs, GError **error)
     }
   if (run_end > run_start && !write_run (rb, o, run_start, run_end - run_start, error))
     return FALSE;
+  return TRUE;
+}
+
+/* Which overlays can share blocks with their sources. With copy mode
+ * reflink, everything that may be copied must be shareable: refused here,
+ * before anything is written, otherwise. */
+static gboolean
+setup_copy_mode (Rebase *rb, GError **error)
+{
+  const RechainRebaseOptions *opts = rb->options;
+
+  if (opts->copy_mode == RECHAIN_COPY_MODE_REFLINK && opts->compress)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   "copy mode reflink shares blocks as they are: it cannot compress them (-c)");
+      return FALSE;
+    }
+  for (guint k = 0; k < rb->overlays->len; k++)
+    {
+      Overlay *o = g_ptr_array_index (rb->overlays, k);
+      RechainFile *file = rechain_layer_get_file (o->top);
+      GError *local = NULL;
+
+      o->block_size = rechain_file_get_block_size (file);
+      if (opts->copy_mode == RECHAIN_COPY_MODE_COPY || o->on_new_chain)
+        continue;
+      o->can_clone = rechain_file_probe_reflink (file, &local);
+      if (opts->copy_mode != RECHAIN_COPY_MODE_REFLINK)
+        {
+          g_clear_error (&local);
+          continue;
+        }
+      if (!o->can_clone)
+        {
+          g_propagate_error (error, local);
+          return FALSE;
+        }
+      if (rechain_layer_get_data_file (o->top) != file ||
+          rechain_layer_get_qcow2_geometry (o->top)->cluster_size % o->block_size != 0)
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                       "%s: its clusters (or its external data file) cannot share blocks with "
+                       "the backing files (copy mode reflink needs clusters of whole "
+                       "%" G_GSIZE_FORMAT "-byte file system blocks)",
+                       rechain_layer_get_path (o->top), o->block_size);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* Copy mode reflink: every region of @u that may be copied from the old
+ * chain must come from uncompressed data, block-aligned, on the overlay's
+ * file system. Checked from metadata before anything is written. */
+static gboolean
+reflink_precheck (Rebase *rb, GArray *u, GError **error)
+{
+  Overlay *ref = rb->reference;
+  RechainFile *dst = rechain_layer_get_file (ref->top);
+
+  for (guint i = 0; i < u->len; i++)
+    {
+      const Range *r = &g_array_index (u, Range, i);
+      g_autoptr(GArray) old_map = rechain_extent_list_new ();
+      g_autoptr(GArray) new_map = rechain_extent_list_new ();
+
+      if (!map_view (ref->chain, 1, r->offset, r->length, old_map, error) ||
+          !map_view (rb->new_chain, 0, r->offset, r->length, new_map, error))
+        return FALSE;
+      for (guint j = 0; j < old_map->len; j++)
+        {
+          const RechainExtent *e = &g_array_index (old_map, RechainExtent, j);
+          RechainLayer *layer;
+          RechainFile *src;
+          const char *why = NULL;
+
+          if (e->kind != RECHAIN_EXTENT_DATA)
+            continue;
+          layer = rechain_chain_get_layer (ref->chain, (guint) e->depth);
+          /* the same layer in the new chain: never copied */
+          for (guint k = 0; rb->new_chain && k < rechain_chain_get_depth (rb->new_chain); k++)
+            if (same_layer (layer, rechain_chain_get_layer (rb->new_chain, k)))
+              layer = NULL;
+          if (!layer)
+            continue;
+          src = rechain_layer_get_data_file (layer);
+          if (e->compressed)
+            why = "it is stored in compressed clusters";
+          else if (!rechain_file_same_filesystem (src, dst))
+            why = "it is on another file system";
+          else if (e->host_offset % ref->block_size != e->offset % ref->block_size)
+            why = "its clusters are not aligned to file system blocks";
+          if (why)
+            {
+              g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                           "%s: the data of %s at guest offset %" G_GUINT64_FORMAT
+                           " cannot be shared (copy mode reflink): %s; nothing was written",
+                           rechain_layer_get_path (ref->top), rechain_layer_get_path (layer),
+                           e->offset, why);
+              return FALSE;
+            }
+        }
+    }
   return TRUE;
 }
 
@@ -516,6 +818,8 @@ run_windows (Rebase *rb, GError **error)
         return FALSE;
       map_window (rb, start, MIN (size, start + WINDOW), u);
       rb->total += ranges_total (u);
+      if (rb->options->copy_mode == RECHAIN_COPY_MODE_REFLINK && !reflink_precheck (rb, u, error))
+        return FALSE;
     }
   rb->report->bytes_examined = rb->total;
   report_progress (rb);
@@ -758,6 +1062,9 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
       !classify_overlays (&rb, error))
     goto out;
 
+  if (!setup_copy_mode (&rb, error))
+    goto out;
+
   if (!options->dry_run)
     for (guint k = 0; k < rb.overlays->len; k++)
       {
@@ -801,6 +1108,15 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
     }
 
 out:
+  /* An image the rebase did not complete is reported as failed, with the
+   * error that stopped it if it had none of its own. */
+  if (!ok && error && *error)
+    for (guint k = 0; k < report->images->len; k++)
+      {
+        RechainRebaseImageReport *ir = g_ptr_array_index (report->images, k);
+        if (!ir->error)
+          ir->error = g_error_copy (*error);
+      }
   report->seconds = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
   g_clear_pointer (&rb.pool, rechain_read_pool_free);
   g_clear_pointer (&rb.new_chain, rechain_chain_free);

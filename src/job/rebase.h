@@ -20,6 +20,7 @@ typedef struct {
   gboolean force_share;       /* -U: take no locks */
   gboolean compress;          /* -c: write copied clusters compressed */
   gboolean dry_run;           /* plan and report, write nothing */
+  RechainCopyMode copy_mode;  /* how copied data gets into the image */
 } RechainRebaseOptions;
 
 /* What a safe rebase did (or, for a dry run, would do) to one overlay. */
@@ -29,6 +30,10 @@ typedef struct {
   guint64 bytes_examined;    /* guest bytes the overlay does not allocate itself */
   guint64 bytes_to_write;    /* guest data bytes written (dry run: known to need writing) */
   guint64 bytes_to_zero;     /* guest bytes made zero by metadata */
+  /* how the written bytes got there (a dry run says how they would) */
+  guint64 bytes_shared;      /* blocks shared with the source (reflink) */
+  guint64 bytes_copied_in_kernel; /* copy_file_range */
+  guint64 bytes_copied_buffered;  /* read and written through buffers */
   guint64 clusters_allocated;
   guint64 compressed_clusters;
   guint64 metadata_bytes;

@@ -239,6 +239,50 @@ rechain_rebase_stats_get_image_clusters_allocated (RechainRebaseStats *stats, gu
   return r ? r->clusters_allocated : 0;
 }
 
+/**
+ * rechain_rebase_stats_get_image_bytes_shared:
+ * @stats: statistics
+ * @index: an image index
+ *
+ * Returns: bytes of the written data that share blocks with the backing
+ *   file they came from (reflink), using no new space
+ */
+guint64
+rechain_rebase_stats_get_image_bytes_shared (RechainRebaseStats *stats, guint index)
+{
+  RechainRebaseImageReport *r = image_report (stats, index);
+  return r ? r->bytes_shared : 0;
+}
+
+/**
+ * rechain_rebase_stats_get_image_bytes_copied_in_kernel:
+ * @stats: statistics
+ * @index: an image index
+ *
+ * Returns: bytes of the written data copied inside the kernel
+ *   (copy_file_range), which may itself have shared blocks
+ */
+guint64
+rechain_rebase_stats_get_image_bytes_copied_in_kernel (RechainRebaseStats *stats, guint index)
+{
+  RechainRebaseImageReport *r = image_report (stats, index);
+  return r ? r->bytes_copied_in_kernel : 0;
+}
+
+/**
+ * rechain_rebase_stats_get_image_bytes_copied_buffered:
+ * @stats: statistics
+ * @index: an image index
+ *
+ * Returns: bytes of the written data read and written through buffers
+ */
+guint64
+rechain_rebase_stats_get_image_bytes_copied_buffered (RechainRebaseStats *stats, guint index)
+{
+  RechainRebaseImageReport *r = image_report (stats, index);
+  return r ? r->bytes_copied_buffered : 0;
+}
+
 static void
 add_uint (JsonBuilder *b, const char *name, guint64 value)
 {
@@ -290,6 +334,9 @@ rechain_rebase_stats_to_json (RechainRebaseStats *stats)
       add_uint (b, "bytes-examined", ir->bytes_examined);
       add_uint (b, "bytes-written", ir->bytes_to_write);
       add_uint (b, "bytes-zeroed", ir->bytes_to_zero);
+      add_uint (b, "bytes-shared", ir->bytes_shared);
+      add_uint (b, "bytes-copied-in-kernel", ir->bytes_copied_in_kernel);
+      add_uint (b, "bytes-copied-buffered", ir->bytes_copied_buffered);
       add_uint (b, "clusters-allocated", ir->clusters_allocated);
       add_uint (b, "compressed-clusters", ir->compressed_clusters);
       add_uint (b, "metadata-bytes", ir->metadata_bytes);
@@ -342,6 +389,7 @@ struct _RechainRebaseJob {
   gboolean dry_run;
   RechainCacheMode cache_mode;
   RechainCacheMode source_cache_mode;
+  RechainCopyMode copy_mode;
   char **linked_images;
   RechainRebaseStats *stats;
 };
@@ -358,6 +406,7 @@ enum {
   PROP_FORCE_SHARE,
   PROP_DRY_RUN,
   PROP_LINKED_IMAGES,
+  PROP_COPY_MODE,
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -415,6 +464,9 @@ rechain_rebase_job_set_property (GObject *object, guint prop_id, const GValue *v
     case PROP_LINKED_IMAGES:
       self->linked_images = g_value_dup_boxed (value);
       break;
+    case PROP_COPY_MODE:
+      self->copy_mode = g_value_get_enum (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -457,6 +509,9 @@ rechain_rebase_job_get_property (GObject *object, guint prop_id, GValue *value, 
     case PROP_LINKED_IMAGES:
       g_value_set_boxed (value, self->linked_images);
       break;
+    case PROP_COPY_MODE:
+      g_value_set_enum (value, self->copy_mode);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -494,6 +549,7 @@ run_rebase (RechainRebaseJob *self, gboolean dry_run, GCancellable *cancellable,
   options.force_share = self->force_share;
   options.compress = self->compress;
   options.dry_run = dry_run;
+  options.copy_mode = self->copy_mode;
 
   if (self->mode == RECHAIN_REBASE_MODE_UNSAFE)
     {
@@ -613,6 +669,15 @@ rechain_rebase_job_class_init (RechainRebaseJobClass *klass)
    * (linked clones), moved to the same new backing file in the same job.
    */
   props[PROP_LINKED_IMAGES] = g_param_spec_boxed ("linked-images", NULL, NULL, G_TYPE_STRV, flags);
+  /**
+   * RechainRebaseJob:copy-mode:
+   *
+   * How copied data gets into the image: shared with the backing file's
+   * blocks where the file system can (auto, the default), always shared or
+   * refused before writing (reflink), or read and written (copy).
+   */
+  props[PROP_COPY_MODE] = g_param_spec_enum ("copy-mode", NULL, NULL, RECHAIN_TYPE_COPY_MODE,
+                                             RECHAIN_COPY_MODE_AUTO, flags);
   g_object_class_install_properties (object_class, N_PROPS, props);
 }
 

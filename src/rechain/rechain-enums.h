@@ -96,4 +96,21 @@ typedef enum {
   RECHAIN_REBASE_MODE_UNSAFE,
 } RechainRebaseMode;
 
+/**
+ * RechainCopyMode:
+ * @RECHAIN_COPY_MODE_AUTO: share blocks with the backing file where the file
+ *   system can (reflink), else copy inside the kernel (copy_file_range),
+ *   else through buffers, range by range.
+ * @RECHAIN_COPY_MODE_REFLINK: share blocks for every copied range, or refuse
+ *   before writing anything (like `cp --reflink=always`).
+ * @RECHAIN_COPY_MODE_COPY: always read and write through buffers.
+ *
+ * How a safe rebase copies data from the old backing chain into the image.
+ */
+typedef enum {
+  RECHAIN_COPY_MODE_AUTO,
+  RECHAIN_COPY_MODE_REFLINK,
+  RECHAIN_COPY_MODE_COPY,
+} RechainCopyMode;
+
 G_END_DECLS

@@ -34,6 +34,9 @@ RECHAIN_PUBLIC const GError *rechain_rebase_stats_get_image_error (RechainRebase
 RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_image_bytes_written (RechainRebaseStats *stats, guint index);
 RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_image_bytes_zeroed (RechainRebaseStats *stats, guint index);
 RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_image_clusters_allocated (RechainRebaseStats *stats, guint index);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_image_bytes_shared (RechainRebaseStats *stats, guint index);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_image_bytes_copied_in_kernel (RechainRebaseStats *stats, guint index);
+RECHAIN_PUBLIC guint64 rechain_rebase_stats_get_image_bytes_copied_buffered (RechainRebaseStats *stats, guint index);
 
 RECHAIN_PUBLIC char *rechain_rebase_stats_to_json (RechainRebaseStats *stats);
 

@@ -264,7 +264,10 @@ def fault_point(sc, spec, expect, untouched=False):
     what = '%s %s' % (sc.name, spec)
     errors, notes = [], []
     log = os.path.join(sc.root, tag + '.log')
-    r = run_rechain(sc.argv(), d, env=dict(env, RECHAIN_FAULT_LOG=log))
+    argv = sc.argv()
+    if untouched:
+        argv = argv[:1] + ['--output=json'] + argv[1:]
+    r = run_rechain(argv, d, env=dict(env, RECHAIN_FAULT_LOG=log))
     if untouched:
         # rechain reads ahead on worker threads: the image must be
         # untouched only if no write came before the failed read in this run
@@ -292,11 +295,23 @@ def fault_point(sc, spec, expect, untouched=False):
     elif r.rc == 0:
         errors.append('%s: a failed operation gave exit 0\n%s' % (what, r.describe()))
     if untouched:
-        now = rt.tree_hashes(d)
-        if now != sc.hashes:
-            errors.append('%s: files changed though the fault came before any write: %s\n%s'
-                          % (what, sorted(k for k in now if now[k] != sc.hashes.get(k)),
-                             r.describe()))
+        # every file but the overlays the report says were rebased (linked
+        # clones: one failing does not stop the others)
+        done = set()
+        try:
+            for e in json.loads(r.out).get('images', []):
+                if e.get('result') == 'rebased':
+                    done.add(e.get('image'))
+        except ValueError:
+            errors.append('%s: no JSON report\n%s' % (what, r.describe()))
+        if len(done) == len(sc.overlays):
+            errors.append('%s: every overlay rebased though a read failed\n%s'
+                          % (what, r.describe()))
+        # Whether files changed is not asserted: reads run ahead of the
+        # writes on worker threads, so a read that came before the first
+        # write in the logged run may come after it in this one. The
+        # promise below (consistent, content unchanged, rerun completes)
+        # is what must hold.
     e, n = verify_promise(sc, d, what)
     errors += e
     notes += n
@@ -320,7 +335,10 @@ class RebaseFaultTest(JobTestCase):
 
     def tearDown(self):
         self.pool.shutdown()
-        super().tearDown()
+        if getattr(self, 'failed_runs', False):
+            sys.stdout.write('# keeping the failed runs\' files in %s\n' % self.dir)
+        else:
+            super().tearDown()
 
     def count_points(self, sc):
         d = sc.fresh('log')
@@ -373,6 +391,7 @@ class RebaseFaultTest(JobTestCase):
                          '%d fault runs, %d leak notes\n'
                          % (sc.name, nany, nread, nread_before, len(jobs), leaks))
         if failures:
+            self.failed_runs = True
             self.fail('%d of %d fault runs broke the promise:\n\n%s'
                       % (len(failures), len(jobs), '\n\n'.join(failures[:6])))
 
@@ -412,7 +431,9 @@ class RebaseSignalTest(JobTestCase):
         d = self.path('run')
         jt.copy_tree(self.pristine, d)
         log = self.path('fault.log')
-        argv = [rt.RECHAIN, 'rebase', '-t', 'writethrough', '--output=json', '-b', '', 'top.qcow2']
+        # -c: compressing goes through buffers, cluster by cluster, so the
+        # signal lands mid-copy (clones and in-kernel copies are too fast)
+        argv = [rt.RECHAIN, 'rebase', '-c', '-t', 'writethrough', '--output=json', '-b', '', 'top.qcow2']
         env = dict(os.environ, RECHAIN_FAULT_LOG=log)
         p = subprocess.Popen(argv, cwd=d, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)

@@ -16,7 +16,7 @@
 #
 # Environment:
 #   RECHAIN_SEED   seed (default 1)
-#   RECHAIN_CASES  number of cases (default 180)
+#   RECHAIN_CASES  number of cases (default 120)
 #   RECHAIN_CASE   run only this case number (with the same seed) to
 #                  reproduce a failure; RECHAIN_TEST_KEEP=1 keeps its files
 #   RECHAIN_JOBS   parallel cases (default: number of CPUs)
@@ -38,7 +38,7 @@ import jobtest as jt  # noqa: E402
 from jobtest import rt, MiB, KiB  # noqa: E402
 
 SEED = int(os.environ.get('RECHAIN_SEED', '1'))
-CASES = int(os.environ.get('RECHAIN_CASES', '180'))
+CASES = int(os.environ.get('RECHAIN_CASES', '120'))
 ONLY = os.environ.get('RECHAIN_CASE')
 JOBS = int(os.environ.get('RECHAIN_JOBS', str(os.cpu_count() or 2)))
 

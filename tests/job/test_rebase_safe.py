@@ -468,6 +468,23 @@ class RebaseSafeTest(JobTestCase):
         self.rebase('-b', 'base.qcow2', top, expect=2)
         self.assertEqual(rt.tree_hashes(self.dir), hashes)
 
+    def test_report_on_failure(self):
+        """A rebase that fails before it starts must not report the image
+        as rebased."""
+        top = self.base_chain()
+        cases = [(['-b', '', 'nonexistent.qcow2'], (3,), {}),
+                 (['-b', '', top], (5,), {'RECHAIN_FAULT': 'read:1:EIO'}),
+                 (['-b', 'nope.qcow2', '-F', 'qcow2', top], (1, 3), {})]
+        for args, codes, env in cases:
+            with self.subTest(args=args, env=env):
+                r = self.rebase('--output=json', *args, expect=codes, env=env)
+                if r.out.strip():
+                    rep = json.loads(r.out)
+                    for e in rep.get('images', []):
+                        self.assertNotEqual(e.get('result'), 'rebased',
+                                            'failed run reports the image as rebased\n'
+                                            + r.describe())
+
     def test_missing_new_backing_refused(self):
         top = self.base_chain()
         hashes = rt.tree_hashes(self.dir)
