@@ -363,12 +363,12 @@ static gboolean
 copy_op (Rebase *rb, Overlay *o, const CopyOp *op, GError **error)
 {
   RechainFile *dst = rechain_layer_get_file (o->top);
-  gboolean clone = o->can_clone && aligned_for_clone (o, op) &&
-                   rechain_file_same_filesystem (op->src, dst);
   RechainCopyResult r = RECHAIN_COPY_UNSUPPORTED;
+  gboolean clone;
 
   if (op->length == 0)
     return TRUE;
+  clone = o->can_clone && aligned_for_clone (o, op) && rechain_file_same_filesystem (op->src, dst);
   if (rb->options->dry_run)
     {
       /* the prediction: what the file systems allow */
@@ -490,11 +490,11 @@ offload_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **er
       if (!has_compressed)
         {
           if (rb->options->dry_run)
-            host = p; /* where it would go has the same alignment */
+            host = p + o->block_size; /* where it would go: the same alignment, not 0 */
           else if (!rechain_qcow2_writer_place (o->writer, p, plen, &host, error))
             return FALSE;
         }
-      if (host == 0)
+      if (host == 0) /* not placed (host 0 is the header, never data) */
         {
           /* through a buffer, piece by piece */
           guint64 n = 0;
