@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -97,6 +98,48 @@ rechain_chain_open (const char *path,
                     RechainCacheMode backing_cache,
                     GError **error)
 {
+  return rechain_chain_open_full (path, format, flags, cache, backing_cache, NULL, error);
+}
+
+/* Refuses a backing file that lies outside @root once every symlink is
+ * resolved: a pool script names a directory, and a crafted backing name
+ * ("../../etc/...", or a symlink planted beside the image) must not make
+ * rechain read a file elsewhere. */
+static gboolean
+check_root (const char *root, const char *backing_path, const char *named_by, GError **error)
+{
+  g_autofree char *real_root = realpath (root, NULL);
+  g_autofree char *real_path = realpath (backing_path, NULL);
+  gsize n;
+
+  if (!real_root)
+    {
+      int saved = errno;
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   "backing root '%s': %s", root, g_strerror (saved));
+      return FALSE;
+    }
+  if (!real_path)
+    return TRUE; /* missing: reported by the open that follows */
+  n = strlen (real_root);
+  if (g_str_equal (real_root, "/") ||
+      (strncmp (real_path, real_root, n) == 0 && real_path[n] == '/'))
+    return TRUE;
+  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+               "%s: backing file '%s' resolves to '%s', outside the backing root '%s'",
+               named_by, backing_path, real_path, real_root);
+  return FALSE;
+}
+
+RechainChain *
+rechain_chain_open_full (const char *path,
+                         const char *format,
+                         RechainChainOpenFlags flags,
+                         RechainCacheMode cache,
+                         RechainCacheMode backing_cache,
+                         const char *backing_root,
+                         GError **error)
+{
   g_autoptr(RechainChain) chain = g_new0 (RechainChain, 1);
   RechainLayerOpenFlags layer_flags = 0;
   RechainLayer *layer;
@@ -141,7 +184,8 @@ rechain_chain_open (const char *path,
           g_prefix_error (error, "%s: backing file: ", named_by);
           return NULL;
         }
-      if (!check_loop (chain, backing_path, named_by, error))
+      if ((backing_root && !check_root (backing_root, backing_path, named_by, error)) ||
+          !check_loop (chain, backing_path, named_by, error))
         return NULL;
 
       if (!backing_format)

@@ -40,6 +40,16 @@ RechainChain *rechain_chain_open (const char *path,
                                   RechainCacheMode cache,
                                   RechainCacheMode backing_cache,
                                   GError **error);
+/* Like rechain_chain_open(); with @backing_root, every backing file must
+ * lie under that directory once symlinks are resolved (the images named
+ * by the caller need not): RECHAIN_ERROR_INVALID_IMAGE otherwise. */
+RechainChain *rechain_chain_open_full (const char *path,
+                                       const char *format,
+                                       RechainChainOpenFlags flags,
+                                       RechainCacheMode cache,
+                                       RechainCacheMode backing_cache,
+                                       const char *backing_root,
+                                       GError **error);
 void rechain_chain_free (RechainChain *chain);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainChain, rechain_chain_free)
 

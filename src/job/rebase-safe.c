@@ -914,10 +914,10 @@ open_overlays (Rebase *rb, GError **error)
       o->unallocated = g_array_new (FALSE, FALSE, sizeof (Range));
       g_ptr_array_add (rb->overlays, o);
 
-      o->chain = rechain_chain_open (opts->images[k], opts->format,
-                                     (opts->dry_run ? 0 : RECHAIN_CHAIN_OPEN_WRITE) |
-                                     (opts->force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0),
-                                     opts->cache, opts->source_cache, error);
+      o->chain = rechain_chain_open_full (opts->images[k], opts->format,
+                                          (opts->dry_run ? 0 : RECHAIN_CHAIN_OPEN_WRITE) |
+                                          (opts->force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0),
+                                          opts->cache, opts->source_cache, opts->backing_root, error);
       if (!o->chain)
         return FALSE;
       o->top = rechain_chain_get_top (o->chain);
@@ -950,8 +950,9 @@ open_new_chain (Rebase *rb, GError **error)
   /* Look at the new chain without locks first: if it contains an overlay
    * (which this process holds for writing), say so rather than report the
    * lock conflict with ourselves. */
-  unlocked = rechain_chain_open (path, opts->backing_format, RECHAIN_CHAIN_OPEN_FORCE_SHARE,
-                                 opts->source_cache, opts->source_cache, error);
+  unlocked = rechain_chain_open_full (path, opts->backing_format, RECHAIN_CHAIN_OPEN_FORCE_SHARE,
+                                      opts->source_cache, opts->source_cache, opts->backing_root,
+                                      error);
   if (!unlocked)
     {
       g_prefix_error (error, "new backing file: ");
@@ -965,8 +966,9 @@ open_new_chain (Rebase *rb, GError **error)
       return TRUE;
     }
   g_clear_pointer (&unlocked, rechain_chain_free);
-  rb->new_chain = rechain_chain_open (path, opts->backing_format, 0,
-                                      opts->source_cache, opts->source_cache, error);
+  rb->new_chain = rechain_chain_open_full (path, opts->backing_format, 0,
+                                           opts->source_cache, opts->source_cache,
+                                           opts->backing_root, error);
   if (!rb->new_chain)
     {
       g_prefix_error (error, "new backing file: ");

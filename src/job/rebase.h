@@ -21,6 +21,7 @@ typedef struct {
   gboolean compress;          /* -c: write copied clusters compressed */
   gboolean dry_run;           /* plan and report, write nothing */
   RechainCopyMode copy_mode;  /* how copied data gets into the image */
+  const char *backing_root;   /* every backing file must lie under it, or NULL */
 } RechainRebaseOptions;
 
 /* What a safe rebase did (or, for a dry run, would do) to one overlay. */

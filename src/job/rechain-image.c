@@ -170,6 +170,29 @@ RechainImage *
 rechain_image_open (const char *path, const char *format, RechainImageOpenFlags flags,
                     GCancellable *cancellable, GError **error)
 {
+  return rechain_image_open_full (path, format, flags, NULL, cancellable, error);
+}
+
+/**
+ * rechain_image_open_full:
+ * @path: the image file
+ * @format: (nullable): its format, or %NULL to probe it
+ * @flags: how to open it
+ * @backing_root: (nullable): a directory every backing file must lie in,
+ *   once symlinks are resolved, or %NULL
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Like rechain_image_open(), and refuses a backing chain that leads out of
+ * @backing_root (%RECHAIN_ERROR_INVALID_IMAGE): for scripts that open images
+ * made by untrusted users.
+ *
+ * Returns: (transfer full): the image, or %NULL with @error set
+ */
+RechainImage *
+rechain_image_open_full (const char *path, const char *format, RechainImageOpenFlags flags,
+                         const char *backing_root, GCancellable *cancellable, GError **error)
+{
   RechainChain *chain;
   SharedChain *shared;
   RechainImage *image;
@@ -177,10 +200,10 @@ rechain_image_open (const char *path, const char *format, RechainImageOpenFlags 
   g_return_val_if_fail (path != NULL, NULL);
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     return NULL;
-  chain = rechain_chain_open (path, format,
-                              ((flags & RECHAIN_IMAGE_OPEN_FORCE_SHARE) ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0) |
-                              ((flags & RECHAIN_IMAGE_OPEN_NO_BACKING) ? RECHAIN_CHAIN_OPEN_NO_BACKING : 0),
-                              RECHAIN_CACHE_WRITEBACK, RECHAIN_CACHE_WRITEBACK, error);
+  chain = rechain_chain_open_full (path, format,
+                                   ((flags & RECHAIN_IMAGE_OPEN_FORCE_SHARE) ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0) |
+                                   ((flags & RECHAIN_IMAGE_OPEN_NO_BACKING) ? RECHAIN_CHAIN_OPEN_NO_BACKING : 0),
+                                   RECHAIN_CACHE_WRITEBACK, RECHAIN_CACHE_WRITEBACK, backing_root, error);
   if (!chain)
     return NULL;
   shared = g_rc_box_new0 (SharedChain);

@@ -390,6 +390,7 @@ struct _RechainRebaseJob {
   RechainCacheMode cache_mode;
   RechainCacheMode source_cache_mode;
   RechainCopyMode copy_mode;
+  char *backing_root;
   char **linked_images;
   RechainRebaseStats *stats;
 };
@@ -407,6 +408,7 @@ enum {
   PROP_DRY_RUN,
   PROP_LINKED_IMAGES,
   PROP_COPY_MODE,
+  PROP_BACKING_ROOT,
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -421,6 +423,7 @@ rechain_rebase_job_finalize (GObject *object)
   g_free (self->format);
   g_free (self->backing_file);
   g_free (self->backing_format);
+  g_free (self->backing_root);
   g_strfreev (self->linked_images);
   g_clear_pointer (&self->stats, rechain_rebase_stats_unref);
   G_OBJECT_CLASS (rechain_rebase_job_parent_class)->finalize (object);
@@ -467,6 +470,9 @@ rechain_rebase_job_set_property (GObject *object, guint prop_id, const GValue *v
     case PROP_COPY_MODE:
       self->copy_mode = g_value_get_enum (value);
       break;
+    case PROP_BACKING_ROOT:
+      self->backing_root = g_value_dup_string (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -512,6 +518,9 @@ rechain_rebase_job_get_property (GObject *object, guint prop_id, GValue *value, 
     case PROP_COPY_MODE:
       g_value_set_enum (value, self->copy_mode);
       break;
+    case PROP_BACKING_ROOT:
+      g_value_set_string (value, self->backing_root);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -550,6 +559,7 @@ run_rebase (RechainRebaseJob *self, gboolean dry_run, GCancellable *cancellable,
   options.compress = self->compress;
   options.dry_run = dry_run;
   options.copy_mode = self->copy_mode;
+  options.backing_root = self->backing_root;
 
   if (self->mode == RECHAIN_REBASE_MODE_UNSAFE)
     {
@@ -678,6 +688,15 @@ rechain_rebase_job_class_init (RechainRebaseJobClass *klass)
    */
   props[PROP_COPY_MODE] = g_param_spec_enum ("copy-mode", NULL, NULL, RECHAIN_TYPE_COPY_MODE,
                                              RECHAIN_COPY_MODE_AUTO, flags);
+  /**
+   * RechainRebaseJob:backing-root:
+   *
+   * A directory every backing file (of the old and of the new chain) must
+   * lie in once symlinks are resolved; a chain that leads elsewhere is
+   * refused with %RECHAIN_ERROR_INVALID_IMAGE. For pool scripts that
+   * handle images of untrusted users. %NULL: no restriction.
+   */
+  props[PROP_BACKING_ROOT] = g_param_spec_string ("backing-root", NULL, NULL, NULL, flags);
   g_object_class_install_properties (object_class, N_PROPS, props);
 }
 

@@ -24,6 +24,12 @@ RECHAIN_PUBLIC RechainImage *rechain_image_open (const char *path,
                                                  RechainImageOpenFlags flags,
                                                  GCancellable *cancellable,
                                                  GError **error);
+RECHAIN_PUBLIC RechainImage *rechain_image_open_full (const char *path,
+                                                      const char *format,
+                                                      RechainImageOpenFlags flags,
+                                                      const char *backing_root,
+                                                      GCancellable *cancellable,
+                                                      GError **error);
 RECHAIN_PUBLIC void rechain_image_open_async (const char *path,
                                               const char *format,
                                               RechainImageOpenFlags flags,
