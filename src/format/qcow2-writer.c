@@ -121,6 +121,99 @@ image_flush (RechainQcow2Writer *w, GError **error)
   return w->io.flush (w->io.user, error);
 }
 
+/* Raises *@end to the end of every cluster the L1 table at @l1 (host
+ * order, @l1_size entries) references through its L2 tables. */
+static gboolean
+scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file_size,
+         guint64 *end, GError **error)
+{
+  g_autofree guint8 *table = g_malloc (w->cluster_size);
+  const gsize entry_size = w->geom.extended_l2 ? 16 : 8;
+
+  for (guint32 i = 0; i < l1_size; i++)
+    {
+      guint64 l2_offset;
+
+      if (!rechain_qcow2_l1_entry_decode (&w->geom, l1[i], &l2_offset, error))
+        return FALSE;
+      if (l2_offset == 0)
+        continue;
+      *end = MAX (*end, l2_offset + w->cluster_size);
+      if (l2_offset >= file_size || file_size - l2_offset < w->cluster_size)
+        continue; /* nothing to read: its end counts, that is all */
+      if (!w->io.pread (w->io.user, table, w->cluster_size, l2_offset, error))
+        return FALSE;
+      for (guint64 j = 0; j < w->geom.l2_entries; j++)
+        {
+          RechainQcow2L2Entry e;
+          guint64 word = get_be64 (table + j * entry_size);
+          guint64 bitmap = w->geom.extended_l2 ? get_be64 (table + j * entry_size + 8) : 0;
+
+          if (word == 0 && bitmap == 0)
+            continue;
+          if (!rechain_qcow2_l2_entry_decode (&w->geom, word, bitmap, &e, error))
+            return FALSE;
+          if (e.compressed)
+            *end = MAX (*end, e.compressed_offset + e.compressed_length);
+          else if (e.host_offset != 0 && !w->external)
+            *end = MAX (*end, e.host_offset + w->cluster_size);
+        }
+    }
+  return TRUE;
+}
+
+/* The end of everything the active L1 table and the snapshots' L1 tables
+ * reference. Costs one read per L2 table: metadata, not data. */
+static gboolean
+scan_references (RechainQcow2Writer *w, guint64 file_size, guint64 *end, GError **error)
+{
+  const RechainQcow2Header *h = w->header;
+  g_autofree guint64 *raw = NULL;
+
+  *end = MAX (*end, h->l1_table_offset + (guint64) h->l1_size * 8);
+  {
+    g_autofree guint64 *l1 = g_new (guint64, MAX (w->l1_size, 1));
+    for (guint32 i = 0; i < w->l1_size; i++)
+      l1[i] = w->l1[i];
+    if (!scan_l1 (w, l1, w->l1_size, file_size, end, error))
+      return FALSE;
+  }
+
+  if (h->nb_snapshots > 0)
+    {
+      guint64 size = MIN (file_size - MIN (h->snapshots_offset, file_size), (guint64) 64 << 20);
+      g_autofree guint8 *buf = g_malloc (MAX (size, 1));
+      g_autoptr(GArray) snapshots = NULL;
+
+      if (!w->io.pread (w->io.user, buf, size, h->snapshots_offset, error))
+        return FALSE;
+      snapshots = rechain_qcow2_snapshots_parse (buf, size, h->nb_snapshots, &w->geom, file_size, error);
+      if (!snapshots)
+        return FALSE;
+      for (guint k = 0; k < snapshots->len; k++)
+        {
+          const RechainQcow2Snapshot *sn = &g_array_index (snapshots, RechainQcow2Snapshot, k);
+          guint64 bytes = (guint64) sn->l1_size * 8;
+
+          if (bytes > RECHAIN_QCOW2_MAX_L1_BYTES)
+            {
+              g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                           "snapshot %s: its L1 table (%u entries) exceeds the limit", sn->id, sn->l1_size);
+              return FALSE;
+            }
+          *end = MAX (*end, sn->l1_table_offset + bytes);
+          raw = g_realloc (raw, MAX (bytes, 8));
+          if (bytes > 0 && !w->io.pread (w->io.user, raw, bytes, sn->l1_table_offset, error))
+            return FALSE;
+          for (guint32 i = 0; i < sn->l1_size; i++)
+            raw[i] = GUINT64_FROM_BE (raw[i]);
+          if (!scan_l1 (w, raw, sn->l1_size, file_size, end, error))
+            return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 RechainQcow2Writer *
 rechain_qcow2_writer_new (RechainQcow2Header *header,
                           const RechainQcow2IO *image_io,
@@ -193,7 +286,15 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
   for (guint32 i = 0; i < w->l1_size; i++)
     w->l1[i] = GUINT64_FROM_BE (w->l1[i]);
 
-  w->next_free = MAX ((file_size + w->cluster_size - 1) / w->cluster_size, 1);
+  /* New clusters go past the end of the file and past every cluster the
+   * image references: a corrupt image whose refcounts miss a cluster in
+   * use (or whose tables point past its end) cannot make us overwrite it. */
+  {
+    guint64 end = file_size;
+    if (!scan_references (w, file_size, &end, error))
+      return NULL;
+    w->next_free = MAX ((end + w->cluster_size - 1) / w->cluster_size, 1);
+  }
   return g_steal_pointer (&w);
 }
 
