@@ -16,5 +16,6 @@
 #include <rechain/rechain-rebase-stats.h>
 #include <rechain/rechain-rebase-job.h>
 #include <rechain/rechain-util.h>
+#include <rechain/rechain-volume-helper.h>
 
 #undef __RECHAIN_H_INSIDE__

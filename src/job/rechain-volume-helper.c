@@ -1,0 +1,954 @@
+/* rechain-volume-helper.c: the rechain-volume-helper extension point, its
+ * interface, volumes, and rebasing a volume with the helper's in-use check
+ * before and its change notification after.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include "job/rechain-module-dir.h"
+#include "job/rechain-volume-helper-private.h"
+#include "rechain/rechain-error.h"
+#include "rechain/rechain-volume-helper.h"
+
+/* ---- RechainVolumeUser ---- */
+
+/**
+ * rechain_volume_user_new:
+ * @domain: the name of the user (a domain)
+ * @disk: (nullable): the disk, or %NULL
+ * @source: the image the disk opens
+ * @active: whether @domain is running or paused
+ *
+ * Returns: (transfer full): a new #RechainVolumeUser
+ */
+RechainVolumeUser *
+rechain_volume_user_new (const char *domain, const char *disk, const char *source, gboolean active)
+{
+  RechainVolumeUser *user = g_new0 (RechainVolumeUser, 1);
+  user->domain = g_strdup (domain);
+  user->disk = g_strdup (disk);
+  user->source = g_strdup (source);
+  user->active = active;
+  return user;
+}
+
+/**
+ * rechain_volume_user_copy:
+ * @user: a user
+ *
+ * Returns: (transfer full): a copy of @user
+ */
+RechainVolumeUser *
+rechain_volume_user_copy (const RechainVolumeUser *user)
+{
+  return rechain_volume_user_new (user->domain, user->disk, user->source, user->active);
+}
+
+/**
+ * rechain_volume_user_free:
+ * @user: a user
+ *
+ * Frees @user.
+ */
+void
+rechain_volume_user_free (RechainVolumeUser *user)
+{
+  if (user == NULL)
+    return;
+  g_free (user->domain);
+  g_free (user->disk);
+  g_free (user->source);
+  g_free (user);
+}
+
+G_DEFINE_BOXED_TYPE (RechainVolumeUser, rechain_volume_user, rechain_volume_user_copy,
+                     rechain_volume_user_free)
+
+G_DEFINE_FLAGS_TYPE (RechainVolumeRebaseFlags, rechain_volume_rebase_flags,
+                     G_DEFINE_ENUM_VALUE (RECHAIN_VOLUME_REBASE_NONE, "none"),
+                     G_DEFINE_ENUM_VALUE (RECHAIN_VOLUME_REBASE_STRICT, "strict"),
+                     G_DEFINE_ENUM_VALUE (RECHAIN_VOLUME_REBASE_NO_CHECK, "no-check"))
+
+/* ---- the extension point and its modules ---- */
+
+/**
+ * RechainVolumeHelper:
+ *
+ * Something that knows volumes: resolves a volume reference (a pool and a
+ * name) to a path and format, tells who uses an image, and is told when a
+ * volume changed. The built-in helper "path" knows plain files; more are
+ * loadable modules (GIO modules implementing the
+ * %RECHAIN_VOLUME_HELPER_EXTENSION_POINT_NAME extension point) in the
+ * module directory of the library (`$libdir/rechain-1/modules`), or in the
+ * directories listed in the environment variable `RECHAIN_MODULE_DIR`
+ * (separated by ':') instead. The libvirt module is "libvirt".
+ */
+G_DEFINE_INTERFACE (RechainVolumeHelper, rechain_volume_helper, G_TYPE_OBJECT)
+
+static void
+rechain_volume_helper_default_init (RechainVolumeHelperInterface *iface)
+{
+  /**
+   * RechainVolumeHelper:uri:
+   *
+   * Where the helper's storage manager is (a libvirt connection URI such
+   * as "qemu:///system"), or %NULL for its default.
+   */
+  g_object_interface_install_property (iface,
+      g_param_spec_string ("uri", NULL, NULL, NULL,
+                           G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS));
+}
+
+static const char *
+module_dirs_spec (void)
+{
+  const char *env = g_getenv ("RECHAIN_MODULE_DIR");
+  return env != NULL && *env != '\0' ? env : RECHAIN_MODULE_DIR;
+}
+
+static GIOExtensionPoint *
+extension_point (void)
+{
+  static gsize once;
+
+  if (g_once_init_enter (&once))
+    {
+      GIOExtensionPoint *ep = g_io_extension_point_register (RECHAIN_VOLUME_HELPER_EXTENSION_POINT_NAME);
+      g_io_extension_point_set_required_type (ep, RECHAIN_TYPE_VOLUME_HELPER);
+      g_io_extension_point_implement (RECHAIN_VOLUME_HELPER_EXTENSION_POINT_NAME,
+                                      rechain_path_volume_helper_get_type (),
+                                      RECHAIN_VOLUME_HELPER_PATH, 0);
+
+      /* As GIO loads its own modules (and GIO_EXTRA_MODULES): every
+       * lib*.so of each directory, the first module of a name winning.
+       * Modules stay loaded: storage libraries do not like unloading. */
+      GIOModuleScope *scope = g_io_module_scope_new (G_IO_MODULE_SCOPE_BLOCK_DUPLICATES);
+      g_auto (GStrv) dirs = g_strsplit (module_dirs_spec (), G_SEARCHPATH_SEPARATOR_S, -1);
+      for (char **d = dirs; *d != NULL; d++)
+        if (**d != '\0')
+          g_list_free (g_io_modules_load_all_in_directory_with_scope (*d, scope));
+      g_io_module_scope_free (scope);
+      g_once_init_leave (&once, 1);
+    }
+  return g_io_extension_point_lookup (RECHAIN_VOLUME_HELPER_EXTENSION_POINT_NAME);
+}
+
+/**
+ * rechain_volume_helper_list:
+ *
+ * Lists the volume helpers available: the built-in "path" helper and those
+ * of the modules found in the module directory (loaded on the first call).
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the names of the
+ *   helpers, highest priority first
+ */
+char **
+rechain_volume_helper_list (void)
+{
+  GStrvBuilder *b = g_strv_builder_new ();
+  for (GList *l = g_io_extension_point_get_extensions (extension_point ()); l != NULL; l = l->next)
+    g_strv_builder_add (b, g_io_extension_get_name (l->data));
+  char **names = g_strv_builder_end (b);
+  g_strv_builder_unref (b);
+  return names;
+}
+
+/**
+ * rechain_volume_helper_lookup:
+ * @name: the name of a helper, as rechain_volume_helper_list() lists it
+ *   ("path", "libvirt")
+ * @uri: (nullable): where the helper's storage manager is (for "libvirt",
+ *   a connection URI such as "qemu:///system"), or %NULL for its default
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Looks up the helper @name and makes a new instance of it for @uri,
+ * connected if the helper connects to something. Errors are
+ * %G_IO_ERROR_NOT_FOUND when there is no helper @name, and the helper's
+ * own (for "libvirt": %G_IO_ERROR_CONNECTION_REFUSED when the daemon cannot
+ * be reached, %G_IO_ERROR_PERMISSION_DENIED; messages name @uri).
+ *
+ * Returns: (transfer full): the helper, or %NULL on error
+ */
+RechainVolumeHelper *
+rechain_volume_helper_lookup (const char *name, const char *uri, GCancellable *cancellable,
+                              GError **error)
+{
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  GIOExtension *ext = g_io_extension_point_get_extension_by_name (extension_point (), name);
+  if (ext == NULL)
+    {
+      g_auto (GStrv) names = rechain_volume_helper_list ();
+      g_autofree char *list = g_strjoinv (", ", names);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   "no volume helper named \"%s\" (available: %s; modules are loaded from %s)",
+                   name, list, module_dirs_spec ());
+      return NULL;
+    }
+  GType type = g_io_extension_get_type (ext);
+  if (g_type_is_a (type, G_TYPE_INITABLE))
+    return g_initable_new (type, cancellable, error, "uri", uri, NULL);
+  return g_object_new (type, "uri", uri, NULL);
+}
+
+/**
+ * rechain_volume_helper_get_name:
+ * @helper: a helper
+ *
+ * Returns: the name @helper is registered with ("path", "libvirt")
+ */
+const char *
+rechain_volume_helper_get_name (RechainVolumeHelper *helper)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME_HELPER (helper), NULL);
+  for (GList *l = g_io_extension_point_get_extensions (extension_point ()); l != NULL; l = l->next)
+    if (g_io_extension_get_type (l->data) == G_OBJECT_TYPE (helper))
+      return g_io_extension_get_name (l->data);
+  return G_OBJECT_TYPE_NAME (helper);
+}
+
+/**
+ * rechain_volume_helper_get_uri:
+ * @helper: a helper
+ *
+ * Returns: (nullable): the #RechainVolumeHelper:uri of @helper
+ */
+const char *
+rechain_volume_helper_get_uri (RechainVolumeHelper *helper)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME_HELPER (helper), NULL);
+  /* The value lives as long as the construct-only property's owner. */
+  GValue v = G_VALUE_INIT;
+  g_value_init (&v, G_TYPE_STRING);
+  g_object_get_property (G_OBJECT (helper), "uri", &v);
+  const char *uri = g_intern_string (g_value_get_string (&v));
+  g_value_unset (&v);
+  return uri;
+}
+
+/**
+ * rechain_volume_helper_resolve:
+ * @helper: a helper
+ * @pool: (nullable): the pool, or %NULL where @name is a path
+ * @name: the volume's name in @pool, or a path
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Resolves a volume reference. For "libvirt", @name is a volume of @pool,
+ * or an absolute path (of a volume of any pool, or of a file outside the
+ * pools). Unknown pools and volumes are %G_IO_ERROR_NOT_FOUND.
+ *
+ * Returns: (transfer full): the volume, or %NULL on error
+ */
+RechainVolume *
+rechain_volume_helper_resolve (RechainVolumeHelper *helper, const char *pool, const char *name,
+                               GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME_HELPER (helper), NULL);
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  RechainVolumeHelperInterface *iface = RECHAIN_VOLUME_HELPER_GET_IFACE (helper);
+  RechainVolume *volume = iface->resolve (helper, pool, name, cancellable, error);
+  g_return_val_if_fail (volume != NULL || error == NULL || *error != NULL, NULL);
+  return volume;
+}
+
+/**
+ * rechain_volume_helper_get_users:
+ * @helper: a helper
+ * @path: an image
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Lists who uses @path: domains with @path as a disk, and domains with a
+ * disk whose backing chain (followed through the images, every level)
+ * contains @path.
+ *
+ * Returns: (transfer container) (element-type RechainVolumeUser): the
+ *   users (empty when none), or %NULL on error
+ */
+GPtrArray *
+rechain_volume_helper_get_users (RechainVolumeHelper *helper, const char *path,
+                                 GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME_HELPER (helper), NULL);
+  g_return_val_if_fail (path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  RechainVolumeHelperInterface *iface = RECHAIN_VOLUME_HELPER_GET_IFACE (helper);
+  if (iface->get_users == NULL)
+    return g_ptr_array_new_with_free_func ((GDestroyNotify) rechain_volume_user_free);
+  return iface->get_users (helper, path, cancellable, error);
+}
+
+static char *
+describe_user (const char *path, const RechainVolumeUser *u)
+{
+  const char *state = u->active ? "active" : "inactive";
+  g_autofree char *disk = u->disk ? g_strdup_printf (", disk %s", u->disk) : g_strdup ("");
+  if (u->source == NULL || g_strcmp0 (u->source, path) == 0)
+    return g_strdup_printf ("%s is in use by %s domain \"%s\"%s", path, state, u->domain, disk);
+  return g_strdup_printf ("%s is in the backing chain of %s, used by %s domain \"%s\"%s", path,
+                          u->source, state, u->domain, disk);
+}
+
+/**
+ * rechain_volume_helper_check_in_use:
+ * @helper: a helper
+ * @path: an image about to be written
+ * @strict: refuse as well when inactive domains reference @path
+ * @warnings: (out) (optional) (transfer full) (array zero-terminated=1):
+ *   where to store what is worth a warning (inactive domains that
+ *   reference @path), or %NULL
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Decides whether @path may be written: refuses with %RECHAIN_ERROR_IN_USE
+ * (naming the domain and the disk) when an active (running or paused)
+ * domain uses it directly or through a backing chain, or, with @strict,
+ * when any domain references it.
+ *
+ * Returns: %TRUE if @path may be written
+ */
+gboolean
+rechain_volume_helper_check_in_use (RechainVolumeHelper *helper, const char *path, gboolean strict,
+                                    char ***warnings, GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME_HELPER (helper), FALSE);
+  g_return_val_if_fail (path != NULL, FALSE);
+
+  if (warnings != NULL)
+    *warnings = NULL;
+  g_autoptr (GPtrArray) users = rechain_volume_helper_get_users (helper, path, cancellable, error);
+  if (users == NULL)
+    return FALSE;
+
+  const char *uri = rechain_volume_helper_get_uri (helper);
+  g_autofree char *prefix = uri ? g_strdup_printf ("%s: ", uri) : g_strdup ("");
+  const RechainVolumeUser *refuse = NULL;
+  for (guint i = 0; i < users->len && refuse == NULL; i++)
+    {
+      const RechainVolumeUser *u = g_ptr_array_index (users, i);
+      if (u->active)
+        refuse = u;
+    }
+  if (refuse == NULL && strict && users->len > 0)
+    refuse = g_ptr_array_index (users, 0);
+  if (refuse != NULL)
+    {
+      g_autofree char *what = describe_user (path, refuse);
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE, "%s%s%s", prefix, what,
+                   refuse->active ? "" : " (refused by the strict check)");
+      return FALSE;
+    }
+  if (warnings != NULL)
+    {
+      GStrvBuilder *b = g_strv_builder_new ();
+      for (guint i = 0; i < users->len; i++)
+        {
+          g_autofree char *what = describe_user (path, g_ptr_array_index (users, i));
+          g_autofree char *line = g_strdup_printf ("%s%s", prefix, what);
+          g_strv_builder_add (b, line);
+        }
+      *warnings = g_strv_builder_end (b);
+      g_strv_builder_unref (b);
+    }
+  return TRUE;
+}
+
+/**
+ * rechain_volume_helper_changed:
+ * @helper: a helper
+ * @volume: a volume whose image was changed
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Tells @helper that the image of @volume changed (for "libvirt": the
+ * pool that holds it is refreshed, so libvirt shows the new backing store).
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+rechain_volume_helper_changed (RechainVolumeHelper *helper, RechainVolume *volume,
+                               GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME_HELPER (helper), FALSE);
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), FALSE);
+  RechainVolumeHelperInterface *iface = RECHAIN_VOLUME_HELPER_GET_IFACE (helper);
+  if (iface->changed == NULL)
+    return TRUE;
+  return iface->changed (helper, volume, cancellable, error);
+}
+
+/* ---- RechainVolume ---- */
+
+/**
+ * RechainVolume:
+ *
+ * A resolved volume reference: the helper that knows it, its pool and
+ * name, the path and format of its image, and the name to record in an
+ * image header that uses it as a backing file.
+ */
+struct _RechainVolume {
+  GObject parent_instance;
+  RechainVolumeHelper *helper;
+  char *pool;
+  char *name;
+  char *path;
+  char *format;
+  char *backing_name;
+};
+
+enum {
+  VOL_PROP_0,
+  VOL_PROP_HELPER,
+  VOL_PROP_POOL,
+  VOL_PROP_NAME,
+  VOL_PROP_PATH,
+  VOL_PROP_FORMAT,
+  VOL_PROP_BACKING_NAME,
+  VOL_N_PROPS
+};
+static GParamSpec *vol_props[VOL_N_PROPS];
+
+G_DEFINE_FINAL_TYPE (RechainVolume, rechain_volume, G_TYPE_OBJECT)
+
+static void
+rechain_volume_finalize (GObject *object)
+{
+  RechainVolume *self = RECHAIN_VOLUME (object);
+  g_clear_object (&self->helper);
+  g_free (self->pool);
+  g_free (self->name);
+  g_free (self->path);
+  g_free (self->format);
+  g_free (self->backing_name);
+  G_OBJECT_CLASS (rechain_volume_parent_class)->finalize (object);
+}
+
+static void
+rechain_volume_set_property (GObject *object, guint id, const GValue *value, GParamSpec *pspec)
+{
+  RechainVolume *self = RECHAIN_VOLUME (object);
+  switch (id)
+    {
+    case VOL_PROP_HELPER: self->helper = g_value_dup_object (value); break;
+    case VOL_PROP_POOL: self->pool = g_value_dup_string (value); break;
+    case VOL_PROP_NAME: self->name = g_value_dup_string (value); break;
+    case VOL_PROP_PATH: self->path = g_value_dup_string (value); break;
+    case VOL_PROP_FORMAT: self->format = g_value_dup_string (value); break;
+    case VOL_PROP_BACKING_NAME: self->backing_name = g_value_dup_string (value); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, id, pspec);
+    }
+}
+
+static void
+rechain_volume_get_property (GObject *object, guint id, GValue *value, GParamSpec *pspec)
+{
+  RechainVolume *self = RECHAIN_VOLUME (object);
+  switch (id)
+    {
+    case VOL_PROP_HELPER: g_value_set_object (value, self->helper); break;
+    case VOL_PROP_POOL: g_value_set_string (value, self->pool); break;
+    case VOL_PROP_NAME: g_value_set_string (value, self->name); break;
+    case VOL_PROP_PATH: g_value_set_string (value, self->path); break;
+    case VOL_PROP_FORMAT: g_value_set_string (value, self->format); break;
+    case VOL_PROP_BACKING_NAME: g_value_set_string (value, rechain_volume_get_backing_name (self)); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, id, pspec);
+    }
+}
+
+static void
+rechain_volume_class_init (RechainVolumeClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  const GParamFlags flags = G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS;
+
+  object_class->finalize = rechain_volume_finalize;
+  object_class->set_property = rechain_volume_set_property;
+  object_class->get_property = rechain_volume_get_property;
+
+  /**
+   * RechainVolume:helper:
+   *
+   * The helper that resolved the volume.
+   */
+  vol_props[VOL_PROP_HELPER] = g_param_spec_object ("helper", NULL, NULL,
+                                                    RECHAIN_TYPE_VOLUME_HELPER, flags);
+  /**
+   * RechainVolume:pool:
+   *
+   * The pool that holds the volume, or %NULL (a file outside the pools).
+   */
+  vol_props[VOL_PROP_POOL] = g_param_spec_string ("pool", NULL, NULL, NULL, flags);
+  /**
+   * RechainVolume:name:
+   *
+   * The volume's name in its pool (for a plain file, its path).
+   */
+  vol_props[VOL_PROP_NAME] = g_param_spec_string ("name", NULL, NULL, NULL, flags);
+  /**
+   * RechainVolume:path:
+   *
+   * The absolute path of the volume's image.
+   */
+  vol_props[VOL_PROP_PATH] = g_param_spec_string ("path", NULL, NULL, NULL, flags);
+  /**
+   * RechainVolume:format:
+   *
+   * The format of the image ("qcow2", "raw"), or %NULL if unknown.
+   */
+  vol_props[VOL_PROP_FORMAT] = g_param_spec_string ("format", NULL, NULL, NULL, flags);
+  /**
+   * RechainVolume:backing-name:
+   *
+   * The name to record in an image header that has this volume as its
+   * backing file: what the storage manager itself records (for libvirt
+   * pools of local storage, the absolute path). Defaults to the path.
+   */
+  vol_props[VOL_PROP_BACKING_NAME] = g_param_spec_string ("backing-name", NULL, NULL, NULL, flags);
+  g_object_class_install_properties (object_class, VOL_N_PROPS, vol_props);
+}
+
+static void
+rechain_volume_init (RechainVolume *self)
+{
+}
+
+/**
+ * rechain_volume_new:
+ * @helper: the helper that resolved the volume
+ * @pool: (nullable): its pool, or %NULL
+ * @name: (nullable): its name in @pool, or %NULL for @path
+ * @path: the absolute path of its image
+ * @format: (nullable): the image format, or %NULL if unknown
+ * @backing_name: (nullable): the name to record as a backing file, or
+ *   %NULL for @path
+ *
+ * Makes a volume; for implementations of #RechainVolumeHelper.
+ *
+ * Returns: (transfer full): a new #RechainVolume
+ */
+RechainVolume *
+rechain_volume_new (RechainVolumeHelper *helper, const char *pool, const char *name,
+                    const char *path, const char *format, const char *backing_name)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME_HELPER (helper), NULL);
+  g_return_val_if_fail (path != NULL, NULL);
+  return g_object_new (RECHAIN_TYPE_VOLUME, "helper", helper, "pool", pool,
+                       "name", name ? name : path, "path", path, "format", format,
+                       "backing-name", backing_name, NULL);
+}
+
+/**
+ * rechain_volume_resolve:
+ * @helper_name: the helper: "libvirt", "path", ...
+ * @uri: (nullable): the helper's connection URI, or %NULL for its default
+ * @pool: (nullable): the pool, or %NULL where @name is a path
+ * @name: the volume's name in @pool, or a path
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * rechain_volume_helper_lookup() then rechain_volume_helper_resolve(): the
+ * volume keeps the helper (rechain_volume_get_helper()), for resolving
+ * more names of the same pool (a new backing volume) with the same
+ * connection.
+ *
+ * Returns: (transfer full): the volume, or %NULL on error
+ */
+RechainVolume *
+rechain_volume_resolve (const char *helper_name, const char *uri, const char *pool,
+                        const char *name, GCancellable *cancellable, GError **error)
+{
+  g_autoptr (RechainVolumeHelper) helper = rechain_volume_helper_lookup (helper_name, uri,
+                                                                         cancellable, error);
+  if (helper == NULL)
+    return NULL;
+  return rechain_volume_helper_resolve (helper, pool, name, cancellable, error);
+}
+
+/**
+ * rechain_volume_get_helper:
+ * @volume: a volume
+ *
+ * Returns: (transfer none): the helper that resolved @volume
+ */
+RechainVolumeHelper *
+rechain_volume_get_helper (RechainVolume *volume)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), NULL);
+  return volume->helper;
+}
+
+/**
+ * rechain_volume_get_pool:
+ * @volume: a volume
+ *
+ * Returns: (nullable): the pool of @volume, or %NULL
+ */
+const char *
+rechain_volume_get_pool (RechainVolume *volume)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), NULL);
+  return volume->pool;
+}
+
+/**
+ * rechain_volume_get_name:
+ * @volume: a volume
+ *
+ * Returns: the name of @volume in its pool (its path if it has none)
+ */
+const char *
+rechain_volume_get_name (RechainVolume *volume)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), NULL);
+  return volume->name;
+}
+
+/**
+ * rechain_volume_get_path:
+ * @volume: a volume
+ *
+ * Returns: the absolute path of the image of @volume
+ */
+const char *
+rechain_volume_get_path (RechainVolume *volume)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), NULL);
+  return volume->path;
+}
+
+/**
+ * rechain_volume_get_format:
+ * @volume: a volume
+ *
+ * Returns: (nullable): the format of the image of @volume, or %NULL
+ */
+const char *
+rechain_volume_get_format (RechainVolume *volume)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), NULL);
+  return volume->format;
+}
+
+/**
+ * rechain_volume_get_backing_name:
+ * @volume: a volume
+ *
+ * Returns: the name to record in a header that has @volume as its backing
+ *   file (see #RechainVolume:backing-name)
+ */
+const char *
+rechain_volume_get_backing_name (RechainVolume *volume)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), NULL);
+  return volume->backing_name ? volume->backing_name : volume->path;
+}
+
+/**
+ * rechain_volume_new_rebase_job:
+ * @volume: the volume to rebase
+ * @backing: (nullable): the new backing volume, or %NULL for none
+ * @backing_name: (nullable): the name to record instead of the backing
+ *   name of @backing (`--backing-name`), or %NULL
+ * @mode: safe or unsafe
+ *
+ * Makes a job that moves @volume onto @backing, recording the backing name
+ * and format of @backing. Jobs with more options are made with
+ * g_object_new() from rechain_volume_get_path(),
+ * rechain_volume_get_format(), and the backing's
+ * rechain_volume_get_backing_name() and rechain_volume_get_format().
+ *
+ * Returns: (transfer full): a new job, to run with rechain_volume_rebase_sync()
+ *   or rechain_volume_rebase_async()
+ */
+RechainRebaseJob *
+rechain_volume_new_rebase_job (RechainVolume *volume, RechainVolume *backing,
+                               const char *backing_name, RechainRebaseMode mode)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), NULL);
+  g_return_val_if_fail (backing == NULL || RECHAIN_IS_VOLUME (backing), NULL);
+  const char *name = backing_name ? backing_name
+                     : backing ? rechain_volume_get_backing_name (backing) : "";
+  return g_object_new (RECHAIN_TYPE_REBASE_JOB,
+                       "image", volume->path,
+                       "format", volume->format,
+                       "backing-file", name,
+                       "backing-format", backing ? backing->format : NULL,
+                       "mode", mode, NULL);
+}
+
+/* ---- rebasing a volume ---- */
+
+static gboolean
+same_file (const char *a, const char *b)
+{
+  struct stat sa, sb;
+  if (g_strcmp0 (a, b) == 0)
+    return TRUE;
+  return stat (a, &sa) == 0 && stat (b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static char *
+absolute_path (const char *path)
+{
+  return g_canonicalize_filename (path, NULL);
+}
+
+/* The images the job writes: its image, then its linked images. */
+static GPtrArray *
+job_images (RechainRebaseJob *job)
+{
+  GPtrArray *images = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (images, absolute_path (rechain_block_job_get_image (RECHAIN_BLOCK_JOB (job))));
+  const char * const *linked = rechain_rebase_job_get_linked_images (job);
+  for (; linked != NULL && *linked != NULL; linked++)
+    g_ptr_array_add (images, absolute_path (*linked));
+  return images;
+}
+
+static gboolean
+job_is_dry_run (RechainRebaseJob *job)
+{
+  gboolean dry_run = FALSE;
+  g_object_get (job, "dry-run", &dry_run, NULL);
+  return dry_run;
+}
+
+static gboolean
+check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseFlags flags,
+              GPtrArray *warnings, GCancellable *cancellable, GError **error)
+{
+  const char *image = rechain_block_job_get_image (RECHAIN_BLOCK_JOB (job));
+  if (image == NULL || !same_file (image, volume->path))
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   "the job's image %s is not the volume's image %s", image ? image : "(none)",
+                   volume->path);
+      return FALSE;
+    }
+  if (flags & RECHAIN_VOLUME_REBASE_NO_CHECK)
+    return TRUE;
+  g_autoptr (GPtrArray) images = job_images (job);
+  for (guint i = 0; i < images->len; i++)
+    {
+      g_auto (GStrv) w = NULL;
+      if (!rechain_volume_helper_check_in_use (volume->helper, g_ptr_array_index (images, i),
+                                               (flags & RECHAIN_VOLUME_REBASE_STRICT) != 0, &w,
+                                               cancellable, error))
+        return FALSE;
+      for (char **s = w; s && *s; s++)
+        g_ptr_array_add (warnings, g_strdup (*s));
+    }
+  return TRUE;
+}
+
+static void
+notify_after (RechainVolume *volume, RechainRebaseJob *job, GPtrArray *warnings,
+              GCancellable *cancellable)
+{
+  if (job_is_dry_run (job))
+    return;
+  g_autoptr (GPtrArray) images = job_images (job);
+  for (guint i = 0; i < images->len; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      const char *path = g_ptr_array_index (images, i);
+      g_autoptr (RechainVolume) v = i == 0 ? g_object_ref (volume)
+                                    : rechain_volume_new (volume->helper, NULL, NULL, path, NULL, NULL);
+      if (!rechain_volume_helper_changed (volume->helper, v, NULL, &error))
+        g_ptr_array_add (warnings, g_strdup_printf ("%s was changed, but telling %s failed: %s",
+                                                    path, rechain_volume_helper_get_name (volume->helper),
+                                                    error->message));
+    }
+}
+
+static char **
+take_strv (GPtrArray *array)
+{
+  g_ptr_array_add (array, NULL);
+  return (char **) g_ptr_array_free (array, FALSE);
+}
+
+/**
+ * rechain_volume_rebase_sync:
+ * @volume: the volume to rebase
+ * @job: a job whose image is the image of @volume (made with
+ *   rechain_volume_new_rebase_job(), or g_object_new() for more options)
+ * @flags: how strict the in-use check is
+ * @warnings: (out) (optional) (transfer full) (array zero-terminated=1):
+ *   where to store the warnings (inactive domains that reference an image,
+ *   a failed change notification), or %NULL
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Rebases a volume as a good citizen of its storage manager: refuses with
+ * %RECHAIN_ERROR_IN_USE, before writing anything, when an active domain
+ * uses the job's image or one of its linked images (directly or through a
+ * backing chain) — with %RECHAIN_VOLUME_REBASE_STRICT also when an
+ * inactive domain references one; runs @job on the calling thread; then
+ * tells the helper the images changed (unless the job is a dry run).
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+rechain_volume_rebase_sync (RechainVolume *volume, RechainRebaseJob *job,
+                            RechainVolumeRebaseFlags flags, char ***warnings,
+                            GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), FALSE);
+  g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), FALSE);
+
+  g_autoptr (GPtrArray) w = g_ptr_array_new_with_free_func (g_free);
+  gboolean ok = check_before (volume, job, flags, w, cancellable, error)
+                && rechain_block_job_run_sync (RECHAIN_BLOCK_JOB (job), cancellable, error);
+  if (ok)
+    notify_after (volume, job, w, cancellable);
+  if (warnings != NULL)
+    *warnings = take_strv (g_steal_pointer (&w));
+  return ok;
+}
+
+typedef struct {
+  RechainRebaseJob *job;
+  RechainVolumeRebaseFlags flags;
+  int io_priority;
+  GPtrArray *warnings;
+} RebaseData;
+
+static void
+rebase_data_free (gpointer p)
+{
+  RebaseData *d = p;
+  g_clear_object (&d->job);
+  g_clear_pointer (&d->warnings, g_ptr_array_unref);
+  g_free (d);
+}
+
+static void
+check_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  RebaseData *d = task_data;
+  GError *error = NULL;
+  if (check_before (source, d->job, d->flags, d->warnings, cancellable, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+notify_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  RebaseData *d = task_data;
+  notify_after (source, d->job, d->warnings, cancellable);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+notified (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+job_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  GError *error = NULL;
+  if (!rechain_block_job_run_finish (RECHAIN_BLOCK_JOB (source), result, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  /* Notifications may talk to a daemon: off the caller's thread. */
+  GTask *sub = g_task_new (g_task_get_source_object (task), NULL, notified, g_object_ref (task));
+  g_task_set_task_data (sub, g_task_get_task_data (task), NULL);
+  g_task_run_in_thread (sub, notify_thread);
+  g_object_unref (sub);
+}
+
+static void
+checked (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  GError *error = NULL;
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  RebaseData *d = g_task_get_task_data (task);
+  rechain_block_job_run_async (RECHAIN_BLOCK_JOB (d->job), d->io_priority,
+                               g_task_get_cancellable (task), job_done, g_object_ref (task));
+}
+
+/**
+ * rechain_volume_rebase_async:
+ * @volume: the volume to rebase
+ * @job: a job whose image is the image of @volume
+ * @flags: how strict the in-use check is
+ * @io_priority: the I/O priority of the job
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when done
+ * @user_data: data for @callback
+ *
+ * rechain_volume_rebase_sync() without blocking: the in-use check and the
+ * notification run on worker threads, the job with
+ * rechain_block_job_run_async() (so its progress is notified in the
+ * thread-default main context of the caller).
+ */
+void
+rechain_volume_rebase_async (RechainVolume *volume, RechainRebaseJob *job,
+                             RechainVolumeRebaseFlags flags, int io_priority,
+                             GCancellable *cancellable, GAsyncReadyCallback callback,
+                             gpointer user_data)
+{
+  g_return_if_fail (RECHAIN_IS_VOLUME (volume));
+  g_return_if_fail (RECHAIN_IS_REBASE_JOB (job));
+
+  GTask *task = g_task_new (volume, cancellable, callback, user_data);
+  g_task_set_source_tag (task, rechain_volume_rebase_async);
+  RebaseData *d = g_new0 (RebaseData, 1);
+  d->job = g_object_ref (job);
+  d->flags = flags;
+  d->io_priority = io_priority;
+  d->warnings = g_ptr_array_new_with_free_func (g_free);
+  g_task_set_task_data (task, d, rebase_data_free);
+
+  GTask *sub = g_task_new (volume, cancellable, checked, task);
+  g_task_set_task_data (sub, d, NULL);
+  g_task_set_priority (sub, io_priority);
+  g_task_run_in_thread (sub, check_thread);
+  g_object_unref (sub);
+}
+
+/**
+ * rechain_volume_rebase_finish:
+ * @volume: the volume
+ * @result: the result given to the callback
+ * @warnings: (out) (optional) (transfer full) (array zero-terminated=1):
+ *   where to store the warnings, or %NULL
+ * @error: return location for an error
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+rechain_volume_rebase_finish (RechainVolume *volume, GAsyncResult *result, char ***warnings,
+                              GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, volume), FALSE);
+  RebaseData *d = g_task_get_task_data (G_TASK (result));
+  if (warnings != NULL)
+    {
+      g_ptr_array_add (d->warnings, NULL);
+      *warnings = g_strdupv ((char **) d->warnings->pdata);
+      g_ptr_array_remove_index (d->warnings, d->warnings->len - 1);
+    }
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
