@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <json-glib/json-glib.h>
+#include <inttypes.h>
 #include <stdio.h>
 
 #include <rechain/rechain.h>
@@ -36,11 +37,11 @@ print_human (JsonObject *o)
 
   printf (_("image: %s\n"), json_object_get_string_member (o, "filename"));
   printf (_("file format: %s\n"), json_object_get_string_member (o, "format"));
-  printf (_("virtual size: %s (%" G_GINT64_FORMAT " bytes)\n"), vsize,
+  printf (_("virtual size: %s (%" PRId64 " bytes)\n"), vsize,
           json_object_get_int_member (o, "virtual-size"));
   printf (_("disk size: %s\n"), dsize);
   if (json_object_has_member (o, "cluster-size"))
-    printf (_("cluster_size: %" G_GINT64_FORMAT "\n"), json_object_get_int_member (o, "cluster-size"));
+    printf (_("cluster_size: %" PRId64 "\n"), json_object_get_int_member (o, "cluster-size"));
   if (json_object_has_member (o, "backing-filename"))
     {
       const char *name = json_object_get_string_member (o, "backing-filename");

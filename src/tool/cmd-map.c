@@ -5,7 +5,10 @@
  */
 #include "config.h"
 
+#include <signal.h>
 #include <stdio.h>
+
+#include <glib-unix.h>
 
 #include <rechain/rechain.h>
 #include "tool.h"
@@ -65,12 +68,23 @@ continues (const RechainExtent *last, const RechainExtent *e)
   return e->host_offset == last->host_offset + last->length;
 }
 
+static gboolean
+on_signal (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_CONTINUE;
+}
+
 int
 rechain_cmd_map (int argc, char **argv)
 {
   g_autofree char *format = NULL;
   g_autofree char *output = NULL;
   gboolean force_share = FALSE;
+  RechainProgressOptions progress_options = { 0 };
+  g_autoptr(RechainProgress) progress = NULL;
+  gboolean interrupted = FALSE;
+  guint sigint, sigterm;
   const GOptionEntry entries[] = {
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format, N_("Image format (qcow2 or raw; probed if not given)"), N_("FMT") },
     { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share, N_("Open even if another process has the image open for writing (takes no locks)"), NULL },
@@ -82,6 +96,7 @@ rechain_cmd_map (int argc, char **argv)
   g_autoptr(RechainImage) image = NULL;
   RechainOutputFormat out_format;
   RechainExtent pending = { 0 };
+  int status;
   gboolean have_pending = FALSE, first = TRUE;
   guint64 size;
 
@@ -89,7 +104,16 @@ rechain_cmd_map (int argc, char **argv)
   g_option_context_set_summary (context, _("Show, for each region of the guest-visible content, "
                                            "which image of the chain holds it."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  rechain_tool_progress_add_entries (context, &progress_options);
+  rechain_tool_progress_rewrite_args (argc, argv);
   if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      rechain_tool_progress_options_clear (&progress_options);
+      return rechain_tool_usage_error (context, "%s", error->message);
+    }
+  progress = rechain_progress_new (&progress_options, &error);
+  rechain_tool_progress_options_clear (&progress_options);
+  if (error)
     return rechain_tool_usage_error (context, "%s", error->message);
   if (argc != 2)
     return rechain_tool_usage_error (context, _("expected exactly one IMAGE"));
@@ -102,25 +126,33 @@ rechain_cmd_map (int argc, char **argv)
     return rechain_tool_fail (error);
   rechain_tool_print_warnings (rechain_image_get_warnings (image));
 
+  /* Ctrl-C between two slices stops cleanly, with exit status 6. */
+  sigint = g_unix_signal_add (SIGINT, on_signal, &interrupted);
+  sigterm = g_unix_signal_add (SIGTERM, on_signal, &interrupted);
+  status = RECHAIN_EXIT_OK;
+
   if (out_format == RECHAIN_OUTPUT_JSON)
     printf ("[");
   else
     printf ("%-19s %-19s %-19s %s\n", _("Offset"), _("Length"), _("Mapped to"), _("File"));
 
   size = rechain_image_get_virtual_size (image);
+  rechain_progress_update (progress, 0, size);
   for (guint64 pos = 0; pos < size; pos += MAP_SLICE)
     {
       g_autoptr(GPtrArray) extents = NULL;
       guint64 len = MIN (MAP_SLICE, size - pos);
 
+      while (g_main_context_iteration (NULL, FALSE))
+        ;
+      if (interrupted)
+        {
+          g_set_error (&error, G_IO_ERROR, G_IO_ERROR_CANCELLED, _("%s: cancelled"), argv[1]);
+          break;
+        }
       extents = rechain_image_get_extents (image, pos, len, &error);
       if (!extents)
-        {
-          if (out_format == RECHAIN_OUTPUT_JSON)
-            printf ("]\n");
-          fflush (stdout);
-          return rechain_tool_fail (error);
-        }
+        break;
       /* Carry the last extent of a slice over, so that an extent spanning
        * a slice boundary is printed once. */
       for (guint i = 0; i < extents->len; i++)
@@ -139,10 +171,24 @@ rechain_cmd_map (int argc, char **argv)
           pending = *e;
           have_pending = TRUE;
         }
+      rechain_progress_update (progress, pos + len, size);
+    }
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+  if (error)
+    {
+      if (out_format == RECHAIN_OUTPUT_JSON)
+        printf ("]\n");
+      fflush (stdout);
+      rechain_progress_end (progress, FALSE);
+      return rechain_tool_fail (error);
     }
   if (have_pending)
     print_extent (&pending, image, out_format, first);
   if (out_format == RECHAIN_OUTPUT_JSON)
     printf ("]\n");
-  return fflush (stdout) == 0 ? RECHAIN_EXIT_OK : RECHAIN_EXIT_IO;
+  if (fflush (stdout) != 0)
+    status = RECHAIN_EXIT_IO;
+  rechain_progress_end (progress, status == RECHAIN_EXIT_OK);
+  return status;
 }

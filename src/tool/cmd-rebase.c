@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -15,41 +16,20 @@
 
 typedef struct {
   RechainRebaseJob *job;
-  gboolean show_progress;
-  gboolean tty;
-  gint64 last_print;
+  RechainProgress *progress;
   gboolean done;
   gboolean ok;
   GError *error;
 } RebaseRun;
 
 static void
-print_progress (RebaseRun *run, double fraction, gboolean final)
-{
-  gint64 now = g_get_monotonic_time ();
-
-  if (!run->show_progress)
-    return;
-  /* A terminal gets a line redrawn at most 10 times a second; a log gets a
-   * line per second. */
-  if (!final && now - run->last_print < (run->tty ? G_USEC_PER_SEC / 10 : G_USEC_PER_SEC))
-    return;
-  run->last_print = now;
-  if (run->tty)
-    fprintf (stderr, "\r    (%6.2f/100%%)", 100.0 * fraction);
-  else
-    fprintf (stderr, "    (%6.2f/100%%)\n", 100.0 * fraction);
-  fflush (stderr);
-}
-
-static void
 on_progress (GObject *object, GParamSpec *pspec, gpointer user_data)
 {
   RebaseRun *run = user_data;
-  double fraction = rechain_block_job_get_progress (RECHAIN_BLOCK_JOB (object));
+  RechainBlockJob *job = RECHAIN_BLOCK_JOB (object);
 
-  if (fraction < 1.0)
-    print_progress (run, fraction, FALSE);
+  rechain_progress_update (run->progress, rechain_block_job_get_bytes_done (job),
+                           rechain_block_job_get_bytes_total (job));
 }
 
 static void
@@ -77,12 +57,12 @@ print_human_report (RechainRebaseStats *stats)
     printf (_("Plan (nothing written):\n"));
   else
     printf (_("Done in %.2f s:\n"), rechain_rebase_stats_get_seconds (stats));
-  printf (_("  %" G_GUINT64_FORMAT " bytes not allocated by the image(s) examined\n"),
+  printf (_("  %" PRIu64 " bytes not allocated by the image(s) examined\n"),
           rechain_rebase_stats_get_bytes_examined (stats));
-  printf (_("  %" G_GUINT64_FORMAT " bytes the same in both chains by metadata alone (not read)\n"),
+  printf (_("  %" PRIu64 " bytes the same in both chains by metadata alone (not read)\n"),
           rechain_rebase_stats_get_bytes_same_by_metadata (stats));
-  printf (dry ? _("  %" G_GUINT64_FORMAT " bytes to read and compare from both chains\n")
-              : _("  %" G_GUINT64_FORMAT " bytes read and compared from both chains\n"),
+  printf (dry ? _("  %" PRIu64 " bytes to read and compare from both chains\n")
+              : _("  %" PRIu64 " bytes read and compared from both chains\n"),
           rechain_rebase_stats_get_bytes_compared (stats));
   for (guint i = 0; i < rechain_rebase_stats_get_n_images (stats); i++)
     {
@@ -94,10 +74,10 @@ print_human_report (RechainRebaseStats *stats)
       if (err)
         printf (_("  %s: failed: %s\n"), image, err->message);
       else if (dry)
-        printf (_("  %s: %" G_GUINT64_FORMAT " bytes to copy (at most), %" G_GUINT64_FORMAT " bytes to zero\n"),
+        printf (_("  %s: %" PRIu64 " bytes to copy (at most), %" PRIu64 " bytes to zero\n"),
                 image, written, zeroed);
       else
-        printf (_("  %s: %" G_GUINT64_FORMAT " bytes copied, %" G_GUINT64_FORMAT " bytes zeroed\n"),
+        printf (_("  %s: %" PRIu64 " bytes copied, %" PRIu64 " bytes zeroed\n"),
                 image, written, zeroed);
     }
 }
@@ -111,13 +91,14 @@ rechain_cmd_rebase (int argc, char **argv)
   g_autofree char *backing = NULL;
   g_autofree char *backing_format = NULL;
   g_autofree char *output = NULL;
-  gboolean progress = FALSE, quiet = FALSE, unsafe = FALSE, compress = FALSE;
+  gboolean quiet = FALSE, unsafe = FALSE, compress = FALSE;
   gboolean force_share = FALSE, dry_run = FALSE;
+  RechainProgressOptions progress_options = { 0 };
+  g_autoptr(RechainProgress) progress_out = NULL;
   const GOptionEntry entries[] = {
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format, N_("Format of IMAGE (qcow2; probed if not given)"), N_("FMT") },
     { "cache", 't', 0, G_OPTION_ARG_STRING, &cache, N_("Cache mode for IMAGE: writeback (default), writethrough, none, directsync, unsafe"), N_("CACHE") },
     { "source-cache", 'T', 0, G_OPTION_ARG_STRING, &src_cache, N_("Cache mode for the backing files read (default writeback)"), N_("CACHE") },
-    { "progress", 'p', 0, G_OPTION_ARG_NONE, &progress, N_("Show progress"), NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("Print nothing but errors"), NULL },
     { "unsafe", 'u', 0, G_OPTION_ARG_NONE, &unsafe, N_("Only change the backing file name and format; copy nothing"), NULL },
     { "compress", 'c', 0, G_OPTION_ARG_NONE, &compress, N_("Compress the clusters copied into IMAGE"), NULL },
@@ -141,14 +122,26 @@ rechain_cmd_rebase (int argc, char **argv)
       "IMAGEs sharing one old backing chain (linked clones) are compared once and moved\n"
       "together. Unsafe mode (-u) only rewrites the backing file name and format."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  rechain_tool_progress_add_entries (context, &progress_options);
+  rechain_tool_progress_rewrite_args (argc, argv);
   if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      rechain_tool_progress_options_clear (&progress_options);
+      return rechain_tool_usage_error (context, "%s", error->message);
+    }
+  if (quiet && rechain_tool_progress_to_stderr (&progress_options))
+    {
+      rechain_tool_progress_options_clear (&progress_options);
+      return rechain_tool_usage_error (context, _("-p and -q exclude each other"));
+    }
+  progress_out = rechain_progress_new (&progress_options, &error);
+  rechain_tool_progress_options_clear (&progress_options);
+  if (error)
     return rechain_tool_usage_error (context, "%s", error->message);
   if (argc < 2)
     return rechain_tool_usage_error (context, _("expected an IMAGE"));
   if (!backing)
     return rechain_tool_usage_error (context, _("the new backing file must be given with -b (use -b \"\" for none)"));
-  if (progress && quiet)
-    return rechain_tool_usage_error (context, _("-p and -q exclude each other"));
   if (output && !rechain_tool_parse_output (output, &out_format, &error))
     return rechain_tool_fail (error);
 
@@ -188,8 +181,7 @@ rechain_cmd_rebase (int argc, char **argv)
                         "dry-run", dry_run,
                         NULL);
     run.job = job;
-    run.show_progress = progress;
-    run.tty = isatty (2);
+    run.progress = progress_out;
     g_signal_connect (job, "notify::progress", G_CALLBACK (on_progress), &run);
 
     /* The job runs on the library's worker thread; this thread waits for
@@ -204,13 +196,8 @@ rechain_cmd_rebase (int argc, char **argv)
     g_source_remove (sigint);
     g_source_remove (sigterm);
 
-    if (progress)
-      {
-        if (run.ok)
-          print_progress (&run, 1.0, TRUE);
-        if (run.tty)
-          fputc ('\n', stderr);
-      }
+    /* A final 100 % always, however small the job. */
+    rechain_progress_end (progress_out, run.ok);
     stats = rechain_rebase_job_get_stats (job);
     if (output && stats && rechain_rebase_stats_get_n_images (stats) > 0)
       {

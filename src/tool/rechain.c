@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <gio/gio.h>
+#include <json-glib/json-glib.h>
 
 #include <rechain/rechain.h>
 #include "tool.h"
@@ -26,11 +27,11 @@ static const Command commands[] = {
   { "rebase", rechain_cmd_rebase, N_("Change the backing file of an image") },
 };
 
-int
-rechain_tool_fail (const GError *error)
-{
-  g_printerr ("rechain: %s\n", error->message);
+gboolean rechain_tool_json_errors = FALSE;
 
+int
+rechain_tool_exit_code (const GError *error)
+{
   if (error->domain == G_IO_ERROR && error->code == G_IO_ERROR_CANCELLED)
     return RECHAIN_EXIT_CANCELLED;
   if (error->domain == G_OPTION_ERROR)
@@ -57,6 +58,64 @@ rechain_tool_fail (const GError *error)
     }
 }
 
+/* The stable name of an exit status, for the JSON error object. */
+static const char *
+exit_code_name (int code)
+{
+  switch (code)
+    {
+    case RECHAIN_EXIT_USAGE: return "usage";
+    case RECHAIN_EXIT_INVALID_IMAGE: return "invalid-image";
+    case RECHAIN_EXIT_IN_USE: return "in-use";
+    case RECHAIN_EXIT_IO: return "io";
+    case RECHAIN_EXIT_CANCELLED: return "cancelled";
+    default: return "failed";
+    }
+}
+
+/* {"error": {"reason": "in-use", "exit-status": 4, "domain": "rechain-error-quark",
+ *            "code": 4, "message": "..."}} on one line of stderr. */
+static void
+print_json_error (const GError *error, int status)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autofree char *text = NULL;
+
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "error");
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "reason");
+  json_builder_add_string_value (builder, exit_code_name (status));
+  json_builder_set_member_name (builder, "exit-status");
+  json_builder_add_int_value (builder, status);
+  json_builder_set_member_name (builder, "domain");
+  json_builder_add_string_value (builder, g_quark_to_string (error->domain));
+  json_builder_set_member_name (builder, "code");
+  json_builder_add_int_value (builder, error->code);
+  json_builder_set_member_name (builder, "message");
+  json_builder_add_string_value (builder, error->message);
+  json_builder_end_object (builder);
+  json_builder_end_object (builder);
+  root = json_builder_get_root (builder);
+  json_generator_set_root (generator, root);
+  text = json_generator_to_data (generator, NULL);
+  g_printerr ("%s\n", text);
+}
+
+int
+rechain_tool_fail (const GError *error)
+{
+  int status = rechain_tool_exit_code (error);
+
+  fflush (stdout); /* what was printed so far comes before the error */
+  g_printerr ("rechain: %s\n", error->message);
+  if (rechain_tool_json_errors)
+    print_json_error (error, status);
+  return status;
+}
+
 int
 rechain_tool_usage_error (GOptionContext *context, const char *format, ...)
 {
@@ -68,6 +127,11 @@ rechain_tool_usage_error (GOptionContext *context, const char *format, ...)
   va_end (args);
   g_printerr ("rechain: %s\n", message);
   g_printerr (_("Try '%s --help' for more information.\n"), g_get_prgname ());
+  if (rechain_tool_json_errors)
+    {
+      g_autoptr(GError) error = g_error_new_literal (G_OPTION_ERROR, G_OPTION_ERROR_FAILED, message);
+      print_json_error (error, RECHAIN_EXIT_USAGE);
+    }
   (void) context;
   return RECHAIN_EXIT_USAGE;
 }
@@ -98,24 +162,116 @@ rechain_tool_print_warnings (const char * const *warnings)
 static void
 print_help (FILE *out)
 {
-  fprintf (out, _("Usage: rechain COMMAND [OPTION…] IMAGE\n\n"
-                  "Change the backing file of qcow2 images offline, keeping what the guest sees.\n\n"
-                  "Commands:\n"));
+  fprintf (out, "%s", _("Usage: rechain COMMAND [OPTION…] IMAGE\n\n"
+                        "Change the backing file of qcow2 images offline, keeping what the guest sees.\n\n"
+                        "Commands:\n"));
   for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
     fprintf (out, "  %-8s %s\n", commands[i].name, _(commands[i].summary));
-  fprintf (out, _("\nOptions:\n"
-                  "  -h, --help     Show this help\n"
-                  "  -V, --version  Show the version\n\n"
-                  "Run 'rechain COMMAND --help' for the options of a command.\n"));
+  fprintf (out, "%s", _("\nOptions:\n"
+                        "  -h, --help       Show this help\n"
+                        "  -V, --version    Show the version (--output=json for JSON)\n\n"
+                        "Exit status:\n"
+                        "  0  success\n"
+                        "  1  failure not covered below\n"
+                        "  2  usage error: bad option or argument\n"
+                        "  3  invalid or unsupported image\n"
+                        "  4  in use: another process holds the image\n"
+                        "  5  I/O error or no space left\n"
+                        "  6  cancelled\n\n"
+                        "Run 'rechain COMMAND --help' for the options of a command, "
+                        "and see rechain(1).\n"));
+}
+
+static void
+print_version (gboolean json)
+{
+  if (json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+      g_autoptr(JsonGenerator) generator = json_generator_new ();
+      g_autoptr(JsonNode) root = NULL;
+      g_autofree char *text = NULL;
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "name");
+      json_builder_add_string_value (builder, "rechain");
+      json_builder_set_member_name (builder, "version");
+      json_builder_add_string_value (builder, PACKAGE_VERSION);
+      json_builder_set_member_name (builder, "library-version");
+      json_builder_add_string_value (builder, rechain_get_version ());
+      json_builder_set_member_name (builder, "commands");
+      json_builder_begin_array (builder);
+      for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+        json_builder_add_string_value (builder, commands[i].name);
+      json_builder_end_array (builder);
+      json_builder_set_member_name (builder, "features");
+      json_builder_begin_array (builder);
+      json_builder_add_string_value (builder, "safe-rebase");
+      json_builder_add_string_value (builder, "unsafe-rebase");
+      json_builder_add_string_value (builder, "linked-clones");
+      json_builder_add_string_value (builder, "dry-run");
+      json_builder_add_string_value (builder, "progress-json");
+      json_builder_add_string_value (builder, "json-errors");
+      if (HAVE_ZSTD)
+        json_builder_add_string_value (builder, "zstd");
+      json_builder_end_array (builder);
+      json_builder_end_object (builder);
+      root = json_builder_get_root (builder);
+      json_generator_set_root (generator, root);
+      text = json_generator_to_data (generator, NULL);
+      printf ("%s\n", text);
+    }
+  else
+    printf ("rechain %s (librechain-1 %s)\n", PACKAGE_VERSION, rechain_get_version ());
+}
+
+/* --output=json anywhere before "--": errors are reported in JSON too, even
+ * those found before the command's options are parsed. */
+static gboolean
+wants_json (int argc, char **argv)
+{
+  for (int i = 1; i < argc; i++)
+    {
+      if (g_str_equal (argv[i], "--"))
+        break;
+      if (g_str_equal (argv[i], "--output=json") ||
+          (g_str_equal (argv[i], "--output") && i + 1 < argc && g_str_equal (argv[i + 1], "json")))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static const Command *
+find_command (const char *name)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (g_str_equal (name, commands[i].name))
+      return &commands[i];
+  return NULL;
+}
+
+static int
+run_command (const Command *command, int argc, char **argv)
+{
+  g_autofree char *prgname = g_strdup_printf ("rechain %s", command->name);
+
+  g_set_prgname (prgname);
+  return command->run (argc, argv);
 }
 
 int
 main (int argc, char **argv)
 {
+  const char *localedir = g_getenv ("RECHAIN_LOCALEDIR");
+  const Command *command;
+
   setlocale (LC_ALL, "");
-  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+  /* RECHAIN_LOCALEDIR: translations from a build tree, for tests. */
+  bindtextdomain (GETTEXT_PACKAGE, localedir && *localedir ? localedir : LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
   textdomain (GETTEXT_PACKAGE);
+  g_set_prgname ("rechain");
+  rechain_tool_json_errors = wants_json (argc, argv);
 
   if (argc < 2)
     {
@@ -123,26 +279,44 @@ main (int argc, char **argv)
       return RECHAIN_EXIT_USAGE;
     }
   if (g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h") ||
-      g_str_equal (argv[1], "help"))
+      (g_str_equal (argv[1], "help") && argc == 2))
     {
       print_help (stdout);
       return RECHAIN_EXIT_OK;
     }
   if (g_str_equal (argv[1], "--version") || g_str_equal (argv[1], "-V"))
     {
-      printf ("rechain %s\n", PACKAGE_VERSION);
-      return RECHAIN_EXIT_OK;
+      g_autoptr(GError) error = NULL;
+      RechainOutputFormat format = RECHAIN_OUTPUT_HUMAN;
+
+      for (int i = 2; i < argc; i++)
+        {
+          const char *value = NULL;
+          if (g_str_has_prefix (argv[i], "--output="))
+            value = argv[i] + strlen ("--output=");
+          else if (g_str_equal (argv[i], "--output") && i + 1 < argc)
+            value = argv[++i];
+          else
+            return rechain_tool_usage_error (NULL, _("unexpected argument '%s' after --version"),
+                                             argv[i]);
+          if (!rechain_tool_parse_output (value, &format, &error))
+            return rechain_tool_fail (error);
+        }
+      print_version (format == RECHAIN_OUTPUT_JSON);
+      return fflush (stdout) == 0 ? RECHAIN_EXIT_OK : RECHAIN_EXIT_IO;
+    }
+  /* "rechain help COMMAND" is "rechain COMMAND --help" */
+  if (g_str_equal (argv[1], "help") && argc == 3 && (command = find_command (argv[2])))
+    {
+      char *help_argv[] = { argv[2], (char *) "--help", NULL };
+      return run_command (command, 2, help_argv);
     }
 
-  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
-    if (g_str_equal (argv[1], commands[i].name))
-      {
-        g_autofree char *prgname = g_strdup_printf ("rechain %s", commands[i].name);
-        g_set_prgname (prgname);
-        return commands[i].run (argc - 1, argv + 1);
-      }
+  command = find_command (argv[1]);
+  if (command)
+    return run_command (command, argc - 1, argv + 1);
 
-  g_printerr (_("rechain: unknown command '%s'\n"), argv[1]);
-  g_printerr (_("Try 'rechain --help' for more information.\n"));
-  return RECHAIN_EXIT_USAGE;
+  if (argv[1][0] == '-')
+    return rechain_tool_usage_error (NULL, _("expected a COMMAND before the option '%s'"), argv[1]);
+  return rechain_tool_usage_error (NULL, _("unknown command '%s'"), argv[1]);
 }

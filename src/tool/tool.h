@@ -23,13 +23,49 @@ typedef enum {
   RECHAIN_OUTPUT_JSON,
 } RechainOutputFormat;
 
-/* Prints "rechain: MESSAGE" to stderr and returns the exit code for @error. */
+/* Whether errors are also reported as JSON (--output=json anywhere on the
+ * command line); set by main() before a command runs. */
+extern gboolean rechain_tool_json_errors;
+
+/* Prints "rechain: MESSAGE" to stderr (and, with --output=json, a JSON line
+ * {"error": {...}} after it) and returns the exit code for @error. */
 int rechain_tool_fail (const GError *error);
+/* The exit code rechain_tool_fail() returns for @error. */
+int rechain_tool_exit_code (const GError *error);
 /* Prints a usage error and returns RECHAIN_EXIT_USAGE. */
 int rechain_tool_usage_error (GOptionContext *context, const char *format, ...) G_GNUC_PRINTF (2, 3);
 gboolean rechain_tool_parse_output (const char *value, RechainOutputFormat *format, GError **error);
 /* Prints the warnings a chain collected while opening. */
 void rechain_tool_print_warnings (const char * const *warnings);
+
+/* progress.c: -p, --progress=MODE, --progress-fd=FD */
+typedef enum {
+  RECHAIN_PROGRESS_AUTO,  /* BAR on a terminal, PLAIN otherwise */
+  RECHAIN_PROGRESS_BAR,   /* one line redrawn: percent, bar, throughput, ETA */
+  RECHAIN_PROGRESS_PLAIN, /* a line a second */
+  RECHAIN_PROGRESS_JSON,  /* {"bytes-done": N, "bytes-total": N, "progress": F} per line */
+} RechainProgressMode;
+
+typedef struct {
+  gboolean enabled; /* -p */
+  char *mode;       /* --progress=MODE */
+  int fd;           /* --progress-fd=FD, -1 if not given */
+} RechainProgressOptions;
+
+typedef struct _RechainProgress RechainProgress;
+
+void rechain_tool_progress_rewrite_args (int argc, char **argv);
+void rechain_tool_progress_add_entries (GOptionContext *context, RechainProgressOptions *options);
+void rechain_tool_progress_options_clear (RechainProgressOptions *options);
+gboolean rechain_tool_progress_wanted (const RechainProgressOptions *options);
+gboolean rechain_tool_progress_to_stderr (const RechainProgressOptions *options);
+/* NULL without an error when no progress was asked for. */
+RechainProgress *rechain_progress_new (const RechainProgressOptions *options, GError **error);
+void rechain_progress_update (RechainProgress *progress, guint64 done, guint64 total);
+/* Prints the final 100 % if @complete, else ends a bar's line. */
+void rechain_progress_end (RechainProgress *progress, gboolean complete);
+void rechain_progress_free (RechainProgress *progress);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainProgress, rechain_progress_free)
 
 int rechain_cmd_info (int argc, char **argv);
 int rechain_cmd_map (int argc, char **argv);
