@@ -6,8 +6,9 @@ set -eu
 packages="meson ninja-build pkg-config gcc libc6-dev gettext
 libglib2.0-dev libzstd-dev zlib1g-dev libjson-glib-dev
 gobject-introspection libgirepository1.0-dev python3-gi valac gi-docgen
-qemu-utils python3"
-[ "${1:-}" = "--tests" ] && packages="$packages clang libclang-rt-14-dev"
+qemu-utils python3 groff-base man-db bash-completion bsdutils
+libvirt-dev libvirt-daemon libvirt-clients qemu-system-x86"
+[ "${1:-}" = "--tests" ] && packages="$packages clang libclang-rt-14-dev valgrind e2fsprogs zstd"
 
 missing=""
 for p in $packages; do

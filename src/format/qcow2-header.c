@@ -902,9 +902,15 @@ rechain_qcow2_header_set_backing (RechainQcow2Header *header,
                                   const char *backing_format)
 {
   gint found = -1;
+  /* The arguments may be the header's own strings (a rewrite that keeps
+   * the backing file): copy them before the fields are freed. */
+  g_autofree char *file_copy = g_strdup (backing_file);
+  g_autofree char *format_copy = g_strdup (backing_format);
 
   g_return_if_fail (header != NULL);
 
+  backing_file = file_copy;
+  backing_format = format_copy;
   if (backing_file != NULL && backing_file[0] == '\0')
     backing_file = NULL;
   if (backing_format != NULL && backing_format[0] == '\0')

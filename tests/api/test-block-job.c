@@ -30,7 +30,7 @@ sh (const char *dir, const char *format, ...)
   va_start (args, format);
   cmd = g_strdup_vprintf (format, args);
   va_end (args);
-  full = g_strdup_printf ("cd '%s' && %s >/dev/null 2>&1", dir, cmd);
+  full = g_strdup_printf ("cd '%s' && ( %s ) >/dev/null 2>&1", dir, cmd);
   status = system (full);
   return WIFEXITED (status) ? WEXITSTATUS (status) : 128;
 }
@@ -41,8 +41,9 @@ static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
+  g_autofree char *qemu_img = g_find_program_in_path ("qemu-img");
 
-  if (!g_find_program_in_path ("qemu-img"))
+  if (!qemu_img)
     {
       g_test_skip ("qemu-img (Debian qemu-utils) is not installed");
       return;

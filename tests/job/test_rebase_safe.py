@@ -350,8 +350,11 @@ class RebaseSafeTest(JobTestCase):
     def test_in_use_refused(self):
         top = self.base_chain()
         hashes = rt.tree_hashes(self.dir)
-        p = subprocess.Popen([rt.QEMU_IO, top], cwd=self.dir, stdin=subprocess.PIPE,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # qemu-io holds the image while it sleeps; no stdin needed (CI has
+        # none)
+        p = subprocess.Popen([rt.QEMU_IO, '-c', 'sleep 60000', top], cwd=self.dir,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
         try:
             # wait until qemu-io holds its locks
             for _ in range(200):
@@ -364,7 +367,7 @@ class RebaseSafeTest(JobTestCase):
             self.assert_error_names(r, top)
             r = self.rebase('-b', 'base.qcow2', '-F', 'qcow2', top, expect=4)
         finally:
-            p.stdin.close()
+            p.terminate()
             p.wait(timeout=30)
         self.assertEqual(rt.tree_hashes(self.dir), hashes, 'files changed')
 
