@@ -101,36 +101,6 @@ rechain_chain_open (const char *path,
   return rechain_chain_open_full (path, format, flags, cache, backing_cache, NULL, error);
 }
 
-/* Refuses a backing file that lies outside @root once every symlink is
- * resolved: a pool script names a directory, and a crafted backing name
- * ("../../etc/...", or a symlink planted beside the image) must not make
- * rechain read a file elsewhere. */
-static gboolean
-check_root (const char *root, const char *backing_path, const char *named_by, GError **error)
-{
-  g_autofree char *real_root = realpath (root, NULL);
-  g_autofree char *real_path = realpath (backing_path, NULL);
-  gsize n;
-
-  if (!real_root)
-    {
-      int saved = errno;
-      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "backing root '%s': %s", root, g_strerror (saved));
-      return FALSE;
-    }
-  if (!real_path)
-    return TRUE; /* missing: reported by the open that follows */
-  n = strlen (real_root);
-  if (g_str_equal (real_root, "/") ||
-      (strncmp (real_path, real_root, n) == 0 && real_path[n] == '/'))
-    return TRUE;
-  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-               "%s: backing file '%s' resolves to '%s', outside the backing root '%s'",
-               named_by, backing_path, real_path, real_root);
-  return FALSE;
-}
-
 RechainChain *
 rechain_chain_open_full (const char *path,
                          const char *format,
@@ -147,6 +117,8 @@ rechain_chain_open_full (const char *path,
   chain->layers = g_ptr_array_new_with_free_func ((GDestroyNotify) rechain_layer_free);
   chain->warnings = g_ptr_array_new_with_free_func (g_free);
   g_ptr_array_add (chain->warnings, NULL);
+  if (backing_root && !rechain_path_check_root (backing_root, path, path, error))
+    return NULL;
 
   if (flags & RECHAIN_CHAIN_OPEN_FORCE_SHARE)
     layer_flags |= RECHAIN_LAYER_OPEN_NO_LOCK;
@@ -184,7 +156,7 @@ rechain_chain_open_full (const char *path,
           g_prefix_error (error, "%s: backing file: ", named_by);
           return NULL;
         }
-      if ((backing_root && !check_root (backing_root, backing_path, named_by, error)) ||
+      if ((backing_root && !rechain_path_check_root (backing_root, backing_path, named_by, error)) ||
           !check_loop (chain, backing_path, named_by, error))
         return NULL;
 

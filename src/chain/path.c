@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "config.h"
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include "chain/path.h"
 
@@ -49,4 +51,52 @@ rechain_path_resolve (const char *from_path, const char *name, GError **error)
   if (g_str_equal (dir, "."))
     return g_strdup (name);
   return g_build_filename (dir, name, NULL);
+}
+
+/* realpath() of @path, or of its directory joined with its name when the
+ * file itself does not exist (yet). */
+static char *
+real_path_or_parent (const char *path)
+{
+  char *real = realpath (path, NULL);
+  g_autofree char *dir = NULL;
+  g_autofree char *base = NULL;
+  g_autofree char *real_dir = NULL;
+
+  if (real)
+    return real;
+  dir = g_path_get_dirname (path);
+  base = g_path_get_basename (path);
+  real_dir = realpath (dir, NULL);
+  return real_dir ? g_build_filename (real_dir, base, NULL) : NULL;
+}
+
+gboolean
+rechain_path_check_root (const char *root, const char *path, const char *named_by, GError **error)
+{
+  g_autofree char *real_root = realpath (root, NULL);
+  g_autofree char *real_path = NULL;
+  gsize n;
+
+  if (!real_root)
+    {
+      int saved = errno;
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   "backing root '%s': %s", root, g_strerror (saved));
+      return FALSE;
+    }
+  real_path = real_path_or_parent (path);
+  n = strlen (real_root);
+  if (real_path && (g_str_equal (real_root, "/") ||
+                    (strncmp (real_path, real_root, n) == 0 && real_path[n] == '/')))
+    return TRUE;
+  if (g_str_equal (path, named_by))
+    g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                 "%s resolves to '%s', outside the backing root '%s'",
+                 path, real_path ? real_path : path, real_root);
+  else
+    g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                 "%s: backing file '%s' resolves to '%s', outside the backing root '%s'",
+                 named_by, path, real_path ? real_path : path, real_root);
+  return FALSE;
 }

@@ -20,4 +20,12 @@ char *rechain_path_resolve (const char *from_path, const char *name, GError **er
 /* Whether @name looks like a QEMU protocol or json: pseudo-filename. */
 gboolean rechain_path_is_pseudo (const char *name);
 
+/* Refuses @path (named by the image @named_by, or by the caller when the
+ * two are equal) if it does not lie under @root once symlinks are
+ * resolved: a pool script names a directory, and a crafted backing name
+ * ("../../etc/...", or a symlink planted beside the image) must not make
+ * rechain open a file elsewhere. RECHAIN_ERROR_INVALID_IMAGE. */
+gboolean rechain_path_check_root (const char *root, const char *path, const char *named_by,
+                                  GError **error);
+
 G_END_DECLS

@@ -115,6 +115,7 @@ rechain_cmd_info (int argc, char **argv)
 {
   g_autofree char *format = NULL;
   g_autofree char *output = NULL;
+  g_auto(RechainToolSource) source = { 0 };
   gboolean force_share = FALSE, backing_chain = FALSE;
   const GOptionEntry entries[] = {
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format, N_("Image format (qcow2 or raw; probed if not given)"), N_("FMT") },
@@ -134,6 +135,7 @@ rechain_cmd_info (int argc, char **argv)
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_set_summary (context, _("Show an image: format, sizes, backing file, features."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  rechain_tool_source_add_entries (context, &source);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     return rechain_tool_usage_error (context, "%s", error->message);
   if (argc != 2)
@@ -141,10 +143,10 @@ rechain_cmd_info (int argc, char **argv)
   if (!rechain_tool_parse_output (output, &out_format, &error))
     return rechain_tool_fail (error);
 
-  image = rechain_image_open (argv[1], format,
-                              (force_share ? RECHAIN_IMAGE_OPEN_FORCE_SHARE : 0) |
-                              (backing_chain ? 0 : RECHAIN_IMAGE_OPEN_NO_BACKING),
-                              NULL, &error);
+  image = rechain_tool_source_open (&source, argv[1], format,
+                                    (force_share ? RECHAIN_IMAGE_OPEN_FORCE_SHARE : 0) |
+                                    (backing_chain ? 0 : RECHAIN_IMAGE_OPEN_NO_BACKING),
+                                    &error);
   if (!image)
     return rechain_tool_fail (error);
   rechain_tool_print_warnings (rechain_image_get_warnings (image));

@@ -80,6 +80,7 @@ rechain_cmd_map (int argc, char **argv)
 {
   g_autofree char *format = NULL;
   g_autofree char *output = NULL;
+  g_auto(RechainToolSource) source = { 0 };
   gboolean force_share = FALSE;
   RechainProgressOptions progress_options = { 0 };
   g_autoptr(RechainProgress) progress = NULL;
@@ -104,6 +105,7 @@ rechain_cmd_map (int argc, char **argv)
   g_option_context_set_summary (context, _("Show, for each region of the guest-visible content, "
                                            "which image of the chain holds it."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  rechain_tool_source_add_entries (context, &source);
   rechain_tool_progress_add_entries (context, &progress_options);
   rechain_tool_progress_rewrite_args (argc, argv);
   if (!g_option_context_parse (context, &argc, &argv, &error))
@@ -120,8 +122,8 @@ rechain_cmd_map (int argc, char **argv)
   if (!rechain_tool_parse_output (output, &out_format, &error))
     return rechain_tool_fail (error);
 
-  image = rechain_image_open (argv[1], format, force_share ? RECHAIN_IMAGE_OPEN_FORCE_SHARE : 0,
-                              NULL, &error);
+  image = rechain_tool_source_open (&source, argv[1], format,
+                                    force_share ? RECHAIN_IMAGE_OPEN_FORCE_SHARE : 0, &error);
   if (!image)
     return rechain_tool_fail (error);
   rechain_tool_print_warnings (rechain_image_get_warnings (image));

@@ -41,6 +41,36 @@ on_done (GObject *object, GAsyncResult *result, gpointer user_data)
   run->done = TRUE;
 }
 
+/* A pool volume: the in-use check came before, the pool refresh after. */
+static void
+on_volume_done (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  RebaseRun *run = user_data;
+  g_auto(GStrv) warnings = NULL;
+
+  run->ok = rechain_volume_rebase_finish (RECHAIN_VOLUME (object), result, &warnings, &run->error);
+  rechain_tool_print_warnings ((const char * const *) warnings);
+  run->done = TRUE;
+}
+
+static gboolean
+parse_copy_mode (const char *value, RechainCopyMode *mode, GError **error)
+{
+  if (!value || g_str_equal (value, "auto"))
+    *mode = RECHAIN_COPY_MODE_AUTO;
+  else if (g_str_equal (value, "reflink"))
+    *mode = RECHAIN_COPY_MODE_REFLINK;
+  else if (g_str_equal (value, "copy"))
+    *mode = RECHAIN_COPY_MODE_COPY;
+  else
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   _("--copy-mode must be auto, reflink or copy, not '%s'"), value);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 on_signal (gpointer data)
 {
@@ -91,8 +121,17 @@ rechain_cmd_rebase (int argc, char **argv)
   g_autofree char *backing = NULL;
   g_autofree char *backing_format = NULL;
   g_autofree char *output = NULL;
+  g_autofree char *copy_mode_arg = NULL;
+  g_autofree char *backing_root = NULL;
+  g_autofree char *connect_uri = NULL;
+  g_autofree char *pool = NULL;
+  g_autofree char *backing_name = NULL;
   gboolean quiet = FALSE, unsafe = FALSE, compress = FALSE;
-  gboolean force_share = FALSE, dry_run = FALSE;
+  gboolean force_share = FALSE, dry_run = FALSE, strict = FALSE;
+  RechainCopyMode copy_mode = RECHAIN_COPY_MODE_AUTO;
+  g_autoptr(RechainVolume) volume = NULL;
+  g_autoptr(GPtrArray) linked = g_ptr_array_new_with_free_func (g_free);
+  const char *image_path;
   RechainProgressOptions progress_options = { 0 };
   g_autoptr(RechainProgress) progress_out = NULL;
   const GOptionEntry entries[] = {
@@ -107,6 +146,12 @@ rechain_cmd_rebase (int argc, char **argv)
     { "backing-format", 'F', 0, G_OPTION_ARG_STRING, &backing_format, N_("Format of the new backing file"), N_("FMT") },
     { "dry-run", 0, 0, G_OPTION_ARG_NONE, &dry_run, N_("Plan the rebase and report it; write nothing"), NULL },
     { "output", 0, 0, G_OPTION_ARG_STRING, &output, N_("Report format: human or json (default: no report)"), N_("FORMAT") },
+    { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &copy_mode_arg, N_("How copied data gets into IMAGE: auto (share blocks or copy in the kernel where possible), reflink (share blocks or refuse), copy"), N_("MODE") },
+    { "backing-root", 0, 0, G_OPTION_ARG_FILENAME, &backing_root, N_("Refuse backing files that resolve outside DIR"), N_("DIR") },
+    { "connect", 0, 0, G_OPTION_ARG_STRING, &connect_uri, N_("libvirt connection URI: IMAGE and -b name volumes of --pool"), N_("URI") },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, N_("libvirt storage pool of the volumes"), N_("POOL") },
+    { "backing-name", 0, 0, G_OPTION_ARG_STRING, &backing_name, N_("Backing name to write instead of the one libvirt would (with --pool)"), N_("NAME") },
+    { "strict", 0, 0, G_OPTION_ARG_NONE, &strict, N_("Refuse volumes that inactive domains use (with --pool), instead of warning"), NULL },
     { NULL }
   };
   g_autoptr(GOptionContext) context = g_option_context_new (N_("IMAGE [IMAGE…]"));
@@ -149,6 +194,12 @@ rechain_cmd_rebase (int argc, char **argv)
     return rechain_tool_fail (error);
   if (src_cache && !rechain_cache_mode_from_string (src_cache, &source_cache_mode, &error))
     return rechain_tool_fail (error);
+  if (!parse_copy_mode (copy_mode_arg, &copy_mode, &error))
+    return rechain_tool_fail (error);
+  if ((connect_uri || pool) && !(connect_uri && pool))
+    return rechain_tool_usage_error (context, _("--connect and --pool go together"));
+  if ((backing_name || strict) && !pool)
+    return rechain_tool_usage_error (context, _("--backing-name and --strict apply to pool volumes (--connect, --pool)"));
   if (unsafe)
     {
       if (compress)
@@ -167,12 +218,52 @@ rechain_cmd_rebase (int argc, char **argv)
     RechainRebaseStats *stats;
     int status = RECHAIN_EXIT_OK;
 
+    image_path = argv[1];
+    for (int i = 2; i < argc; i++)
+      g_ptr_array_add (linked, g_strdup (argv[i]));
+    if (pool)
+      {
+        /* Volume names resolved through libvirt; the backing name written
+         * is the one libvirt itself would write (absolute for dir pools). */
+        g_autoptr(RechainVolume) backing_volume = NULL;
+
+        volume = rechain_volume_resolve ("libvirt", connect_uri, pool, argv[1], NULL, &error);
+        if (!volume)
+          return rechain_tool_fail (error);
+        image_path = rechain_volume_get_path (volume);
+        if (!format)
+          format = g_strdup (rechain_volume_get_format (volume));
+        g_ptr_array_set_size (linked, 0);
+        for (int i = 2; i < argc; i++)
+          {
+            g_autoptr(RechainVolume) v = rechain_volume_helper_resolve (rechain_volume_get_helper (volume),
+                                                                        pool, argv[i], NULL, &error);
+            if (!v)
+              return rechain_tool_fail (error);
+            g_ptr_array_add (linked, g_strdup (rechain_volume_get_path (v)));
+          }
+        if (*backing)
+          {
+            backing_volume = rechain_volume_helper_resolve (rechain_volume_get_helper (volume),
+                                                            pool, backing, NULL, &error);
+            if (!backing_volume)
+              return rechain_tool_fail (error);
+            g_free (backing);
+            backing = g_strdup (backing_name ? backing_name : rechain_volume_get_backing_name (backing_volume));
+            if (!backing_format)
+              backing_format = g_strdup (rechain_volume_get_format (backing_volume));
+          }
+      }
+    g_ptr_array_add (linked, NULL);
+
     job = g_object_new (RECHAIN_TYPE_REBASE_JOB,
-                        "image", argv[1],
-                        "linked-images", argc > 2 ? argv + 2 : NULL,
+                        "image", image_path,
+                        "linked-images", linked->len > 1 ? (char **) linked->pdata : NULL,
                         "format", format,
                         "backing-file", backing,
                         "backing-format", backing_format,
+                        "copy-mode", copy_mode,
+                        "backing-root", backing_root,
                         "mode", unsafe ? RECHAIN_REBASE_MODE_UNSAFE : RECHAIN_REBASE_MODE_SAFE,
                         "compress", compress,
                         "cache-mode", cache_mode,
@@ -189,8 +280,12 @@ rechain_cmd_rebase (int argc, char **argv)
      * instead of killing the process between two writes. */
     sigint = g_unix_signal_add (SIGINT, on_signal, cancellable);
     sigterm = g_unix_signal_add (SIGTERM, on_signal, cancellable);
-    rechain_block_job_run_async (RECHAIN_BLOCK_JOB (job), G_PRIORITY_DEFAULT, cancellable,
-                                 on_done, &run);
+    if (volume)
+      rechain_volume_rebase_async (volume, job, strict ? RECHAIN_VOLUME_REBASE_STRICT : 0,
+                                   G_PRIORITY_DEFAULT, cancellable, on_volume_done, &run);
+    else
+      rechain_block_job_run_async (RECHAIN_BLOCK_JOB (job), G_PRIORITY_DEFAULT, cancellable,
+                                   on_done, &run);
     while (!run.done)
       g_main_context_iteration (NULL, TRUE);
     g_source_remove (sigint);

@@ -153,6 +153,49 @@ rechain_tool_parse_output (const char *value, RechainOutputFormat *format, GErro
 }
 
 void
+rechain_tool_source_add_entries (GOptionContext *context, RechainToolSource *source)
+{
+  const GOptionEntry entries[] = {
+    { "connect", 0, 0, G_OPTION_ARG_STRING, &source->connect_uri, N_("libvirt connection URI: IMAGE names a volume of --pool"), N_("URI") },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &source->pool, N_("libvirt storage pool of the volume"), N_("POOL") },
+    { "backing-root", 0, 0, G_OPTION_ARG_FILENAME, &source->backing_root, N_("Refuse backing files that resolve outside DIR"), N_("DIR") },
+    { NULL }
+  };
+  /* GOption copies the entries */
+  g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+}
+
+void
+rechain_tool_source_clear (RechainToolSource *source)
+{
+  g_clear_pointer (&source->connect_uri, g_free);
+  g_clear_pointer (&source->pool, g_free);
+  g_clear_pointer (&source->backing_root, g_free);
+}
+
+RechainImage *
+rechain_tool_source_open (RechainToolSource *source, const char *arg, const char *format,
+                          RechainImageOpenFlags flags, GError **error)
+{
+  g_autoptr(RechainVolume) volume = NULL;
+
+  if ((source->connect_uri || source->pool) && !(source->connect_uri && source->pool))
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   _("--connect and --pool go together"));
+      return NULL;
+    }
+  if (!source->pool)
+    return rechain_image_open_full (arg, format, flags, source->backing_root, NULL, error);
+  volume = rechain_volume_resolve ("libvirt", source->connect_uri, source->pool, arg, NULL, error);
+  if (!volume)
+    return NULL;
+  return rechain_image_open_full (rechain_volume_get_path (volume),
+                                  format ? format : rechain_volume_get_format (volume),
+                                  flags, source->backing_root, NULL, error);
+}
+
+void
 rechain_tool_print_warnings (const char * const *warnings)
 {
   for (; warnings && *warnings; warnings++)

@@ -6,6 +6,7 @@
 
 #include <glib.h>
 #include <glib/gi18n.h>
+#include <rechain/rechain.h>
 
 /* Exit codes, documented in the README and in rechain(1). */
 typedef enum {
@@ -66,6 +67,21 @@ void rechain_progress_update (RechainProgress *progress, guint64 done, guint64 t
 void rechain_progress_end (RechainProgress *progress, gboolean complete);
 void rechain_progress_free (RechainProgress *progress);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainProgress, rechain_progress_free)
+
+/* Where info and map find their image: a path, or a libvirt pool volume. */
+typedef struct {
+  char *connect_uri;
+  char *pool;
+  char *backing_root;
+} RechainToolSource;
+
+void rechain_tool_source_add_entries (GOptionContext *context, RechainToolSource *source);
+void rechain_tool_source_clear (RechainToolSource *source);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (RechainToolSource, rechain_tool_source_clear)
+/* Opens @arg (a path, or with --pool a volume name) with its chain. */
+RechainImage *rechain_tool_source_open (RechainToolSource *source, const char *arg,
+                                        const char *format, RechainImageOpenFlags flags,
+                                        GError **error);
 
 int rechain_cmd_info (int argc, char **argv);
 int rechain_cmd_map (int argc, char **argv);
