@@ -57,7 +57,8 @@ struct _RechainQcow2Writer {
   /* current area for compressed clusters */
   guint64 comp_pos, comp_end;
 
-  guint64 pending;
+  guint64 pending;      /* metadata bytes held in memory until commit */
+  guint64 pending_data; /* data bytes written since the last commit */
   RechainQcow2WriterStats stats;
 };
 
@@ -308,6 +309,12 @@ guint64
 rechain_qcow2_writer_get_pending (RechainQcow2Writer *w)
 {
   return w->pending;
+}
+
+guint64
+rechain_qcow2_writer_get_pending_data (RechainQcow2Writer *w)
+{
+  return w->pending_data;
 }
 
 /* ---- refcounts ---- */
@@ -688,7 +695,7 @@ write_data (RechainQcow2Writer *w, gboolean data_file, guint64 offset, const gui
       w->gather_offset = offset;
     }
   g_byte_array_append (w->gather, buf, (guint) len);
-  w->pending += len;
+  w->pending_data += len;
   return TRUE;
 }
 
@@ -838,6 +845,7 @@ rechain_qcow2_writer_place (RechainQcow2Writer *w, guint64 offset, gsize length,
   store (w, &t, cluster_host | RECHAIN_QCOW2_OFLAG_COPIED,
          w->geom.extended_l2 ? ((t.bitmap | sc_mask (&t)) & ~(sc_mask (&t) << 32)) : 0);
   w->stats.data_bytes += length;
+  w->pending_data += length;
   *host = cluster_host + (offset - t.cluster_start);
   return TRUE;
 }
@@ -1059,6 +1067,7 @@ rechain_qcow2_writer_commit (RechainQcow2Writer *w, GError **error)
   g_hash_table_remove_all (w->l2s);
   g_hash_table_remove_all (w->refblocks);
   w->pending = 0;
+  w->pending_data = 0;
   return TRUE;
 }
 

@@ -108,9 +108,13 @@ gboolean rechain_qcow2_writer_write_compressed (RechainQcow2Writer *writer,
                                                 const guint8 *data,
                                                 GError **error);
 
-/* Bytes of data and metadata waiting for commit(): callers commit when it
- * grows past their memory budget. */
+/* Metadata bytes held in memory until commit() (L2 tables, refcount
+ * blocks): callers commit when it grows past their memory budget. */
 guint64 rechain_qcow2_writer_get_pending (RechainQcow2Writer *writer);
+/* Data bytes written since the last commit(): not held in memory (they
+ * are in the file already), but not referenced yet either; callers commit
+ * now and then so that an interruption loses little work. */
+guint64 rechain_qcow2_writer_get_pending_data (RechainQcow2Writer *writer);
 
 /* Makes everything written so far durable, in the order above. */
 gboolean rechain_qcow2_writer_commit (RechainQcow2Writer *writer, GError **error);

@@ -33,7 +33,11 @@
 #include "job/rebase.h"
 
 #define WINDOW (G_GUINT64_CONSTANT (256) << 20)
+/* Commit (flush, then link the new clusters in) when this much metadata is
+ * held in memory, or this much data waits to be linked in: flushes are
+ * few, memory is bounded, and an interruption loses at most a GiB of work. */
 #define COMMIT_BYTES (32u << 20)
+#define COMMIT_DATA_BYTES (G_GUINT64_CONSTANT (1) << 30)
 #define SECTOR 512u
 
 typedef struct {
@@ -281,6 +285,13 @@ diff_range (Rebase *rb, const Range *r, GArray *diffs, GError **error)
 /* ---- writing one overlay ---- */
 
 static gboolean
+should_commit (Overlay *o)
+{
+  return rechain_qcow2_writer_get_pending (o->writer) >= COMMIT_BYTES ||
+         rechain_qcow2_writer_get_pending_data (o->writer) >= COMMIT_DATA_BYTES;
+}
+
+static gboolean
 old_view_is_zero (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 length,
                   gboolean *zero, GError **error)
 {
@@ -337,7 +348,7 @@ write_chunk (Rebase *rb, Overlay *o, guint64 pos, gsize len, const guint8 *buf,
       p = piece_end;
     }
   if (!rb->options->dry_run &&
-      rechain_qcow2_writer_get_pending (o->writer) >= COMMIT_BYTES &&
+      should_commit (o) &&
       !rechain_qcow2_writer_commit (o->writer, error))
     return FALSE;
   return !g_cancellable_set_error_if_cancelled (rb->cancellable, error);
@@ -527,7 +538,7 @@ offload_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **er
       p = piece_end;
 
       if (!rb->options->dry_run &&
-          rechain_qcow2_writer_get_pending (o->writer) >= COMMIT_BYTES &&
+          should_commit (o) &&
           (!copy_op (rb, o, &pending, error) || (pending.length = 0, FALSE) ||
            !rechain_qcow2_writer_commit (o->writer, error)))
         return FALSE;
