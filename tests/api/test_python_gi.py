@@ -17,9 +17,14 @@ gi.require_version('Gio', '2.0')
 from gi.repository import Gio, GLib, Rechain  # noqa: E402
 
 
+# Under AddressSanitizer the runtime is preloaded into this interpreter
+# (it loads the instrumented library); QEMU's tools must not inherit it.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
+
+
 def sh(cmd, cwd):
     return subprocess.run(cmd, shell=True, cwd=cwd, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
 
 
 class RechainGiTest(unittest.TestCase):

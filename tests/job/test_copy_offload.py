@@ -27,9 +27,14 @@ RECHAIN = os.environ.get('RECHAIN', '')
 MiB = 1 << 20
 
 
+# Under AddressSanitizer the runtime is preloaded into this interpreter
+# (it loads the instrumented library); QEMU's tools must not inherit it.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
+
+
 def sh(cmd, cwd=None, check=True):
     r = subprocess.run(cmd, shell=True, cwd=cwd, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True)
+                       stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
     if check and r.returncode != 0:
         raise AssertionError('%s failed (%d):\n%s%s' % (cmd, r.returncode, r.stdout, r.stderr))
     return r
