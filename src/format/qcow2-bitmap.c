@@ -8,36 +8,13 @@
 #include <string.h>
 
 #include "format/qcow2.h"
+#include "format/be.h"
 
 #define BITMAP_ENTRY_FIXED_SIZE 24u
 #define BITMAP_MAX_NAME_SIZE 1023u
 /* Bits 0 (in_use), 1 (auto) and 2 (extra_data_compatible) are defined. */
 #define BITMAP_FLAGS_KNOWN 0x7u
 #define BITMAP_TYPE_DIRTY_TRACKING 1u
-
-static inline guint16
-rd16 (const guint8 *p)
-{
-  guint16 v;
-  memcpy (&v, p, sizeof v);
-  return GUINT16_FROM_BE (v);
-}
-
-static inline guint32
-rd32 (const guint8 *p)
-{
-  guint32 v;
-  memcpy (&v, p, sizeof v);
-  return GUINT32_FROM_BE (v);
-}
-
-static inline guint64
-rd64 (const guint8 *p)
-{
-  guint64 v;
-  memcpy (&v, p, sizeof v);
-  return GUINT64_FROM_BE (v);
-}
 
 static void
 bitmap_clear (gpointer p)

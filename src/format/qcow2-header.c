@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "format/qcow2.h"
+#include "format/be.h"
 
 /* Largest virtual size rechain accepts. The L1 limit already caps what can be
  * mapped at 2^61 bytes (2 MiB clusters); 2^62 leaves room for that while
@@ -25,36 +26,6 @@
 #define BITMAPS_EXT_MIN_SIZE 24u
 #define CRYPTO_EXT_SIZE 16u
 #define MAX_EXT_STRING 1023u
-
-static inline guint32
-rd32 (const guint8 *p)
-{
-  guint32 v;
-  memcpy (&v, p, sizeof v);
-  return GUINT32_FROM_BE (v);
-}
-
-static inline guint64
-rd64 (const guint8 *p)
-{
-  guint64 v;
-  memcpy (&v, p, sizeof v);
-  return GUINT64_FROM_BE (v);
-}
-
-static inline void
-wr32 (guint8 *p, guint32 v)
-{
-  v = GUINT32_TO_BE (v);
-  memcpy (p, &v, sizeof v);
-}
-
-static inline void
-wr64 (guint8 *p, guint64 v)
-{
-  v = GUINT64_TO_BE (v);
-  memcpy (p, &v, sizeof v);
-}
 
 static inline guint64
 round_up8 (guint64 v)

@@ -8,32 +8,9 @@
 #include <string.h>
 
 #include "format/qcow2.h"
+#include "format/be.h"
 
 #define SNAPSHOT_FIXED_SIZE 40u
-
-static inline guint16
-rd16 (const guint8 *p)
-{
-  guint16 v;
-  memcpy (&v, p, sizeof v);
-  return GUINT16_FROM_BE (v);
-}
-
-static inline guint32
-rd32 (const guint8 *p)
-{
-  guint32 v;
-  memcpy (&v, p, sizeof v);
-  return GUINT32_FROM_BE (v);
-}
-
-static inline guint64
-rd64 (const guint8 *p)
-{
-  guint64 v;
-  memcpy (&v, p, sizeof v);
-  return GUINT64_FROM_BE (v);
-}
 
 static void
 snapshot_clear (gpointer p)

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "format/be.h"
 #include "format/qcow2-writer.h"
 
 /* Data writes to consecutive host offsets are gathered up to this size. */
@@ -93,21 +94,6 @@ rechain_qcow2_writer_free (RechainQcow2Writer *w)
   g_free (w);
 }
 
-static void
-set_be64 (guint8 *p, guint64 v)
-{
-  v = GUINT64_TO_BE (v);
-  memcpy (p, &v, 8);
-}
-
-static guint64
-get_be64 (const guint8 *p)
-{
-  guint64 v;
-  memcpy (&v, p, 8);
-  return GUINT64_FROM_BE (v);
-}
-
 static gboolean
 image_write (RechainQcow2Writer *w, const void *buf, gsize len, guint64 offset, GError **error)
 {
@@ -147,8 +133,8 @@ scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file
       for (guint64 j = 0; j < w->geom.l2_entries; j++)
         {
           RechainQcow2L2Entry e;
-          guint64 word = get_be64 (table + j * entry_size);
-          guint64 bitmap = w->geom.extended_l2 ? get_be64 (table + j * entry_size + 8) : 0;
+          guint64 word = rd64 (table + j * entry_size);
+          guint64 bitmap = w->geom.extended_l2 ? rd64 (table + j * entry_size + 8) : 0;
 
           if (word == 0 && bitmap == 0)
             continue;
@@ -569,7 +555,7 @@ grow_reftable (RechainQcow2Writer *w, guint64 min_entries, GError **error)
       !image_flush (w, error))
     return FALSE;
 
-  set_be64 (fields, start * w->cluster_size);
+  wr64 (fields, start * w->cluster_size);
   {
     guint32 n = GUINT32_TO_BE ((guint32) new_clusters);
     memcpy (fields + 8, &n, 4);
@@ -731,8 +717,8 @@ locate (RechainQcow2Writer *w, guint64 offset, gsize length, Target *t, GError *
   if (!t->table)
     return FALSE;
   t->slot = t->table->data + index * (g->extended_l2 ? 16 : 8);
-  word = get_be64 (t->slot);
-  t->bitmap = g->extended_l2 ? get_be64 (t->slot + 8) : 0;
+  word = rd64 (t->slot);
+  t->bitmap = g->extended_l2 ? rd64 (t->slot + 8) : 0;
   if (!rechain_qcow2_l2_entry_decode (g, word, t->bitmap, &t->entry, error))
     return FALSE;
   t->sc_first = (guint) ((offset - t->cluster_start) >> g->subcluster_bits);
@@ -757,9 +743,9 @@ sc_mask (const Target *t)
 static void
 store (RechainQcow2Writer *w, Target *t, guint64 word, guint64 bitmap)
 {
-  set_be64 (t->slot, word);
+  wr64 (t->slot, word);
   if (w->geom.extended_l2)
-    set_be64 (t->slot + 8, bitmap);
+    wr64 (t->slot + 8, bitmap);
   t->table->dirty = TRUE;
 }
 
@@ -774,7 +760,7 @@ rechain_qcow2_writer_write (RechainQcow2Writer *w, guint64 offset, gsize length,
   if (!locate (w, offset, length, &t, error))
     return FALSE;
 
-  word = get_be64 (t.slot);
+  word = rd64 (t.slot);
   if (t.entry.host_offset != 0 || (w->external && (word & RECHAIN_QCOW2_OFLAG_COPIED)))
     {
       /* Extended L2: the cluster already has a host cluster for some of
@@ -872,7 +858,7 @@ rechain_qcow2_writer_write_zeroes (RechainQcow2Writer *w, guint64 offset, gsize 
   if (!locate (w, offset, length, &t, error))
     return FALSE;
   if (w->geom.extended_l2)
-    store (w, &t, get_be64 (t.slot), t.bitmap | (sc_mask (&t) << 32));
+    store (w, &t, rd64 (t.slot), t.bitmap | (sc_mask (&t) << 32));
   else
     store (w, &t, RECHAIN_QCOW2_OFLAG_ZERO, 0);
   w->stats.zero_bytes += length;
