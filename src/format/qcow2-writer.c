@@ -108,6 +108,18 @@ image_flush (RechainQcow2Writer *w, GError **error)
   return w->io.flush (w->io.user, error);
 }
 
+/* A table pointing past the end of the file: corrupt (QEMU's check says
+ * so too). Writing to it is refused rather than allocating there. */
+static gboolean
+beyond_eof (GError **error, const char *what, guint64 offset, guint64 file_size)
+{
+  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+               "%s at offset 0x%" G_GINT64_MODIFIER "x lies beyond the end of the file "
+               "(size %" G_GUINT64_FORMAT "); repair the image with 'qemu-img check -r all'",
+               what, offset, file_size);
+  return FALSE;
+}
+
 /* Raises *@end to the end of every cluster the L1 table at @l1 (host
  * order, @l1_size entries) references through its L2 tables. */
 static gboolean
@@ -125,9 +137,9 @@ scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file
         return FALSE;
       if (l2_offset == 0)
         continue;
-      *end = MAX (*end, l2_offset + w->cluster_size);
       if (l2_offset >= file_size || file_size - l2_offset < w->cluster_size)
-        continue; /* nothing to read: its end counts, that is all */
+        return beyond_eof (error, "an L2 table", l2_offset, file_size);
+      *end = MAX (*end, l2_offset + w->cluster_size);
       if (!w->io.pread (w->io.user, table, w->cluster_size, l2_offset, error))
         return FALSE;
       for (guint64 j = 0; j < w->geom.l2_entries; j++)
@@ -141,9 +153,17 @@ scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file
           if (!rechain_qcow2_l2_entry_decode (&w->geom, word, bitmap, &e, error))
             return FALSE;
           if (e.compressed)
-            *end = MAX (*end, e.compressed_offset + e.compressed_length);
+            {
+              if (e.compressed_offset >= file_size)
+                return beyond_eof (error, "a compressed cluster", e.compressed_offset, file_size);
+              *end = MAX (*end, e.compressed_offset + e.compressed_length);
+            }
           else if (e.host_offset != 0 && !w->external)
-            *end = MAX (*end, e.host_offset + w->cluster_size);
+            {
+              if (e.host_offset >= file_size)
+                return beyond_eof (error, "a data cluster", e.host_offset, file_size);
+              *end = MAX (*end, e.host_offset + w->cluster_size);
+            }
         }
     }
   return TRUE;
@@ -507,7 +527,7 @@ grow_reftable (RechainQcow2Writer *w, guint64 min_entries, GError **error)
 {
   guint64 per_cluster = w->cluster_size / 8;
   guint64 new_entries = MAX (min_entries, w->reftable_entries * 2);
-  guint64 new_clusters, start, old_offset, old_clusters;
+  guint64 new_clusters, start = 0, old_offset, old_clusters;
   g_autofree guint64 *table_be = NULL;
   guint64 *new_table;
   guint8 fields[12];
@@ -516,6 +536,8 @@ grow_reftable (RechainQcow2Writer *w, guint64 min_entries, GError **error)
     {
       new_entries = (new_entries + per_cluster - 1) / per_cluster * per_cluster;
       new_clusters = new_entries / per_cluster;
+      if (new_clusters > RECHAIN_QCOW2_MAX_REFTABLE_BYTES / w->cluster_size)
+        break; /* refused below, before searching for that much space */
       if (!find_free (w, new_clusters, &start, error))
         return FALSE;
       /* The table must also cover the blocks that count its own clusters
