@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "chain/layer.h"
+#include "format/be.h"
 #include "chain/path.h"
 
 /* L2 tables are cached per layer up to this many bytes, so that reading a
@@ -419,18 +420,11 @@ qcow2_decode_entry (RechainLayer *layer, GBytes *table, guint64 cluster,
 {
   const guint8 *data = g_bytes_get_data (table, NULL);
   guint64 index = cluster & (layer->geom.l2_entries - 1);
-  guint64 word, bitmap = 0;
+  const gsize entry_size = layer->geom.extended_l2 ? 16 : 8;
+  guint64 word = rd64 (data + index * entry_size);
+  guint64 bitmap = layer->geom.extended_l2 ? rd64 (data + index * entry_size + 8) : 0;
 
-  if (layer->geom.extended_l2)
-    {
-      memcpy (&word, data + index * 16, 8);
-      memcpy (&bitmap, data + index * 16 + 8, 8);
-      bitmap = GUINT64_FROM_BE (bitmap);
-    }
-  else
-    memcpy (&word, data + index * 8, 8);
-
-  if (!rechain_qcow2_l2_entry_decode (&layer->geom, GUINT64_FROM_BE (word), bitmap, entry, error))
+  if (!rechain_qcow2_l2_entry_decode (&layer->geom, word, bitmap, entry, error))
     {
       g_prefix_error (error, "L2 entry for guest offset 0x%" G_GINT64_MODIFIER "x: ",
                       cluster << layer->geom.cluster_bits);
@@ -801,8 +795,7 @@ rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
 
   /* "An implementation may only write to an image with unknown auto-clear
    * features if it clears the respective bits from this field first." */
-  layer->header->autoclear_features &= RECHAIN_QCOW2_AUTOCLEAR_BITMAPS |
-                                       RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+  layer->header->autoclear_features &= RECHAIN_QCOW2_AUTOCLEAR_KNOWN;
 
   /* Serialize before writing anything: if the new name does not fit, the
    * file is untouched and the in-memory header is put back. */
@@ -871,8 +864,7 @@ rechain_layer_new_writer (RechainLayer *layer, GError **error)
     }
 
   /* Unknown autoclear bits must be cleared before any other write. */
-  if ((layer->header->autoclear_features & ~(RECHAIN_QCOW2_AUTOCLEAR_BITMAPS |
-                                             RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW)) &&
+  if ((layer->header->autoclear_features & ~RECHAIN_QCOW2_AUTOCLEAR_KNOWN) &&
       !rechain_layer_write_backing (layer, layer->header->backing_file,
                                     layer->header->backing_format, error))
     return NULL;

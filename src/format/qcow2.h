@@ -45,6 +45,7 @@ G_BEGIN_DECLS
 /* Autoclear feature bits */
 #define RECHAIN_QCOW2_AUTOCLEAR_BITMAPS      (1ull << 0)
 #define RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW (1ull << 1)
+#define RECHAIN_QCOW2_AUTOCLEAR_KNOWN        0x3ull
 
 /* Header extension types */
 #define RECHAIN_QCOW2_EXT_END            0x00000000u
