@@ -8,7 +8,10 @@ libglib2.0-dev libzstd-dev zlib1g-dev libjson-glib-dev
 gobject-introspection libgirepository1.0-dev python3-gi valac gi-docgen
 qemu-utils python3 groff-base man-db bash-completion bsdutils
 libvirt-dev libvirt-daemon libvirt-clients qemu-system-x86"
-[ "${1:-}" = "--tests" ] && packages="$packages clang libclang-rt-14-dev valgrind e2fsprogs zstd"
+# the tests also make loop file systems (ext4 for ENOSPC; XFS with reflink
+# and btrfs for copy offload), run valgrind, and build the fuzzers (clang)
+[ "${1:-}" = "--tests" ] && packages="$packages clang libclang-rt-14-dev valgrind e2fsprogs
+xfsprogs btrfs-progs util-linux zstd"
 
 missing=""
 for p in $packages; do

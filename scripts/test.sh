@@ -5,7 +5,7 @@
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-"$top/scripts/setup-debian.sh" || exit 1
+"$top/scripts/setup-debian.sh" --tests || exit 1
 
 if [ "${SANITIZE:-0}" = 1 ]; then
   builddir=build-asan

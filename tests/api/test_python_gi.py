@@ -6,6 +6,7 @@ one, match errors; qemu-img judges the results."""
 
 import os
 import shutil
+import sys
 import subprocess
 import tempfile
 import threading
@@ -161,4 +162,6 @@ class RechainGiTest(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tool'))
+    from rechaintest import run_tap
+    run_tap()

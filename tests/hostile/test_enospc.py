@@ -84,22 +84,22 @@ class LoopExt4(HostileCase):
     def setUp(self):
         super().setUp()
         if os.geteuid() != 0:
-            self.skipTest('not root: cannot mount a loop file system')
+            ht.rt.skip_or_fail('not root: cannot mount a loop file system')
         if not shutil.which('mkfs.ext4'):
-            self.skipTest('mkfs.ext4 not installed (e2fsprogs)')
+            ht.rt.skip_or_fail('mkfs.ext4 not installed (e2fsprogs)')
         self.fsimg = self.path('fs.img')
         with open(self.fsimg, 'wb') as f:
             f.truncate(32 * MiB)
         r = subprocess.run(['mkfs.ext4', '-q', '-F', '-O', '^has_journal', self.fsimg],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if r.returncode != 0:
-            self.skipTest('mkfs.ext4 failed: %s' % r.stdout.decode())
+            ht.rt.skip_or_fail('mkfs.ext4 failed: %s' % r.stdout.decode())
         self.mnt = self.path('mnt')
         os.mkdir(self.mnt)
         r = subprocess.run(['mount', '-o', 'loop', self.fsimg, self.mnt],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if r.returncode != 0:
-            self.skipTest('mount -o loop failed (no loop devices or no privilege): %s'
+            ht.rt.skip_or_fail('mount -o loop failed (no loop devices or no privilege): %s'
                           % r.stdout.decode().strip())
         self.mounted = True
 

@@ -34,6 +34,12 @@ import time
 import unittest
 
 SKIP = 77
+
+
+def skip():
+    # CI on a machine that can run the daemon sets RECHAIN_TEST_STRICT=1:
+    # there a skip would hide a gap, so it fails.
+    return 1 if os.environ.get('RECHAIN_TEST_STRICT') == '1' else SKIP
 POOL = 'rechain-test-pool'
 URI = 'qemu:///session'
 
@@ -48,10 +54,10 @@ def harness():
     for prog in ('virsh', 'qemu-img', 'qemu-io'):
         if shutil.which(prog) is None:
             log('SKIP: %s not found (Debian: libvirt-clients, qemu-utils)' % prog)
-            return SKIP
+            return skip()
     if not any(os.path.exists(p) for p in ('/usr/sbin/libvirtd', '/usr/sbin/virtqemud')):
         log('SKIP: no libvirt daemon installed (Debian: libvirt-daemon)')
-        return SKIP
+        return skip()
 
     top = tempfile.mkdtemp(prefix='rechain-virt-')
     os.chmod(top, 0o755)
@@ -177,7 +183,7 @@ def inner():
     r = subprocess.run(['virsh', '-c', URI, 'uri'], capture_output=True, text=True)
     if r.returncode != 0:
         log('SKIP: the libvirt session daemon cannot start here: ' + r.stderr.strip())
-        return SKIP
+        return skip()
     virsh('pool-define-as', POOL, 'dir', '--target', pool)
     virsh('pool-start', POOL)
     virsh('pool-refresh', POOL)

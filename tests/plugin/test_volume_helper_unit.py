@@ -268,4 +268,6 @@ class LibvirtTestDriverTest(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tool'))
+    from rechaintest import run_tap
+    run_tap()
