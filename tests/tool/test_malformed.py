@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 # tool-malformed: crafted broken images are refused with exit status 3 and
-# a message naming the file, never crash rechain, and stay byte-identical;
-# for `info`, `map` and `rebase -u`.
+# a specific message ("rechain: FILE: " and the field at fault, its value
+# and the problem), never crash rechain, and stay byte-identical (sha256
+# before and after); for `info`, `map`, `rebase -u` and the safe rebase.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -31,8 +33,7 @@ def make_base(d, name='img.qcow2', opts=None, backing=True):
     return os.path.join(d, name)
 
 
-# Each corruption: (name, function(path) patching the image, extra words
-# the message must contain (any of a tuple)).
+# Each corruption: a function(path) patching the image.
 
 def c_truncated_header(p):
     with open(p, 'r+b') as f:
@@ -123,28 +124,47 @@ def c_huge_virtual_size(p):
     patch_field(p, 'size', 1 << 62)
 
 
+# (name, corruption, pattern): the error line "rechain: FILE: MESSAGE" must
+# match @pattern (a regular expression, case-insensitive): the header field
+# or structure at fault, its value, and what is wrong with it.
 CORRUPTIONS = [
-    ('truncated_header', c_truncated_header, ()),
-    ('truncated_l1', c_truncated_l1, ()),
-    ('huge_l1_size', c_huge_l1_size, ('l1',)),
-    ('l1_misaligned', c_l1_misaligned, ('l1',)),
-    ('refcount_table_misaligned', c_refcount_table_misaligned, ('refcount',)),
-    ('l1_beyond_eof', c_l1_beyond_eof, ('l1',)),
-    ('cluster_bits_8', c_cluster_bits_8, ('cluster',)),
-    ('cluster_bits_22', c_cluster_bits_22, ('cluster',)),
-    ('backing_name_2000', c_backing_name_2000, ('backing',)),
-    ('backing_offset_beyond_cluster', c_backing_offset_beyond_cluster, ('backing',)),
-    ('unknown_incompatible_bit', c_unknown_incompatible_bit, (('incompatible', 'feature'),)),
-    ('header_length_unaligned', c_header_length_unaligned, ('header',)),
-    ('extension_past_cluster', c_extension_past_cluster, ('extension',)),
-    ('aes_encryption', c_aes_encryption, ('encrypt',)),
-    ('version_4', c_version_4, ('version',)),
-    ('bad_magic', c_bad_magic, ()),
-    ('refcount_order_7', c_refcount_order_7, ('refcount',)),
-    ('huge_refcount_table', c_huge_refcount_table, ('refcount',)),
-    ('snapshot_table_beyond_eof', c_snapshot_table_beyond_eof, ('snapshot',)),
-    ('l1_too_small', c_l1_too_small, ('l1',)),
-    ('huge_virtual_size', c_huge_virtual_size, (('size', 'large', 'big'),)),
+    ('truncated_header', c_truncated_header,
+     r'too short for a qcow2 header \(50 bytes, needs at least 72\)'),
+    ('truncated_l1', c_truncated_l1,
+     r'\bL1 table at offset 0x30000\b.*\bl1_size 1\b.*past the end of the file'),
+    ('huge_l1_size', c_huge_l1_size,
+     r'\bl1_size 2147483647\b.*exceeds the maximum L1 table size'),
+    ('l1_misaligned', c_l1_misaligned,
+     r'\bl1_table_offset 0x30200 is not aligned to the cluster size'),
+    ('refcount_table_misaligned', c_refcount_table_misaligned,
+     r'\brefcount_table_offset 0x10008 is not aligned to the cluster size'),
+    ('l1_beyond_eof', c_l1_beyond_eof,
+     r'\bL1 table at offset 0x10000000000\b.*past the end of the file'),
+    ('cluster_bits_8', c_cluster_bits_8, r'\bcluster_bits 8 is out of range \(9\.\.21\)'),
+    ('cluster_bits_22', c_cluster_bits_22, r'\bcluster_bits 22 is out of range \(9\.\.21\)'),
+    ('backing_name_2000', c_backing_name_2000,
+     r'\bbacking_file_size 2000 exceeds the maximum of 1023\b'),
+    ('backing_offset_beyond_cluster', c_backing_offset_beyond_cluster,
+     r'\bbacking_file_offset 0x10040\b.*past the first cluster'),
+    ('unknown_incompatible_bit', c_unknown_incompatible_bit,
+     r'\bunsupported incompatible_features 0x100000\b.*\bbit 20\b'),
+    ('header_length_unaligned', c_header_length_unaligned,
+     r'\bheader_length 108 is not a multiple of 8\b'),
+    ('extension_past_cluster', c_extension_past_cluster,
+     r'\bheader extension 0x[0-9a-f]{8}\b.*\blength 70000\b.*past the end of the header area'),
+    ('aes_encryption', c_aes_encryption, r'\bencryption \(aes\) is not supported'),
+    ('version_4', c_version_4, r'\bqcow2 version 4 is not supported\b'),
+    ('bad_magic', c_bad_magic, r'\bmagic 0x514649fc is not the qcow2 magic 0x514649fb\b'),
+    ('refcount_order_7', c_refcount_order_7, r'\brefcount_order 7 is out of range \(0\.\.6\)'),
+    ('huge_refcount_table', c_huge_refcount_table,
+     r'\brefcount_table_clusters 2147483647\b.*exceeds the maximum refcount table size'),
+    ('snapshot_table_beyond_eof', c_snapshot_table_beyond_eof,
+     r'\bsnapshots_offset 0x10000000000 \(nb_snapshots 3\) is past the end of the file'),
+    ('l1_too_small', c_l1_too_small, r'\bl1_size 0 is too small for the virtual size 4194304\b'),
+    # QEMU: "Image is too big" (the L1 table such a size needs exceeds its
+    # limit); rechain names the field that cannot map it
+    ('huge_virtual_size', c_huge_virtual_size,
+     r'\bl1_size 1 is too small for the virtual size 4611686018427387904\b'),
 ]
 
 COMMANDS = [
@@ -153,40 +173,96 @@ COMMANDS = [
     ('rebase', ['rebase', '-u', '-b', 'other.qcow2', '-F', 'qcow2']),
     ('unrebase', ['rebase', '-u', '-b', '']),
 ]
+# the safe rebase opens the image the same way; it must refuse it the same way
+SAFE_COMMANDS = [
+    ('safe-rebase', ['rebase', '-b', 'other.qcow2', '-F', 'qcow2']),
+    ('flatten', ['rebase', '-b', '']),
+]
 
 
 class MalformedTest(ToolTestCase):
 
-    def expect_refused(self, img, cmd, words=(), code=3, cwd=None, fmt='qcow2'):
+    def expect_refused(self, img, cmd, words=(), code=3, cwd=None, fmt='qcow2', pattern=None):
+        """rechain CMD IMG exits with @code, names @img in its error and
+        leaves it byte-identical; with @pattern, the error line
+        "rechain: IMG: MESSAGE" must match it (re.search, ignoring case)."""
         cwd = cwd or self.dir
         p = os.path.join(cwd, img)
         before = sha256(p)
         fargs = ['-f', fmt] if fmt else []
         r = self.rechain(*(cmd[:1] + fargs + cmd[1:] + [img]), cwd=cwd, expect=code)
         self.assert_error_names(r, img, *words)
+        if pattern is not None:
+            self.assert_error_line(r, img, pattern)
         self.assertEqual(before, sha256(p), 'the image was modified\n' + r.describe())
         return r
 
+    def assert_error_line(self, r, img, pattern):
+        prefix = 'rechain: %s: ' % img
+        lines = [l[len(prefix):] for l in r.err.splitlines() if l.startswith(prefix)]
+        if not lines:
+            self.fail('no error line starting with %r\n%s' % (prefix, r.describe()))
+        if not any(re.search(pattern, l, re.I) for l in lines):
+            self.fail('error message does not match %r\n%s' % (pattern, r.describe()))
+
     def test_corruptions(self):
         pristine = make_base(self.dir, 'pristine.qcow2')
-        for name, corrupt, words in CORRUPTIONS:
+        qemu_img('create', '-q', '-f', 'qcow2', 'other.qcow2', '4M', cwd=self.dir)
+        for name, corrupt, pattern in CORRUPTIONS:
             img = name + '.qcow2'
             p = self.path(img)
             shutil.copyfile(pristine, p)
             corrupt(p)
             q = run([rt.QEMU_IMG, 'info', '-f', 'qcow2', img], cwd=self.dir)
             qv = 'ok' if q.rc == 0 else q.err.strip().splitlines()[0]
-            for cname, cmd in COMMANDS:
+            for cname, cmd in COMMANDS + SAFE_COMMANDS:
                 with self.subTest(image=name, command=cname):
                     try:
-                        self.expect_refused(img, cmd, words)
+                        self.expect_refused(img, cmd, pattern=pattern)
                     except AssertionError as e:
                         raise AssertionError('%s\n(qemu-img info says: %s)' % (e, qv))
             # and with format probing (except where the magic is broken:
-            # then the image is raw, which is fine)
-            if name != 'bad_magic' and name != 'truncated_header':
+            # then the image is raw, as for qemu-img, which is fine; a
+            # truncated header with the qcow2 magic is probed as qcow2 by
+            # both)
+            if name != 'bad_magic':
                 with self.subTest(image=name, command='info probed'):
-                    self.expect_refused(img, ['info'], words, fmt=None)
+                    self.expect_refused(img, ['info'], fmt=None, pattern=pattern)
+        # the bad magic, probed: raw, as qemu-img sees it
+        with self.subTest(image='bad_magic', command='info probed'):
+            r = self.rechain('info', '--output=json', 'bad_magic.qcow2', expect=0)
+            self.assertEqual(r.json().get('format'), 'raw', r.describe())
+
+    def test_huge_virtual_size_small_file(self):
+        """A 1 MiB image of 512-byte clusters claiming a virtual size of
+        2^62 (QEMU: "Image is too big"): exit 3, the file, the field and
+        the size named, nothing allocated for it, nothing written."""
+        qemu_img('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', 'v.qcow2', '1M',
+                 cwd=self.dir)
+        qemu_io('v.qcow2', 'write -P 0x31 0 64k', cwd=self.dir)
+        l1 = get_field(self.path('v.qcow2'), 'l1_size')
+        patch_field(self.path('v.qcow2'), 'size', 1 << 62)
+        q = run([rt.QEMU_IMG, 'info', 'v.qcow2'], cwd=self.dir)
+        self.assertNotEqual(q.rc, 0, 'oracle: qemu-img opened it?\n' + q.describe())
+        pattern = (r'\bl1_size %d is too small for the virtual size 4611686018427387904\b' % l1)
+        for cname, cmd in COMMANDS + SAFE_COMMANDS:
+            with self.subTest(command=cname):
+                self.expect_refused('v.qcow2', cmd, pattern=pattern)
+        with self.subTest(command='info probed'):
+            self.expect_refused('v.qcow2', ['info'], fmt=None, pattern=pattern)
+
+    def test_large_virtual_size_small_file(self):
+        """The positive control: 512 GiB of virtual size that one L1 entry
+        maps (2 MiB clusters) in a file of a few MiB is a valid image."""
+        qemu_img('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M', 'big.qcow2', '512G',
+                 cwd=self.dir)
+        qemu_io('big.qcow2', 'write -P 0x32 511G 64k', cwd=self.dir)
+        self.assertEqual(get_field(self.path('big.qcow2'), 'l1_size'), 1)
+        r = self.rechain('info', '--output=json', 'big.qcow2', expect=0)
+        self.assertEqual(r.json()['virtual-size'], 512 << 30, r.describe())
+        r = self.rechain('map', '--output=json', 'big.qcow2', expect=0)
+        errors, _ = rt.compare_maps(rt.qemu_map('big.qcow2', cwd=self.dir), r.json())
+        self.assertEqual(errors, [], r.describe())
 
     def test_luks_encryption(self):
         qemu_img('create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=password',
