@@ -27,7 +27,9 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "job/chunk-stream.h"
 #include "job/rebase.h"
@@ -77,7 +79,17 @@ typedef struct {
   GCancellable *cancellable;
   guint64 done, total;
   RechainReadPool *pool;
+  GArray *stamps;           /* of FileStamp: the backing files as planned */
 } Rebase;
+
+/* A backing file as it was when the rebase planned from it. Nothing may
+ * write to it meanwhile (QEMU's locks say so, unless -U), but if something
+ * did, the copy may not match what the header switch exposes: the switch
+ * is refused. */
+typedef struct {
+  RechainFile *file;
+  struct stat st;
+} FileStamp;
 
 RechainRebaseReport *
 rechain_rebase_report_new (void)
@@ -129,6 +141,71 @@ overlay_fail (Overlay *o, GError *error)
   else
     g_error_free (error);
   g_clear_pointer (&o->writer, rechain_qcow2_writer_free);
+}
+
+static void
+stamp_chain (Rebase *rb, RechainChain *chain, guint first)
+{
+  for (guint i = first; chain && i < rechain_chain_get_depth (chain); i++)
+    {
+      RechainLayer *layer = rechain_chain_get_layer (chain, i);
+      RechainFile *files[2] = { rechain_layer_get_file (layer), rechain_layer_get_data_file (layer) };
+
+      for (guint f = 0; f < 2; f++)
+        {
+          FileStamp stamp = { files[f] };
+          if (f == 1 && files[1] == files[0])
+            break;
+          if (fstat (rechain_file_get_fd (files[f]), &stamp.st) == 0)
+            g_array_append_val (rb->stamps, stamp);
+        }
+    }
+}
+
+/* Before any header switch: the backing files still are what the plan
+ * read (size and modification time), or the switch is refused. */
+static gboolean
+check_stamps (Rebase *rb, GError **error)
+{
+  for (guint i = 0; i < rb->stamps->len; i++)
+    {
+      const FileStamp *s = &g_array_index (rb->stamps, FileStamp, i);
+      struct stat now;
+
+      if (fstat (rechain_file_get_fd (s->file), &now) < 0)
+        {
+          int err = errno;
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO, "%s: %s",
+                       rechain_file_get_path (s->file), g_strerror (err));
+          return FALSE;
+        }
+      if (now.st_size != s->st.st_size ||
+          now.st_mtim.tv_sec != s->st.st_mtim.tv_sec ||
+          now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec)
+        {
+          /* something else wrote it: in use, as far as the caller goes */
+          g_autofree char *how = now.st_size != s->st.st_size
+            ? g_strdup_printf ("its size went from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
+                               " bytes", (gint64) s->st.st_size, (gint64) now.st_size)
+            : g_strdup ("it was written to");
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE,
+                       "%s: the file changed during the rebase (%s); no image was switched "
+                       "to the new backing file: check what wrote to it, then run the "
+                       "command again", rechain_file_get_path (s->file), how);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* Every commit links copied data into the overlay: only while the backing
+ * files are what the plan read. A file changed before the copy read it is
+ * caught here, so data read from a changed file is never linked in (it
+ * stays unreferenced: a leak, as after any interruption). */
+static gboolean
+commit_overlay (Rebase *rb, Overlay *o, GError **error)
+{
+  return check_stamps (rb, error) && rechain_qcow2_writer_commit (o->writer, error);
 }
 
 /* ---- views ---- */
@@ -349,7 +426,7 @@ write_chunk (Rebase *rb, Overlay *o, guint64 pos, gsize len, const guint8 *buf,
     }
   if (!rb->options->dry_run &&
       should_commit (o) &&
-      !rechain_qcow2_writer_commit (o->writer, error))
+      !commit_overlay (rb, o, error))
     return FALSE;
   return !g_cancellable_set_error_if_cancelled (rb->cancellable, error);
 }
@@ -540,7 +617,7 @@ offload_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **er
       if (!rb->options->dry_run &&
           should_commit (o) &&
           (!copy_op (rb, o, &pending, error) || (pending.length = 0, FALSE) ||
-           !rechain_qcow2_writer_commit (o->writer, error)))
+           !commit_overlay (rb, o, error)))
         return FALSE;
     }
   return copy_op (rb, o, &pending, error);
@@ -680,30 +757,46 @@ setup_copy_mode (Rebase *rb, GError **error)
   return TRUE;
 }
 
+/* Why the old chain's data extent @e (of layer @layer) cannot be shared
+ * into overlay @o, or NULL. Extents are clipped to whole units the
+ * overlay does not allocate; each must start and end on a file system
+ * block (FICLONERANGE shares whole blocks only). */
+static const char *
+reflink_obstacle (Overlay *o, RechainLayer *layer, const RechainExtent *e)
+{
+  RechainFile *src = rechain_layer_get_data_file (layer);
+  guint64 bs = o->block_size;
+  guint64 end = MIN (e->offset + e->length, o->vsize);
+
+  if (e->compressed)
+    return "it is stored in compressed clusters";
+  if (!rechain_file_same_filesystem (src, rechain_layer_get_file (o->top)))
+    return "it is on another file system";
+  if (e->host_offset % bs != 0 || e->offset % bs != 0 || end % bs != 0)
+    return "it does not start and end on file system blocks";
+  return NULL;
+}
+
 /* Copy mode reflink: every region of @u that may be copied from the old
- * chain must come from uncompressed data, block-aligned, on the overlay's
- * file system. Checked from metadata before anything is written. */
+ * chain must come from uncompressed data, block-aligned, on the file
+ * system of each overlay it is copied into. Checked from metadata before
+ * anything is written. */
 static gboolean
 reflink_precheck (Rebase *rb, GArray *u, GError **error)
 {
   Overlay *ref = rb->reference;
-  RechainFile *dst = rechain_layer_get_file (ref->top);
 
   for (guint i = 0; i < u->len; i++)
     {
       const Range *r = &g_array_index (u, Range, i);
       g_autoptr(GArray) old_map = rechain_extent_list_new ();
-      g_autoptr(GArray) new_map = rechain_extent_list_new ();
 
-      if (!map_view (ref->chain, 1, r->offset, r->length, old_map, error) ||
-          !map_view (rb->new_chain, 0, r->offset, r->length, new_map, error))
+      if (!map_view (ref->chain, 1, r->offset, r->length, old_map, error))
         return FALSE;
       for (guint j = 0; j < old_map->len; j++)
         {
           const RechainExtent *e = &g_array_index (old_map, RechainExtent, j);
           RechainLayer *layer;
-          RechainFile *src;
-          const char *why = NULL;
 
           if (e->kind != RECHAIN_EXTENT_DATA)
             continue;
@@ -714,21 +807,23 @@ reflink_precheck (Rebase *rb, GArray *u, GError **error)
               layer = NULL;
           if (!layer)
             continue;
-          src = rechain_layer_get_data_file (layer);
-          if (e->compressed)
-            why = "it is stored in compressed clusters";
-          else if (!rechain_file_same_filesystem (src, dst))
-            why = "it is on another file system";
-          else if (e->host_offset % ref->block_size != e->offset % ref->block_size)
-            why = "its clusters are not aligned to file system blocks";
-          if (why)
+          for (guint k = 0; k < rb->overlays->len; k++)
             {
-              g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                           "%s: the data of %s at guest offset %" G_GUINT64_FORMAT
-                           " cannot be shared (copy mode reflink): %s; nothing was written",
-                           rechain_layer_get_path (ref->top), rechain_layer_get_path (layer),
-                           e->offset, why);
-              return FALSE;
+              Overlay *o = g_ptr_array_index (rb->overlays, k);
+              const char *why;
+
+              if (o->on_new_chain || e->offset >= o->vsize)
+                continue;
+              why = reflink_obstacle (o, layer, e);
+              if (why)
+                {
+                  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                               "%s: the data of %s at guest offset %" G_GUINT64_FORMAT
+                               " cannot be shared (copy mode reflink): %s; nothing was written",
+                               rechain_layer_get_path (o->top), rechain_layer_get_path (layer),
+                               e->offset, why);
+                  return FALSE;
+                }
             }
         }
     }
@@ -944,6 +1039,41 @@ open_overlays (Rebase *rb, GError **error)
   return TRUE;
 }
 
+/* The backing name is written as given into every overlay, and QEMU
+ * resolves a relative name from the directory of the image that records
+ * it: linked clones in different directories would each find another file
+ * (or none) under one relative name. Refused before anything is written
+ * unless the name leads every overlay to the same file. */
+static gboolean
+check_backing_name_per_overlay (Rebase *rb, const char *path, GError **error)
+{
+  const RechainRebaseOptions *opts = rb->options;
+  struct stat want;
+
+  if (!opts->images[1] || g_path_is_absolute (opts->backing_file))
+    return TRUE;
+  if (stat (path, &want) < 0)
+    return TRUE; /* the open that follows reports it */
+  for (guint k = 1; opts->images[k]; k++)
+    {
+      g_autofree char *other = rechain_path_resolve (opts->images[k], opts->backing_file, error);
+      struct stat st;
+
+      if (!other)
+        return FALSE;
+      if (stat (other, &st) < 0 || st.st_dev != want.st_dev || st.st_ino != want.st_ino)
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                       "%s: the relative backing name '%s' leads to %s from this image's "
+                       "directory, not to %s as from %s; nothing was changed (give an "
+                       "absolute name, or rebase the images separately)",
+                       opts->images[k], opts->backing_file, other, path, opts->images[0]);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 static gboolean
 open_new_chain (Rebase *rb, GError **error)
 {
@@ -969,7 +1099,8 @@ open_new_chain (Rebase *rb, GError **error)
       g_prefix_error (error, "new backing file: ");
       return FALSE;
     }
-  if (!check_new_chain (rb, unlocked, error))
+  if (!check_new_chain (rb, unlocked, error) ||
+      !check_backing_name_per_overlay (rb, path, error))
     return FALSE;
   if (opts->force_share)
     {
@@ -1025,7 +1156,7 @@ finish_overlay (Rebase *rb, Overlay *o)
     return;
   /* All copied clusters durable first; only then does the header name
    * the new backing file. */
-  if (!rechain_qcow2_writer_commit (o->writer, &error) ||
+  if (!commit_overlay (rb, o, &error) ||
       !rechain_layer_write_backing (o->top, has_backing ? opts->backing_file : NULL,
                                     has_backing ? opts->backing_format : NULL, &error))
     {
@@ -1067,6 +1198,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
   rb.progress_data = progress_data;
   rb.cancellable = cancellable;
   rb.overlays = g_ptr_array_new_with_free_func ((GDestroyNotify) overlay_free);
+  rb.stamps = g_array_new (FALSE, FALSE, sizeof (FileStamp));
   report->dry_run = options->dry_run;
 
   if (!rechain_rebase_check_target (options->backing_file, options->backing_format, error) ||
@@ -1077,6 +1209,9 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
 
   if (!setup_copy_mode (&rb, error))
     goto out;
+  if (rb.reference)
+    stamp_chain (&rb, rb.reference->chain, 1);
+  stamp_chain (&rb, rb.new_chain, 0);
 
   if (!options->dry_run)
     for (guint k = 0; k < rb.overlays->len; k++)
@@ -1089,7 +1224,11 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
 
   /* Two views read in parallel, one chunk ahead. */
   rb.pool = rechain_read_pool_new (MAX (2, MIN (4, g_get_num_processors ())));
-  if (rb.reference && !run_windows (&rb, error))
+  /* Cancellation is honoured up to the header switches, and so is a
+   * backing file changed under the plan. */
+  if ((rb.reference && !run_windows (&rb, error)) ||
+      g_cancellable_set_error_if_cancelled (cancellable, error) ||
+      (!options->dry_run && !check_stamps (&rb, error)))
     {
       /* Cancelled or the comparison failed: keep what is complete (it is
        * consistent and a rerun skips it), switch nothing. */
@@ -1097,7 +1236,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
         {
           Overlay *o = g_ptr_array_index (rb.overlays, k);
           if (o->writer)
-            rechain_qcow2_writer_commit (o->writer, NULL);
+            commit_overlay (&rb, o, NULL);
           collect_stats (o);
         }
       goto out;
@@ -1134,5 +1273,6 @@ out:
   g_clear_pointer (&rb.pool, rechain_read_pool_free);
   g_clear_pointer (&rb.new_chain, rechain_chain_free);
   g_ptr_array_unref (rb.overlays);
+  g_array_unref (rb.stamps);
   return ok;
 }

@@ -321,6 +321,35 @@ class RebaseSafeTest(JobTestCase):
         self.assertLessEqual(rep['bytes-read'], rep1['bytes-read'] * 1.5 + 64 * KiB,
                              'backing read per overlay?\n%s\n%s' % (r1.describe(), r.describe()))
 
+    def test_linked_clones_in_other_directories(self):
+        """A relative backing name is written as given into every clone and
+        resolved from each clone's own directory: refused before writing
+        when it leads the clones to different files; accepted when it leads
+        them all to the same one."""
+        self.img('base.qcow2', 4 * MiB)
+        self.io('base.qcow2', 'write -P 1 0 4M')
+        for d in ('a', 'b'):
+            os.makedirs(self.path(d))
+        # a/new.qcow2 differs from new.qcow2: "new.qcow2" from b/ names nothing
+        self.near_copy('base.qcow2')
+        shutil.copy(self.path('near.qcow2'), self.path('new.qcow2'))
+        shutil.copy(self.path('near.qcow2'), self.path('a', 'new.qcow2'))
+        self.io(os.path.join('a', 'new.qcow2'), 'write -P 7 0 64k')
+        ovs = [os.path.join('a', 'o.qcow2'), os.path.join('b', 'o.qcow2')]
+        for ov in ovs:
+            self.img(ov, 4 * MiB, backing='../base.qcow2', bfmt='qcow2')
+            self.io(ov, 'write -P 3 1M 64k')
+        hashes = rt.tree_hashes(self.dir)
+        r = self.rebase('-b', 'new.qcow2', '-F', 'qcow2', *ovs, expect=2)
+        self.assertIn('b/o.qcow2', r.err, r.describe())
+        self.assertIn('relative backing name', r.err, r.describe())
+        self.assertEqual(rt.tree_hashes(self.dir), hashes, 'files changed\n' + r.describe())
+        # "../new.qcow2" is the same file from both directories
+        bs = [self.before(ov) for ov in ovs]
+        self.rebase('-b', '../new.qcow2', '-F', 'qcow2', *ovs)
+        for b in bs:
+            self.done(b, '../new.qcow2', 'qcow2')
+
     def test_different_old_chains_refused(self):
         self.img('b1.qcow2', 4 * MiB)
         self.io('b1.qcow2', 'write -P 1 0 4M')
@@ -356,13 +385,13 @@ class RebaseSafeTest(JobTestCase):
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         try:
-            # wait until qemu-io holds its locks
-            for _ in range(200):
-                if rt.run([rt.QEMU_IMG, 'info', top], cwd=self.dir).rc != 0:
-                    break
+            # wait until qemu-io holds its locks (a loaded CI machine may
+            # take seconds to start it)
+            deadline = time.monotonic() + 120
+            while rt.run([rt.QEMU_IMG, 'info', top], cwd=self.dir).rc == 0:
+                if time.monotonic() > deadline or p.poll() is not None:
+                    self.fail('qemu-io did not lock the image')
                 time.sleep(0.05)
-            else:
-                self.fail('qemu-io did not lock the image')
             r = self.rebase('-b', '', top, expect=4)
             self.assert_error_names(r, top)
             r = self.rebase('-b', 'base.qcow2', '-F', 'qcow2', top, expect=4)
