@@ -3,7 +3,11 @@
 # `qemu-img rebase -u` changes: the backing name and the backing format
 # extension.  Each case rebases one copy with rechain and one with qemu-img
 # and compares them: the header cluster byte for byte, and every byte after
-# it (which must also equal the original).
+# it (which must also equal the original).  The change is one write of the
+# header cluster then one fdatasync (seen by the fault shim's log and, when
+# strace is installed, at the system call level); a failed write or flush
+# (RECHAIN_FAULT) or a SIGKILL gives a non-zero exit and leaves the whole
+# old or new header, never a mix, which qemu-img opens and checks clean.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -342,6 +346,174 @@ class RebaseUnsafeTest(ToolTestCase):
         first = open(self.path(top), 'rb').read()
         self.rechain('rebase', '-u', '-b', 'other.qcow2', '-F', 'qcow2', top, expect=0)
         self.assertEqual(first, open(self.path(top), 'rb').read())
+
+    # ---- one write of the header cluster, then fdatasync; failures of either
+    #
+    # The fault shim of src/io/fault.c (RECHAIN_FAULT=KIND:N:ACTION, KIND
+    # write|flush, N counted from 1 per process; RECHAIN_FAULT_LOG=FILE logs
+    # every write and flush) fails the header write or its flush.
+
+    def _faultless_result(self, top, args):
+        """Header cluster and whole file of a faultless rechain rebase -u of
+        a copy of @top (the "new" state a failed run may also leave)."""
+        ref = self.path('ref-' + top)
+        shutil.copyfile(self.path(top), ref)
+        self.rechain('rebase', '-u', *(list(args) + [os.path.basename(ref)]), expect=0)
+        return open(ref, 'rb').read()
+
+    def _run_fault(self, top, args, fault):
+        log = self.path('.fault-log')
+        if os.path.exists(log):
+            os.unlink(log)
+        r = run([rt.RECHAIN, 'rebase', '-u'] + list(args) + [top], cwd=self.dir,
+                env={'RECHAIN_FAULT': fault, 'RECHAIN_FAULT_LOG': log})
+        with open(log) as f:
+            ops = [l.split() for l in f if not l.startswith('read ')]
+        return r, ops
+
+    def _assert_whole_header(self, top, old, new, allowed, what):
+        """The image is byte for byte @old or @new (whichever @allowed
+        names: 'old', 'new' or both) and qemu-img opens and checks it."""
+        cur = open(self.path(top), 'rb').read()
+        states = {'old': old, 'new': new}
+        got = [k for k, v in states.items() if cur == v]
+        if not got:
+            cs = read_header(self.path(top))['cluster_size']
+            self.fail('%s: the image is neither the old nor the new one (header vs old: %s; '
+                      'vs new: %s; rest of the file changed: %s)'
+                      % (what, hexdiff(old[:cs], cur[:cs]), hexdiff(new[:cs], cur[:cs]),
+                         cur[cs:] != old[cs:]))
+        self.assertIn(got[0], allowed, '%s: the image is the %s one' % (what, got[0]))
+        c = qemu_check(top, cwd=self.dir)
+        self.assertEqual(c.rc, 0, '%s: qemu-img check\n%s' % (what, c.describe()))
+        qi = qemu_info(top, cwd=self.dir)
+        want = {'old': 'base.qcow2', 'new': 'other.qcow2'}[got[0]]
+        self.assertEqual(qi.get('backing-filename'), want, '%s: %s' % (what, json.dumps(qi)))
+        return got[0]
+
+    def test_fault_log_one_write_one_flush(self):
+        """The fault shim sees exactly one write (the header cluster at
+        offset 0) and then one flush, for every cache mode that flushes."""
+        top = self.chain()
+        for cache in ('writeback', 'writethrough', 'none', 'directsync'):
+            with self.subTest(cache=cache):
+                shutil.copyfile(self.path(top), self.path('c.qcow2'))
+                r, ops = self._run_fault('c.qcow2', ['-t', cache, '-b', 'other.qcow2',
+                                                     '-F', 'qcow2'], '')
+                self.assertEqual(r.rc, 0, r.describe())
+                self.assertEqual(ops, [['write', 'c.qcow2', '0', '65536'], ['flush', 'c.qcow2']],
+                                 r.describe())
+
+    def test_header_write_fails(self):
+        """The header write fails (EIO, ENOSPC): exit 5, an error naming the
+        file and the failed write, and the image byte-identical; a rerun
+        without the fault then succeeds."""
+        top = self.chain()
+        args = ['-b', 'other.qcow2', '-F', 'qcow2']
+        old = open(self.path(top), 'rb').read()
+        new = self._faultless_result(top, args)
+        for errno_name, words in (('EIO', 'input/output error'),
+                                  ('ENOSPC', 'no space left')):
+            with self.subTest(fault='write:1:' + errno_name):
+                r, ops = self._run_fault(top, args, 'write:1:' + errno_name)
+                self.assert_no_crash(r)
+                self.assertEqual(r.rc, rt.EXIT_IO, r.describe())
+                self.assert_error_names(r, top, 'write', words)
+                # nothing after the failed write: no flush, no second try
+                self.assertEqual(ops, [['write', top, '0', '65536']], r.describe())
+                self._assert_whole_header(top, old, new, ('old',), 'write:1:' + errno_name)
+        self.rechain('rebase', '-u', *(args + [top]), expect=0)
+        self._assert_whole_header(top, old, new, ('new',), 'rerun')
+
+    def test_header_flush_fails(self):
+        """The fdatasync after the header write fails (EIO, ENOSPC): exit 5
+        (never 0, as qemu-img's "Failed to flush" is), an error naming the
+        file and the flush; the header is whole, old or new, never half."""
+        top = self.chain()
+        args = ['-b', 'other.qcow2', '-F', 'qcow2']
+        old = open(self.path(top), 'rb').read()
+        new = self._faultless_result(top, args)
+        for errno_name, words in (('EIO', 'input/output error'),
+                                  ('ENOSPC', 'no space left')):
+            with self.subTest(fault='flush:1:' + errno_name):
+                with open(self.path(top), 'wb') as f:
+                    f.write(old)
+                r, ops = self._run_fault(top, args, 'flush:1:' + errno_name)
+                self.assert_no_crash(r)
+                self.assertEqual(r.rc, rt.EXIT_IO, r.describe())
+                self.assert_error_names(r, top, 'flush', words)
+                self.assertEqual(ops, [['write', top, '0', '65536'], ['flush', top]],
+                                 r.describe())
+                self._assert_whole_header(top, old, new, ('old', 'new'),
+                                          'flush:1:' + errno_name)
+                # and the same command completes the change
+                self.rechain('rebase', '-u', *(args + [top]), expect=0)
+                self._assert_whole_header(top, old, new, ('new',), 'rerun')
+
+    def test_killed_at_header_write(self):
+        """SIGKILL just before the header write or just before its flush:
+        the image is the old or the new one, whole."""
+        top = self.chain()
+        args = ['-b', 'other.qcow2', '-F', 'qcow2']
+        old = open(self.path(top), 'rb').read()
+        new = self._faultless_result(top, args)
+        for fault, allowed in (('write:1:KILL', ('old',)), ('flush:1:KILL', ('old', 'new'))):
+            with self.subTest(fault=fault):
+                with open(self.path(top), 'wb') as f:
+                    f.write(old)
+                r, ops = self._run_fault(top, args, fault)
+                self.assertEqual(r.rc, -9, r.describe())
+                self._assert_whole_header(top, old, new, allowed, fault)
+
+    def test_strace_one_pwrite_one_fdatasync(self):
+        """At the system call level (strace): the image receives exactly one
+        write, a pwrite64 of the header cluster at offset 0 (with O_DIRECT
+        and 512-byte clusters: of the aligned block holding it), followed by
+        exactly one fdatasync, and nothing else that writes or syncs."""
+        strace = shutil.which('strace')
+        if not strace:
+            self.skipTest('strace not installed (apt-get install strace)')
+        probe = run([strace, '-f', '-qq', '-o', os.devnull, 'true'])
+        if probe.rc != 0:
+            self.skipTest('strace cannot trace here: ' + probe.err.strip())
+        calls = ('write', 'pwrite64', 'writev', 'pwritev', 'pwritev2', 'fsync', 'fdatasync',
+                 'sync_file_range', 'syncfs', 'ftruncate', 'fallocate', 'copy_file_range',
+                 'sendfile', 'splice', 'msync')
+        import re
+        line_re = re.compile(r'^(?:\d+\s+)?(\w+)\((\d+)<([^>]*)>(.*)$')
+        variants = [
+            ('64k-writeback', None, [], ['-b', 'other.qcow2', '-F', 'qcow2'], 65536),
+            ('64k-none', None, ['-t', 'none'], ['-b', 'other.qcow2', '-F', 'qcow2'], 65536),
+            ('64k-remove', None, [], ['-b', ''], 65536),
+            ('512-none', 'cluster_size=512', ['-t', 'none'],
+             ['-b', 'other.qcow2', '-F', 'qcow2'], 4096),
+        ]
+        for name, opts, extra, args, length in variants:
+            with self.subTest(variant=name):
+                d = self.path(name)
+                os.mkdir(d)
+                top = self.chain(cwd=d, opts=opts)
+                img = os.path.realpath(os.path.join(d, top))
+                old = open(img, 'rb').read()
+                trace = os.path.join(d, 'strace.log')
+                r = run([strace, '-f', '-y', '-qq', '-e', 'trace=' + ','.join(calls),
+                         '-o', trace, rt.RECHAIN, 'rebase', '-u'] + extra + args + [top], cwd=d)
+                self.assertEqual(r.rc, 0, r.describe())
+                seen = []
+                for l in open(trace):
+                    m = line_re.match(l)
+                    if m and m.group(3) == img:
+                        seen.append((m.group(1), m.group(4)))
+                names = [c for c, _ in seen]
+                self.assertEqual(names, ['pwrite64', 'fdatasync'],
+                                 'system calls on the image:\n' + ''.join(
+                                     '%s(%s\n' % x for x in seen))
+                m = re.search(r', (\d+), (\d+)\)\s+= (\d+)$', seen[0][1])
+                self.assertIsNotNone(m, seen[0][1])
+                self.assertEqual((int(m.group(1)), int(m.group(2)), int(m.group(3))),
+                                 (length, 0, length), seen[0][1])
+                new = open(img, 'rb').read()
+                self.assertEqual(new[length:], old[length:])
 
     # ---- safe mode
 
