@@ -100,15 +100,28 @@ print_human_report (RechainRebaseStats *stats)
       const char *image = rechain_rebase_stats_get_image (stats, i);
       guint64 written = rechain_rebase_stats_get_image_bytes_written (stats, i);
       guint64 zeroed = rechain_rebase_stats_get_image_bytes_zeroed (stats, i);
+      guint64 shared = rechain_rebase_stats_get_image_bytes_shared (stats, i);
+      guint64 in_kernel = rechain_rebase_stats_get_image_bytes_copied_in_kernel (stats, i);
+      guint64 buffered = rechain_rebase_stats_get_image_bytes_copied_buffered (stats, i);
 
       if (err)
-        printf (_("  %s: failed: %s\n"), image, err->message);
-      else if (dry)
+        {
+          printf (_("  %s: failed: %s\n"), image, err->message);
+          continue;
+        }
+      if (dry)
         printf (_("  %s: %" PRIu64 " bytes to copy (at most), %" PRIu64 " bytes to zero\n"),
                 image, written, zeroed);
       else
         printf (_("  %s: %" PRIu64 " bytes copied, %" PRIu64 " bytes zeroed\n"),
                 image, written, zeroed);
+      /* how the copy is (or would be) made: see --copy-mode */
+      if (written > 0)
+        printf (dry ? _("    %" PRIu64 " to share with the backing files (reflink), %" PRIu64
+                        " to copy in the kernel, %" PRIu64 " to copy through buffers\n")
+                    : _("    %" PRIu64 " shared with the backing files (reflink), %" PRIu64
+                        " copied in the kernel, %" PRIu64 " copied through buffers\n"),
+                shared, in_kernel, buffered);
     }
 }
 
