@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 # tool-ux-man: rechain(1) renders without warnings (groff -ww, man -l) and
-# documents every command, every option the tool accepts, every exit code,
-# and examples with virsh and with a storage pool.
+# documents every command, every option the tool accepts (matched as a whole
+# option: "--backing" is not documented by "--backing-format"), short and
+# long forms paired as --help pairs them, no option the tool lacks, every
+# exit code, and examples with virsh and with a storage pool.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -66,19 +68,91 @@ class ManTest(ToolTestCase):
                     'SEE ALSO'):
             self.assertRegex(text, r'(?m)^%s$' % re.escape(sec), 'section %s missing' % sec)
 
+    @staticmethod
+    def option_re(opt):
+        """An option as a whole word: "--backing" must not match inside
+        "--backing-format" nor "--cache" inside "--source-cache"."""
+        return re.compile(r'(?<![\w-])%s(?![\w-])' % re.escape(opt))
+
+    @staticmethod
+    def source_option_re(opt):
+        """The same in the man(7) source, where every "-" of an option is
+        written "\\-" (so that it renders as a hyphen-minus a reader can
+        copy, not as a typographic hyphen)."""
+        esc = re.escape(opt.replace('-', '\\-'))
+        return re.compile(r'(?<![\w\\-])%s(?![\w]|\\-)' % esc)
+
+    def help_options(self, cmd):
+        r = self.rechain(cmd, '--help', expect=0)
+        opts = re.findall(r'^\s+(?:(-\w), )?(--[\w-]+)', r.out, re.M)
+        self.assertTrue(opts, r.describe())
+        return opts
+
+    def test_option_matching(self):
+        """The matching itself: a longer option does not document a shorter
+        one that is its prefix."""
+        for opt, text in (('--backing', 'see --backing-format=FMT'),
+                          ('--cache', 'with --source-cache=CACHE'),
+                          ('--progress', 'use --progress-fd=FD'),
+                          ('-b', 'the -backing word'), ('-t', 'a --t-x')):
+            self.assertIsNone(self.option_re(opt).search(text), (opt, text))
+        for opt, text in (('--backing', '--backing=BACKING'), ('--progress', '[--progress]'),
+                          ('-b', '-b, --backing'), ('--cache', 'a --cache.')):
+            self.assertIsNotNone(self.option_re(opt).search(text), (opt, text))
+        self.assertIsNone(self.source_option_re('--backing').search(r'.BR \-\-backing\-format'))
+        self.assertIsNotNone(self.source_option_re('--backing').search(r'.BR \-b ", " \-\-backing= '))
+
     def test_every_option_documented(self):
-        """Each option in the --help of each command appears in the page."""
+        """Each option in the --help of each command appears in the page as a
+        whole option, both rendered and in the source markup."""
         text = self.text.replace('\u2010', '-').replace('\u2212', '-')
+        with open(MAN) as f:
+            src = f.read()
         for cmd in ('info', 'map', 'rebase'):
-            r = self.rechain(cmd, '--help', expect=0)
-            opts = re.findall(r'^\s+(?:(-\w), )?(--[\w-]+)', r.out, re.M)
-            self.assertTrue(opts, r.describe())
-            for short, long in opts:
-                with self.subTest(command=cmd, option=long):
-                    self.assertIn(long, text)
-                    if short:
-                        self.assertRegex(text, r'(?<![\w-])%s\b' % re.escape(short))
-        self.assertIn('--version', text)
+            for short, long in self.help_options(cmd):
+                for opt in (long, short) if short else (long,):
+                    with self.subTest(command=cmd, option=opt):
+                        self.assertRegex(text, self.option_re(opt))
+                        self.assertRegex(src, self.source_option_re(opt))
+        for opt in ('--version', '-V', '--help', '-h'):
+            with self.subTest(command='', option=opt):
+                self.assertRegex(text, self.option_re(opt))
+                self.assertRegex(src, self.source_option_re(opt))
+
+    def test_short_and_long_paired(self):
+        """An option with a short and a long form has a tagged paragraph
+        whose tag names both, as --help pairs them (".TP" then
+        ".BR \\-t ", " \\-\\-cache= ...")."""
+        with open(MAN) as f:
+            src = f.read()
+        for cmd in ('info', 'map', 'rebase'):
+            for short, long in self.help_options(cmd):
+                if not short:
+                    continue
+                with self.subTest(command=cmd, option='%s, %s' % (short, long)):
+                    tag = (r'(?m)^\.TP\n\.BR %s ", " %s(?![\w]|\\-)'
+                           % (re.escape(short.replace('-', '\\-')),
+                              re.escape(long.replace('-', '\\-'))))
+                    self.assertRegex(src, tag)
+
+    def test_no_unknown_options(self):
+        """The other way round: every long option the page names in its
+        SYNOPSIS, COMMANDS, OPTIONS and LIBVIRT STORAGE POOLS sections is
+        one the tool accepts."""
+        with open(MAN) as f:
+            src = f.read()
+        known = {'--help', '--version'}
+        for cmd in ('info', 'map', 'rebase'):
+            known.update(l for _, l in self.help_options(cmd))
+        sections = re.split(r'(?m)^\.SH ', src)
+        for sec in sections:
+            title = sec.split('\n', 1)[0].strip('"')
+            if title not in ('SYNOPSIS', 'COMMANDS', 'OPTIONS', 'LIBVIRT STORAGE POOLS'):
+                continue
+            for m in re.finditer(r'(?<![\w\\-])((?:\\-){2}\w(?:\w|\\-(?=\w))*)', sec):
+                opt = m.group(1).replace('\\-', '-')
+                with self.subTest(section=title, option=opt):
+                    self.assertIn(opt, known)
 
     def test_exit_codes(self):
         text = self.text
