@@ -35,8 +35,10 @@ sh (const char *dir, const char *format, ...)
   return WIFEXITED (status) ? WEXITSTATUS (status) : 128;
 }
 
-/* base (256 MiB of data, 1 GiB virtual) <- top (a little data). Big enough
- * that a flatten with cache mode writethrough takes a while. */
+/* base (257 MiB of data in four pieces, one in each 256 MiB window the
+ * engine works through, 1 GiB virtual) <- top (a little data). Big enough
+ * that a flatten with cache mode writethrough takes a while, and that a
+ * job cancelled after its first window has three more to go. */
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
@@ -51,7 +53,8 @@ fixture_setup (Fixture *f, gconstpointer data)
   f->dir = g_dir_make_tmp ("rechain-api-XXXXXX", &error);
   g_assert_no_error (error);
   g_assert_cmpint (sh (f->dir, "qemu-img create -q -f qcow2 base.qcow2 1G && "
-                               "qemu-io -f qcow2 -c 'write -P 0x5a 0 256M' -c 'write -P 0x11 512M 1M' base.qcow2 && "
+                               "qemu-io -f qcow2 -c 'write -P 0x5a 0 64M' -c 'write -P 0x5b 256M 64M' "
+                               "-c 'write -P 0x5c 512M 64M' -c 'write -P 0x5d 768M 65M' base.qcow2 && "
                                "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2 && "
                                "qemu-io -f qcow2 -c 'write -P 0x77 1M 64k' top.qcow2 && "
                                "qemu-img convert -O raw top.qcow2 before.raw"), ==, 0);
@@ -95,7 +98,8 @@ typedef struct {
   double last_progress;
   gboolean ok;
   GError *error;
-  GCancellable *cancel_at_progress; /* cancel once the copy has started */
+  GCancellable *cancel_at_progress; /* cancel once part of the copy is done */
+  guint64 done_at_cancel;
 } Run;
 
 static void
@@ -109,10 +113,13 @@ on_progress (GObject *object, GParamSpec *pspec, gpointer user_data)
     run->wrong_thread = TRUE;
   g_assert_cmpfloat (p, >=, run->last_progress);
   run->last_progress = p;
-  /* once planning is done (the total is known), before the copy ends */
-  if (run->cancel_at_progress && rechain_block_job_get_bytes_total (RECHAIN_BLOCK_JOB (object)) > 0 &&
-      p < 1.0)
-    g_cancellable_cancel (run->cancel_at_progress);
+  /* once part of the copy is done (the first window), before it ends */
+  if (run->cancel_at_progress && !g_cancellable_is_cancelled (run->cancel_at_progress) &&
+      rechain_block_job_get_bytes_done (RECHAIN_BLOCK_JOB (object)) > 0 && p < 1.0)
+    {
+      run->done_at_cancel = rechain_block_job_get_bytes_done (RECHAIN_BLOCK_JOB (object));
+      g_cancellable_cancel (run->cancel_at_progress);
+    }
 }
 
 static void
@@ -251,6 +258,12 @@ test_cancel_mid_copy (Fixture *f, gconstpointer data)
       g_test_incomplete ("the copy finished before a progress report could cancel it");
       return;
     }
+  /* cancelled mid-copy: part of the data had been copied (and, committed
+   * or not, none of it shows: the image is on its old backing file) */
+  g_assert_cmpuint (run.done_at_cancel, >, 0);
+  g_assert_cmpuint (run.done_at_cancel, <, rechain_block_job_get_bytes_total (RECHAIN_BLOCK_JOB (job)));
+  g_assert_cmpint (sh (f->dir, "test $(qemu-img info --output=json top.qcow2 | "
+                               "sed -n 's/.*\"actual-size\": \\([0-9]*\\).*/\\1/p') -gt 16777216"), ==, 0);
   assert_cancelled_then_rerun (f, job, &run);
 }
 
