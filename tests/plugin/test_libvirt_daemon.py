@@ -398,7 +398,17 @@ class DaemonTest(DaemonBase):
         users = self.helper.get_users(self.p(b), None)
         self.assertEqual([(u.domain, u.disk, u.source, u.active) for u in users],
                          [(dom, 'vda', self.p(t), True)])
+        # QEMU's own locks are the second guard for an image the VM only
+        # reads as a backing file: it does not share write access to it
+        for victim in (m, b):
+            vol = self.helper.resolve(POOL, victim, None)
+            for mode in (Rechain.RebaseMode.UNSAFE, Rechain.RebaseMode.SAFE):
+                with self.assertRaises(GLib.Error) as cm:
+                    vol.rebase_sync(vol.new_rebase_job(new, None, mode),
+                                    Rechain.VolumeRebaseFlags.NO_CHECK, None)
+                self.assert_in_use(cm)
         self.assertEqual(backing_of(self.p(m)), (self.p(b), 'qcow2'))
+        self.assertEqual(backing_of(self.p(b)), (None, None))
 
     def test_inactive_domain_warns_strict_refuses(self):
         b, t, n = self.chain()
