@@ -438,11 +438,34 @@ typedef struct {
   guint64 src_offset, dst_offset, length;
 } CopyOp;
 
-static gboolean
-aligned_for_clone (Overlay *o, const CopyOp *op)
+/* How a range is copied: the kernel shares or copies whole file system
+ * blocks of one file system (FICLONERANGE, copy_file_range(2)); anything
+ * else -- misaligned ranges, clusters smaller than a block, another file
+ * system -- goes through a buffer. Decided the same way for a dry run and
+ * for the real one, so the plan predicts the report. */
+typedef enum { COPY_SHARE, COPY_IN_KERNEL, COPY_BUFFERED } CopyWay;
+
+static CopyWay
+copy_way (Rebase *rb, Overlay *o, const CopyOp *op)
 {
   guint64 bs = o->block_size;
-  return op->src_offset % bs == 0 && op->dst_offset % bs == 0 && op->length % bs == 0;
+  const RechainQcow2Geometry *g = rechain_layer_get_qcow2_geometry (o->top);
+
+  if (g->cluster_size % bs != 0 ||
+      op->src_offset % bs != 0 || op->dst_offset % bs != 0 || op->length % bs != 0 ||
+      !rechain_file_same_filesystem (op->src, rechain_layer_get_file (o->top)))
+    return COPY_BUFFERED;
+  return o->can_clone ? COPY_SHARE : COPY_IN_KERNEL;
+}
+
+static gboolean
+reflink_refused (Overlay *o, const CopyOp *op, GError **error)
+{
+  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+               "%s: could not share the blocks of %s at offset %" G_GUINT64_FORMAT
+               " (copy mode reflink)", rechain_layer_get_path (o->top),
+               rechain_file_get_path (op->src), op->src_offset);
+  return FALSE;
 }
 
 /* Copies one coalesced range, sharing blocks where it can, copying in the
@@ -452,23 +475,26 @@ copy_op (Rebase *rb, Overlay *o, const CopyOp *op, GError **error)
 {
   RechainFile *dst = rechain_layer_get_file (o->top);
   RechainCopyResult r = RECHAIN_COPY_UNSUPPORTED;
-  gboolean clone;
+  CopyWay way;
 
   if (op->length == 0)
     return TRUE;
-  clone = o->can_clone && aligned_for_clone (o, op) && rechain_file_same_filesystem (op->src, dst);
+  way = copy_way (rb, o, op);
+  /* the pre-check refuses such layouts before anything is written */
+  if (rb->options->copy_mode == RECHAIN_COPY_MODE_REFLINK && way != COPY_SHARE)
+    return reflink_refused (o, op, error);
   if (rb->options->dry_run)
     {
       /* the prediction: what the file systems allow */
-      if (clone)
+      if (way == COPY_SHARE)
         o->report->bytes_shared += op->length;
-      else if (rb->options->copy_mode == RECHAIN_COPY_MODE_AUTO)
+      else if (way == COPY_IN_KERNEL)
         o->report->bytes_copied_in_kernel += op->length;
       else
         o->report->bytes_copied_buffered += op->length;
       return TRUE;
     }
-  if (clone)
+  if (way == COPY_SHARE)
     {
       r = rechain_file_clone_range (op->src, op->src_offset, dst, op->dst_offset, op->length, error);
       if (r == RECHAIN_COPY_DONE)
@@ -478,23 +504,20 @@ copy_op (Rebase *rb, Overlay *o, const CopyOp *op, GError **error)
         }
       if (r == RECHAIN_COPY_FAILED)
         return FALSE;
+      if (rb->options->copy_mode == RECHAIN_COPY_MODE_REFLINK)
+        return reflink_refused (o, op, error);
     }
-  if (rb->options->copy_mode == RECHAIN_COPY_MODE_REFLINK)
+  if (way != COPY_BUFFERED)
     {
-      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "%s: could not share the blocks of %s at offset %" G_GUINT64_FORMAT
-                   " (copy mode reflink)", rechain_layer_get_path (o->top),
-                   rechain_file_get_path (op->src), op->src_offset);
-      return FALSE;
+      r = rechain_file_copy_range (op->src, op->src_offset, dst, op->dst_offset, op->length, error);
+      if (r == RECHAIN_COPY_DONE)
+        {
+          o->report->bytes_copied_in_kernel += op->length;
+          return TRUE;
+        }
+      if (r == RECHAIN_COPY_FAILED)
+        return FALSE;
     }
-  r = rechain_file_copy_range (op->src, op->src_offset, dst, op->dst_offset, op->length, error);
-  if (r == RECHAIN_COPY_DONE)
-    {
-      o->report->bytes_copied_in_kernel += op->length;
-      return TRUE;
-    }
-  if (r == RECHAIN_COPY_FAILED)
-    return FALSE;
 
   /* the kernel cannot: through a buffer, into the same fresh clusters */
   {
@@ -530,6 +553,28 @@ queue_copy (Rebase *rb, Overlay *o, CopyOp *pending, RechainFile *src, guint64 s
   if (!copy_op (rb, o, pending, error))
     return FALSE;
   *pending = (CopyOp) { src, src_offset, dst_offset, length };
+  return TRUE;
+}
+
+/* For a dry run: whether rechain_qcow2_writer_place() would give the
+ * piece at guest offset @p a fresh cluster -- not in an external data file
+ * (no fresh space there), not in a cluster the overlay already holds data
+ * subclusters of (extended L2). */
+static gboolean
+dry_run_placeable (Overlay *o, guint64 p, gboolean *placeable, GError **error)
+{
+  const RechainQcow2Geometry *g = rechain_layer_get_qcow2_geometry (o->top);
+  guint64 start = p >> g->cluster_bits << g->cluster_bits;
+  g_autoptr(GArray) map = rechain_extent_list_new ();
+
+  *placeable = rechain_layer_get_data_file (o->top) == rechain_layer_get_file (o->top);
+  if (!*placeable || !g->extended_l2)
+    return TRUE;
+  if (!rechain_layer_map (o->top, start, MIN (g->cluster_size, o->vsize - start), map, error))
+    return FALSE;
+  for (guint i = 0; i < map->len; i++)
+    if (g_array_index (map, RechainExtent, i).kind == RECHAIN_EXTENT_DATA)
+      *placeable = FALSE;
   return TRUE;
 }
 
@@ -578,7 +623,13 @@ offload_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **er
       if (!has_compressed)
         {
           if (rb->options->dry_run)
-            host = p + o->block_size; /* where it would go: the same alignment, not 0 */
+            {
+              gboolean placeable;
+              if (!dry_run_placeable (o, p, &placeable, error))
+                return FALSE;
+              /* where it would go: the same alignment, and never 0 */
+              host = placeable ? p + o->block_size : 0;
+            }
           else if (!rechain_qcow2_writer_place (o->writer, p, plen, &host, error))
             return FALSE;
         }
@@ -598,15 +649,21 @@ offload_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **er
           continue;
         }
 
-      o->report->bytes_to_write += plen;
       for (guint i = ei; i < map->len && g_array_index (map, RechainExtent, i).offset < piece_end; i++)
         {
           const RechainExtent *e = &g_array_index (map, RechainExtent, i);
           guint64 a = MAX (e->offset, p), b = MIN (e->offset + e->length, piece_end);
           RechainLayer *layer;
 
+          /* a fresh cluster reads as zeros where nothing is copied into it:
+           * those bytes are zeroed, the others written (and counted below
+           * as shared, copied in the kernel or through a buffer) */
           if (e->kind != RECHAIN_EXTENT_DATA)
-            continue; /* fresh clusters read as zeros */
+            {
+              o->report->bytes_to_zero += b - a;
+              continue;
+            }
+          o->report->bytes_to_write += b - a;
           layer = rechain_chain_get_layer (o->chain, (guint) e->depth);
           if (!queue_copy (rb, o, &pending, rechain_layer_get_data_file (layer),
                            e->host_offset + (a - e->offset), host + (a - p), b - a, error))

@@ -702,17 +702,11 @@ class XfsLayoutTest(_SparseChain, ImageCase):
                                                   os.path.join(self.d, 'mid.qcow2')),
                                 img['bytes-written'] * 0.95)
 
-    @unittest.expectedFailure
     def test_sparse_chain_subcluster_data_accounted(self):
         """Data of a backing file with smaller clusters fills part of an
         overlay cluster: every byte written must still be accounted as
-        shared, copied in the kernel or copied through a buffer.
-        Expected failure: offload_run() (src/job/rebase-safe.c:601 at
-        7ca6515, `o->report->bytes_to_write += plen` of a placed piece) counts the
-        whole cluster as written, while copy_op() counts only the data
-        extents copied into it; the zero-filled rest of the fresh cluster is
-        in none of bytes-shared / -copied-in-kernel / -copied-buffered /
-        -zeroed (here 192 KiB written, 72 KiB shared, nothing else)."""
+        shared, copied in the kernel or copied through a buffer; the rest of
+        the fresh cluster, which reads as zeros, counts as zeroed."""
         self.sh('qemu-img create -q -f qcow2 -o cluster_size=4096 base.qcow2 8M')
         self.qio('base.qcow2', 'write -P 0x11 0 4k', 'write -P 0x12 1M 4k', 'write -P 0x13 2M 64k')
         self.sh('qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2')
@@ -806,16 +800,11 @@ class XfsLayoutTest(_SparseChain, ImageCase):
                 finally:
                     self.d = saved
 
-    @unittest.expectedFailure
     def test_misaligned_ranges_take_buffered_path(self):
         """Issue 9: copy_file_range(2) or FICLONERANGE "where the source and
         destination ranges are aligned to the filesystem block size",
         misaligned ranges and small clusters "fall back to the ordinary
-        path". Expected failure: copy_op() (src/job/rebase-safe.c:490 at
-        7ca6515, the rechain_file_copy_range() call) hands every
-        range it cannot clone to copy_file_range(2), aligned or not, so on
-        XFS misaligned ranges are counted as copied in the kernel and
-        bytes-copied-buffered stays 0. (The content is right.)"""
+        path": on XFS, misaligned ranges go through buffers."""
         raw = self.small_cluster_chain(512, 65536)
         img = self.rebase('-b', '', 'top.qcow2')['images'][0]
         self.assert_content(raw, 'top.qcow2')
@@ -966,16 +955,10 @@ class XfsLayoutTest(_SparseChain, ImageCase):
         self.assertGreater(img['bytes-shared'], 0, img)
         self.assert_content(raw, 'top.qcow2')
 
-    @unittest.expectedFailure
     def test_dry_run_prediction_small_clusters(self):
-        """Expected failure: with clusters under the 4 KiB block, the dry run
-        places each piece at its guest offset plus a block
-        (offload_run(), src/job/rebase-safe.c:581 at 7ca6515:
-        `host = p + o->block_size`),
-        but a real cluster lands wherever the allocator puts it, misaligned
-        after an L2 table or a cluster of 512 bytes: here the dry run
-        predicts 1 MiB shared, the real run shares ~96 KiB and copies the
-        rest in the kernel."""
+        """Clusters under the 4 KiB block: a real cluster lands wherever the
+        allocator puts it, so nothing is shared; the dry run predicts the
+        same (copies through buffers)."""
         self.sh('qemu-img create -q -f qcow2 base.qcow2 8M')
         self.qio('base.qcow2', 'write -P 0x13 2M 1M')
         self.sh('qemu-img create -q -f qcow2 -o cluster_size=512 -b base.qcow2 -F qcow2 top.qcow2')
@@ -983,18 +966,11 @@ class XfsLayoutTest(_SparseChain, ImageCase):
         dry, report = self.dry_then_real('-b', '', 'top.qcow2')
         self.assert_prediction(dry, report)
 
-    @unittest.expectedFailure
     def test_dry_run_prediction_unplaceable_clusters(self):
-        """Expected failure: the dry run assumes every piece gets a fresh
-        cluster it can share blocks into (offload_run(),
-        src/job/rebase-safe.c:580-581 at 7ca6515), but
-        rechain_qcow2_writer_place() (src/format/qcow2-writer.c:846-851) places
-        nothing for an overlay with an external data file or a cluster it
-        allocates in part (extended L2), which the real run then copies
-        through buffers: an overlay with data_file= is predicted 4 MiB
-        shared and really copies 4 MiB through buffers; an extended-L2
-        overlay is predicted 0 shared (one misaligned run) and really shares
-        all but its partial clusters."""
+        """The dry run predicts what rechain_qcow2_writer_place() does: no
+        fresh cluster for an overlay with an external data file, nor for a
+        cluster the overlay allocates in part (extended L2); those go
+        through buffers."""
         failures = []
         for opts in (',data_file=top.data', ',extended_l2=on'):
             self.dense_chain(top_opts=opts)
@@ -1005,13 +981,10 @@ class XfsLayoutTest(_SparseChain, ImageCase):
                     opts, {k: p[k] for k in COPY_FIELDS}, {k: r[k] for k in COPY_FIELDS}))
         self.assertEqual(failures, [])
 
-    @unittest.expectedFailure
     def test_dry_run_prediction_other_filesystem(self):
-        """Expected failure: in auto mode the dry run predicts an in-kernel
-        copy for every range it cannot share (copy_op(),
-        src/job/rebase-safe.c:465-466 at 7ca6515), but copy_file_range(2) between two
-        file systems fails with EXDEV (Linux >= 5.19) and the real run
-        copies through buffers."""
+        """A backing file on another file system: copy_file_range(2) between
+        two file systems fails with EXDEV (Linux >= 5.19), so the rebase
+        copies through buffers, and the dry run says so."""
         other = self.mount('tmpfs', 64)
         self.other_fs_chain(other.mnt)
         dry, report = self.dry_then_real('-b', '', 'top.qcow2')
@@ -1135,16 +1108,6 @@ class Ext4LayoutTest(_SparseChain, ImageCase):
         self.assert_content(raw, 'top.qcow2')
         self.assert_clean('top.qcow2')
 
-
-def _tap_expected_failure(self, test, err):
-    """A known bug, reported as TAP wants it: "not ok ... # TODO" (the
-    helper's "ok ... # TODO", tests/tool/rechaintest.py TapResult, is an
-    unexpected pass to meson and fails the whole test)."""
-    unittest.TestResult.addExpectedFailure(self, test, err)
-    self._line(False, self._name(test), ' # TODO expected failure (known bug, see the docstring)')
-
-
-rechaintest.TapResult.addExpectedFailure = _tap_expected_failure
 
 # the abstract bases are not test cases of their own
 del OffloadTest, SharingFilesystem, ImageCase, ClonesTest

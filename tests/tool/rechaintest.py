@@ -992,7 +992,9 @@ class TapResult(unittest.TestResult):
 
     def addExpectedFailure(self, test, err):
         super().addExpectedFailure(test, err)
-        self._line(True, self._name(test), ' # TODO expected failure')
+        # TAP: a known failure is "not ok ... # TODO" ("ok ... # TODO" is a
+        # bonus, an unexpected pass)
+        self._line(False, self._name(test), ' # TODO expected failure (known bug, see the docstring)')
 
     def addUnexpectedSuccess(self, test):
         super().addUnexpectedSuccess(test)
