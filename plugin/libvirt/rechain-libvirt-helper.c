@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <glib/gi18n-lib.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <rechain/rechain.h>
@@ -72,7 +73,7 @@ x_start (GMarkupParseContext *ctx, const char *name, const char **names, const c
   else
     {
       xnode_free (n);
-      g_set_error_literal (error, G_MARKUP_ERROR, G_MARKUP_ERROR_INVALID_CONTENT, "two roots");
+      g_set_error_literal (error, G_MARKUP_ERROR, G_MARKUP_ERROR_INVALID_CONTENT, _("two roots"));
       return;
     }
   p->cur = n;
@@ -106,7 +107,7 @@ xml_parse (const char *xml, GError **error)
     {
       xnode_free (p.root);
       if (ok)
-        g_set_error_literal (error, G_MARKUP_ERROR, G_MARKUP_ERROR_EMPTY, "empty XML document");
+        g_set_error_literal (error, G_MARKUP_ERROR, G_MARKUP_ERROR_EMPTY, _("empty XML document"));
       return NULL;
     }
   return p.root;
@@ -164,7 +165,7 @@ enum { PROP_0, PROP_URI };
 static const char *
 helper_uri (RechainLibvirtHelper *self)
 {
-  return self->conn_uri ? self->conn_uri : self->uri ? self->uri : "(default URI)";
+  return self->conn_uri ? self->conn_uri : self->uri ? self->uri : _("(default URI)");
 }
 
 static void
@@ -209,7 +210,7 @@ set_virt_error (GError **error, RechainLibvirtHelper *self, int fallback, const 
   g_autofree char *what = g_strdup_vprintf (format, ap);
   va_end (ap);
   g_set_error (error, G_IO_ERROR, code, "%s: %s: %s", helper_uri (self), what,
-               e != NULL && e->message != NULL ? e->message : "unknown libvirt error");
+               e != NULL && e->message != NULL ? e->message : _("unknown libvirt error"));
   virResetLastError ();
 }
 
@@ -222,7 +223,7 @@ helper_initable_init (GInitable *initable, GCancellable *cancellable, GError **e
   self->conn = virConnectOpen (self->uri);
   if (self->conn == NULL)
     {
-      set_virt_error (error, self, G_IO_ERROR_CONNECTION_REFUSED, "cannot connect to libvirt");
+      set_virt_error (error, self, G_IO_ERROR_CONNECTION_REFUSED, _("cannot connect to libvirt"));
       return FALSE;
     }
   char *u = virConnectGetURI (self->conn);
@@ -278,7 +279,7 @@ volume_from_vol (RechainLibvirtHelper *self, virStoragePoolPtr pool, virStorageV
   char *pool_xml = virStoragePoolGetXMLDesc (pool, 0);
   if (pool_xml == NULL)
     {
-      set_virt_error (error, self, G_IO_ERROR_FAILED, "pool \"%s\"", pool_name);
+      set_virt_error (error, self, G_IO_ERROR_FAILED, _("pool \"%s\""), pool_name);
       return NULL;
     }
   g_autoptr (XNode) pool_doc = xml_parse (pool_xml, error);
@@ -289,7 +290,7 @@ volume_from_vol (RechainLibvirtHelper *self, virStoragePoolPtr pool, virStorageV
   if (!pool_type_is_local (pool_type))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "%s: pool \"%s\" is of type \"%s\": rechain opens local files only",
+                   _("%s: pool \"%s\" is of type \"%s\": rechain opens local files only"),
                    helper_uri (self), pool_name, pool_type ? pool_type : "?");
       return NULL;
     }
@@ -297,7 +298,7 @@ volume_from_vol (RechainLibvirtHelper *self, virStoragePoolPtr pool, virStorageV
   char *vol_xml = virStorageVolGetXMLDesc (vol, 0);
   if (vol_xml == NULL)
     {
-      set_virt_error (error, self, G_IO_ERROR_FAILED, "volume \"%s\" of pool \"%s\"", vol_name,
+      set_virt_error (error, self, G_IO_ERROR_FAILED, _("volume \"%s\" of pool \"%s\""), vol_name,
                       pool_name);
       return NULL;
     }
@@ -311,7 +312,7 @@ volume_from_vol (RechainLibvirtHelper *self, virStoragePoolPtr pool, virStorageV
   if (path == NULL || *path != '/')
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "%s: volume \"%s\" of pool \"%s\" has no local path", helper_uri (self),
+                   _("%s: volume \"%s\" of pool \"%s\" has no local path"), helper_uri (self),
                    vol_name, pool_name);
       return NULL;
     }
@@ -347,7 +348,7 @@ helper_resolve (RechainVolumeHelper *helper, const char *pool_name, const char *
               virStoragePoolFree (pool);
             }
           else
-            set_virt_error (error, self, G_IO_ERROR_FAILED, "pool of volume %s", path);
+            set_virt_error (error, self, G_IO_ERROR_FAILED, _("pool of volume %s"), path);
           virStorageVolFree (vol);
           return v;
         }
@@ -355,7 +356,7 @@ helper_resolve (RechainVolumeHelper *helper, const char *pool_name, const char *
       if (!g_file_test (path, G_FILE_TEST_EXISTS))
         {
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                       "%s: %s is neither a volume of a pool nor an existing file",
+                       _("%s: %s is neither a volume of a pool nor an existing file"),
                        helper_uri (self), path);
           return NULL;
         }
@@ -368,21 +369,21 @@ helper_resolve (RechainVolumeHelper *helper, const char *pool_name, const char *
   if (pool_name == NULL || *pool_name == '\0')
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "%s: volume \"%s\": a volume name needs a pool (or give a path)",
+                   _("%s: volume \"%s\": a volume name needs a pool (or give a path)"),
                    helper_uri (self), name);
       return NULL;
     }
   virStoragePoolPtr pool = virStoragePoolLookupByName (self->conn, pool_name);
   if (pool == NULL)
     {
-      set_virt_error (error, self, G_IO_ERROR_NOT_FOUND, "no storage pool \"%s\"", pool_name);
+      set_virt_error (error, self, G_IO_ERROR_NOT_FOUND, _("no storage pool \"%s\""), pool_name);
       return NULL;
     }
   RechainVolume *v = NULL;
   if (virStoragePoolIsActive (pool) != 1)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                   "%s: storage pool \"%s\" is not active (virsh pool-start %s)",
+                   _("%s: storage pool \"%s\" is not active (virsh pool-start %s)"),
                    helper_uri (self), pool_name, pool_name);
       virStoragePoolFree (pool);
       return NULL;
@@ -396,7 +397,7 @@ helper_resolve (RechainVolumeHelper *helper, const char *pool_name, const char *
         vol = virStorageVolLookupByName (pool, name);
     }
   if (vol == NULL)
-    set_virt_error (error, self, G_IO_ERROR_NOT_FOUND, "no volume \"%s\" in storage pool \"%s\"",
+    set_virt_error (error, self, G_IO_ERROR_NOT_FOUND, _("no volume \"%s\" in storage pool \"%s\""),
                     name, pool_name);
   else
     {
@@ -572,7 +573,7 @@ domain_users (RechainLibvirtHelper *self, virDomainPtr dom, const FileId *id, GP
           virResetLastError ();
           return TRUE;
         }
-      set_virt_error (error, self, G_IO_ERROR_FAILED, "domain \"%s\"", name);
+      set_virt_error (error, self, G_IO_ERROR_FAILED, _("domain \"%s\""), name);
       return FALSE;
     }
   g_autoptr (XNode) doc = xml_parse (xml, error);
@@ -613,7 +614,7 @@ helper_get_users (RechainVolumeHelper *helper, const char *path, GCancellable *c
   int n = virConnectListAllDomains (self->conn, &doms, 0);
   if (n < 0)
     {
-      set_virt_error (error, self, G_IO_ERROR_FAILED, "cannot list domains");
+      set_virt_error (error, self, G_IO_ERROR_FAILED, _("cannot list domains"));
       return NULL;
     }
   FileId id;
@@ -662,12 +663,12 @@ helper_changed (RechainVolumeHelper *helper, RechainVolume *volume, GCancellable
     }
   if (pool == NULL)
     {
-      set_virt_error (error, self, G_IO_ERROR_NOT_FOUND, "pool of %s", rechain_volume_get_path (volume));
+      set_virt_error (error, self, G_IO_ERROR_NOT_FOUND, _("pool of %s"), rechain_volume_get_path (volume));
       return FALSE;
     }
   int r = virStoragePoolRefresh (pool, 0);
   if (r < 0)
-    set_virt_error (error, self, G_IO_ERROR_FAILED, "refreshing storage pool \"%s\"",
+    set_virt_error (error, self, G_IO_ERROR_FAILED, _("refreshing storage pool \"%s\""),
                     virStoragePoolGetName (pool));
   virStoragePoolFree (pool);
   return r == 0;
@@ -738,7 +739,7 @@ void
 rechain_libvirt_helper_register (GIOModule *module)
 {
   if (virInitialize () < 0)
-    g_warning ("libvirt failed to initialize");
+    g_warning (_("libvirt failed to initialize"));
   virSetErrorFunc (NULL, ignore_libvirt_error);
   rechain_libvirt_helper_register_type (G_TYPE_MODULE (module));
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "chain/chain.h"
+#include "rechain/rechain-i18n-private.h"
 
 struct _RechainChain {
   GPtrArray *layers;   /* of RechainLayer*, top first */
@@ -72,7 +73,7 @@ check_loop (RechainChain *chain, const char *path, const char *named_by, GError 
       int saved = errno;
       g_set_error (error, RECHAIN_ERROR,
                    saved == ENOENT ? RECHAIN_ERROR_BACKING_NOT_FOUND : RECHAIN_ERROR_IO,
-                   "%s: could not open backing file '%s': %s",
+                   _("%s: could not open backing file '%s': %s"),
                    named_by, path, g_strerror (saved));
       return FALSE;
     }
@@ -82,7 +83,7 @@ check_loop (RechainChain *chain, const char *path, const char *named_by, GError 
       if (rechain_layer_same_file (layer, st.st_dev, st.st_ino))
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "%s: the backing chain loops: backing file '%s' is '%s' again",
+                       _("%s: the backing chain loops: backing file '%s' is '%s' again"),
                        named_by, path, rechain_layer_get_path (layer));
           return FALSE;
         }
@@ -146,14 +147,14 @@ rechain_chain_open_full (const char *path,
       if (chain->layers->len >= RECHAIN_CHAIN_MAX_DEPTH)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "%s: the backing chain is deeper than %u images",
+                       _("%s: the backing chain is deeper than %u images"),
                        path, RECHAIN_CHAIN_MAX_DEPTH);
           return NULL;
         }
       backing_path = rechain_path_resolve (named_by, name, error);
       if (!backing_path)
         {
-          g_prefix_error (error, "%s: backing file: ", named_by);
+          g_prefix_error (error, _("%s: backing file: "), named_by);
           return NULL;
         }
       if ((backing_root && !rechain_path_check_root (backing_root, backing_path, named_by, error)) ||
@@ -173,13 +174,13 @@ rechain_chain_open_full (const char *path,
                                           RECHAIN_CACHE_WRITEBACK, error);
           if (!probe_file || !rechain_format_probe (probe_file, &probed, error))
             {
-              g_prefix_error (error, "%s: backing file: ", named_by);
+              g_prefix_error (error, _("%s: backing file: "), named_by);
               return NULL;
             }
           backing_format = rechain_format_to_string (probed);
           add_warning (chain,
-                       g_strdup_printf ("%s: the backing file '%s' has no recorded format; "
-                                        "probed as %s (record it with: rechain rebase -u -b '%s' -F %s '%s')",
+                       g_strdup_printf (_("%s: the backing file '%s' has no recorded format; "
+                                          "probed as %s (record it with: rechain rebase -u -b '%s' -F %s '%s')"),
                                         named_by, name, backing_format, name, backing_format,
                                         named_by));
         }
@@ -189,7 +190,7 @@ rechain_chain_open_full (const char *path,
       if (!backing)
         {
           if (g_error_matches (*error, RECHAIN_ERROR, RECHAIN_ERROR_BACKING_NOT_FOUND))
-            g_prefix_error (error, "%s: backing file: ", named_by);
+            g_prefix_error (error, _("%s: backing file: "), named_by);
           return NULL;
         }
       g_ptr_array_add (chain->layers, backing);

@@ -12,6 +12,7 @@
 #include "chain/layer.h"
 #include "format/be.h"
 #include "chain/path.h"
+#include "rechain/rechain-i18n-private.h"
 
 /* L2 tables are cached per layer up to this many bytes, so that reading a
  * region cluster by cluster does not re-read the table each time, while a
@@ -57,7 +58,7 @@ rechain_format_from_string (const char *name, RechainFormat *format, GError **er
   else
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "Unsupported image format '%s' (rechain handles qcow2 and raw)", name);
+                   _("Unsupported image format '%s' (rechain handles qcow2 and raw)"), name);
       return FALSE;
     }
   return TRUE;
@@ -99,7 +100,7 @@ file_size_any (RechainFile *file, guint64 *size, GError **error)
         {
           int saved = errno;
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                       "Could not get the size of '%s': %s",
+                       _("Could not get the size of '%s': %s"),
                        rechain_file_get_path (file), g_strerror (saved));
           return FALSE;
         }
@@ -156,16 +157,16 @@ qcow2_check_writable (RechainLayer *layer, GError **error)
   if (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_CORRUPT)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,
-                   "the image is marked corrupt and may only be opened read-only; "
-                   "check it with 'qemu-img check' and repair it with 'qemu-img check -r all'");
+                   _("the image is marked corrupt and may only be opened read-only; "
+                   "check it with 'qemu-img check' and repair it with 'qemu-img check -r all'"));
       return FALSE;
     }
   if (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DIRTY)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "the image is dirty (lazy refcounts were not written back after "
+                   _("the image is dirty (lazy refcounts were not written back after "
                    "an unclean shutdown) and cannot be written; repair it first with "
-                   "'qemu-img check -r all %s'", layer->path);
+                   "'qemu-img check -r all %s'"), layer->path);
       return FALSE;
     }
   return TRUE;
@@ -182,7 +183,7 @@ qcow2_open_data_file (RechainLayer *layer, RechainLayerOpenFlags flags,
   if (!layer->header->data_file)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "the image uses an external data file but its header does not name it");
+                   _("the image uses an external data file but its header does not name it"));
       return FALSE;
     }
   path = rechain_path_resolve (layer->path, layer->header->data_file, error);
@@ -211,7 +212,7 @@ qcow2_load_l1 (RechainLayer *layer, GError **error)
   raw = g_new (guint64, h->l1_size);
   if (!rechain_file_pread (layer->file, raw, (gsize) h->l1_size * 8, h->l1_table_offset, error))
     {
-      g_prefix_error (error, "reading the L1 table: ");
+      g_prefix_error (error, _("reading the L1 table: "));
       return FALSE;
     }
 
@@ -226,15 +227,15 @@ qcow2_load_l1 (RechainLayer *layer, GError **error)
 
       if (!rechain_qcow2_l1_entry_decode (&layer->geom, GUINT64_FROM_BE (raw[i]), &l2_offset, error))
         {
-          g_prefix_error (error, "L1 entry %u: ", i);
+          g_prefix_error (error, _("L1 entry %u: "), i);
           return FALSE;
         }
       if (l2_offset != 0 && i < needed &&
           (l2_offset > layer->file_size || layer->file_size - l2_offset < layer->geom.cluster_size))
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "L1 entry %u points to an L2 table at offset 0x%" G_GINT64_MODIFIER "x "
-                       "beyond the end of the file (size %" G_GUINT64_FORMAT ")",
+                       _("L1 entry %u points to an L2 table at offset 0x%" PRIx64 " "
+                       "beyond the end of the file (size %" PRIu64 ")"),
                        i, l2_offset, layer->file_size);
           return FALSE;
         }
@@ -391,7 +392,7 @@ qcow2_get_l2 (RechainLayer *layer, guint64 l2_offset, GError **error)
   buf = g_malloc (layer->geom.cluster_size);
   if (!rechain_file_pread (layer->file, buf, layer->geom.cluster_size, l2_offset, error))
     {
-      g_prefix_error (error, "reading the L2 table at offset 0x%" G_GINT64_MODIFIER "x: ", l2_offset);
+      g_prefix_error (error, _("reading the L2 table at offset 0x%" PRIx64 ": "), l2_offset);
       return NULL;
     }
   table = g_bytes_new_take (g_steal_pointer (&buf), layer->geom.cluster_size);
@@ -426,7 +427,7 @@ qcow2_decode_entry (RechainLayer *layer, GBytes *table, guint64 cluster,
 
   if (!rechain_qcow2_l2_entry_decode (&layer->geom, word, bitmap, entry, error))
     {
-      g_prefix_error (error, "L2 entry for guest offset 0x%" G_GINT64_MODIFIER "x: ",
+      g_prefix_error (error, _("L2 entry for guest offset 0x%" PRIx64 ": "),
                       cluster << layer->geom.cluster_bits);
       return FALSE;
     }
@@ -439,8 +440,8 @@ check_range (RechainLayer *layer, guint64 offset, guint64 length, GError **error
   if (offset > layer->virtual_size || layer->virtual_size - offset < length)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "%s: range 0x%" G_GINT64_MODIFIER "x+0x%" G_GINT64_MODIFIER "x is "
-                   "beyond the virtual size %" G_GUINT64_FORMAT,
+                   _("%s: range 0x%" PRIx64 "+0x%" PRIx64 " is "
+                   "beyond the virtual size %" PRIu64),
                    layer->path, offset, length, layer->virtual_size);
       return FALSE;
     }
@@ -625,7 +626,7 @@ qcow2_read_compressed (RechainLayer *layer, guint64 offset, guint8 *buf, gsize l
                                      entry.compressed_length, cluster_buf,
                                      g->cluster_size, error))
         {
-          g_prefix_error (error, "compressed cluster at guest offset 0x%" G_GINT64_MODIFIER "x: ",
+          g_prefix_error (error, _("compressed cluster at guest offset 0x%" PRIx64 ": "),
                           cluster_start);
           return FALSE;
         }
@@ -689,14 +690,14 @@ read_table (RechainLayer *layer, guint64 offset, guint64 size, guint64 limit,
   if (size > limit)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "%s: the %s (%" G_GUINT64_FORMAT " bytes) exceeds the limit of %"
-                   G_GUINT64_FORMAT " bytes", layer->path, what, size, limit);
+                   _("%s: the %s (%" PRIu64 " bytes) exceeds the limit of %"
+                   PRIu64 " bytes"), layer->path, what, size, limit);
       return NULL;
     }
   buf = g_malloc (MAX (size, 1));
   if (!rechain_file_pread (layer->file, buf, size, offset, error))
     {
-      g_prefix_error (error, "%s: reading the %s: ", layer->path, what);
+      g_prefix_error (error, _("%s: reading the %s: "), layer->path, what);
       return NULL;
     }
   return g_steal_pointer (&buf);
@@ -716,13 +717,15 @@ rechain_layer_read_snapshots (RechainLayer *layer, GError **error)
    * (or up to the end of the file), the parser bounds each entry. */
   size = MIN (layer->file_size - h->snapshots_offset, RECHAIN_LAYER_MAX_SNAPSHOT_TABLE);
   buf = read_table (layer, h->snapshots_offset, size, RECHAIN_LAYER_MAX_SNAPSHOT_TABLE,
-                    "snapshot table", error);
+                    /* TRANSLATORS: as in "%s: the %s (%lu bytes) exceeds the
+                     * limit of %lu bytes" and "%s: reading the %s: " */
+                    _("snapshot table"), error);
   if (!buf)
     return NULL;
   snapshots = rechain_qcow2_snapshots_parse (buf, size, h->nb_snapshots, &layer->geom,
                                              layer->file_size, error);
   if (!snapshots)
-    g_prefix_error (error, "%s: snapshot table: ", layer->path);
+    g_prefix_error (error, _("%s: snapshot table: "), layer->path);
   return snapshots;
 }
 
@@ -736,13 +739,15 @@ rechain_layer_read_bitmaps (RechainLayer *layer, GError **error)
   if (!h || !h->has_bitmaps_ext)
     return g_array_new (FALSE, TRUE, sizeof (RechainQcow2Bitmap));
   buf = read_table (layer, h->bitmap_directory_offset, h->bitmap_directory_size,
-                    RECHAIN_LAYER_MAX_BITMAP_DIRECTORY, "bitmap directory", error);
+                    RECHAIN_LAYER_MAX_BITMAP_DIRECTORY,
+                    /* TRANSLATORS: see "snapshot table" */
+                    _("bitmap directory"), error);
   if (!buf)
     return NULL;
   bitmaps = rechain_qcow2_bitmaps_parse (buf, h->bitmap_directory_size, h->nb_bitmaps,
                                          &layer->geom, layer->file_size, error);
   if (!bitmaps)
-    g_prefix_error (error, "%s: bitmap directory: ", layer->path);
+    g_prefix_error (error, _("%s: bitmap directory: "), layer->path);
   return bitmaps;
 }
 
@@ -769,26 +774,26 @@ rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
   if (layer->format != RECHAIN_FORMAT_QCOW2)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "%s: a raw image has no backing file to change", layer->path);
+                   _("%s: a raw image has no backing file to change"), layer->path);
       return FALSE;
     }
   if (!rechain_file_is_writable (file))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,
-                   "%s: the image was opened read-only", layer->path);
+                   _("%s: the image was opened read-only"), layer->path);
       return FALSE;
     }
   if (backing_file && (layer->header->autoclear_features & RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "%s: the image keeps its data in a raw external data file "
-                   "(data_file_raw), which cannot be combined with a backing file", layer->path);
+                   _("%s: the image keeps its data in a raw external data file "
+                   "(data_file_raw), which cannot be combined with a backing file"), layer->path);
       return FALSE;
     }
   if (backing_file && strlen (backing_file) > RECHAIN_QCOW2_MAX_BACKING_NAME)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "%s: the backing file name is %zu bytes long; qcow2 allows at most %u",
+                   _("%s: the backing file name is %zu bytes long; qcow2 allows at most %u"),
                    layer->path, strlen (backing_file), RECHAIN_QCOW2_MAX_BACKING_NAME);
       return FALSE;
     }
@@ -859,7 +864,7 @@ rechain_layer_new_writer (RechainLayer *layer, GError **error)
   if (layer->format != RECHAIN_FORMAT_QCOW2 || !rechain_file_is_writable (layer->file))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,
-                   "%s: the image is not a qcow2 image opened for writing", layer->path);
+                   _("%s: the image is not a qcow2 image opened for writing"), layer->path);
       return NULL;
     }
 

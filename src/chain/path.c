@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "chain/path.h"
+#include "rechain/rechain-i18n-private.h"
 
 gboolean
 rechain_path_is_pseudo (const char *name)
@@ -34,15 +35,15 @@ rechain_path_resolve (const char *from_path, const char *name, GError **error)
       g_autofree char *proto = g_strndup (name, strchr (name, ':') - name);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
                    g_str_equal (proto, "json")
-                     ? "'%s' is a json: pseudo-filename (%s options); rechain only opens local files"
-                     : "'%s' names the QEMU protocol '%s:'; rechain only opens local files",
+                     ? _("'%s' is a json: pseudo-filename (%s options); rechain only opens local files")
+                     : _("'%s' names the QEMU protocol '%s:'; rechain only opens local files"),
                    name, proto);
       return NULL;
     }
 
   if (*name == '\0')
     {
-      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE, "empty file name");
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE, _("empty file name"));
       return NULL;
     }
   if (g_path_is_absolute (name))
@@ -82,7 +83,7 @@ rechain_path_check_root (const char *root, const char *path, const char *named_b
     {
       int saved = errno;
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "backing root '%s': %s", root, g_strerror (saved));
+                   _("backing root '%s': %s"), root, g_strerror (saved));
       return FALSE;
     }
   real_path = real_path_or_parent (path);
@@ -92,11 +93,11 @@ rechain_path_check_root (const char *root, const char *path, const char *named_b
     return TRUE;
   if (g_str_equal (path, named_by))
     g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                 "%s resolves to '%s', outside the backing root '%s'",
+                 _("%s resolves to '%s', outside the backing root '%s'"),
                  path, real_path ? real_path : path, real_root);
   else
     g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                 "%s: backing file '%s' resolves to '%s', outside the backing root '%s'",
+                 _("%s: backing file '%s' resolves to '%s', outside the backing root '%s'"),
                  named_by, path, real_path ? real_path : path, real_root);
   return FALSE;
 }

@@ -9,6 +9,7 @@
 
 #include "format/qcow2.h"
 #include "format/be.h"
+#include "rechain/rechain-i18n-private.h"
 
 #define BITMAP_ENTRY_FIXED_SIZE 24u
 #define BITMAP_MAX_NAME_SIZE 1023u
@@ -37,7 +38,7 @@ bitmap_invalid (GError **error, guint32 index, const char *format, ...)
   msg = g_strdup_vprintf (format, ap);
   va_end (ap);
   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-               "bitmap directory entry %u: %s", index, msg);
+               _("bitmap directory entry %u: %s"), index, msg);
   return FALSE;
 }
 
@@ -59,15 +60,15 @@ rechain_qcow2_bitmaps_parse (const guint8 *buf,
   if (nb > RECHAIN_QCOW2_MAX_BITMAPS)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "nb_bitmaps %u exceeds the maximum of %u", nb,
+                   _("nb_bitmaps %u exceeds the maximum of %u"), nb,
                    RECHAIN_QCOW2_MAX_BITMAPS);
       return NULL;
     }
   if ((guint64) nb * BITMAP_ENTRY_FIXED_SIZE > len)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "bitmap directory of %zu bytes (bitmap_directory_size) is "
-                   "too small for nb_bitmaps %u", len, nb);
+                   _("bitmap directory of %zu bytes (bitmap_directory_size) is "
+                   "too small for nb_bitmaps %u"), len, nb);
       return NULL;
     }
 
@@ -89,8 +90,8 @@ rechain_qcow2_bitmaps_parse (const guint8 *buf,
 
       if (len - pos < BITMAP_ENTRY_FIXED_SIZE)
         {
-          bitmap_invalid (error, i, "at offset %zu extends past the end of "
-                          "the directory (bitmap_directory_size %zu)", pos, len);
+          bitmap_invalid (error, i, _("at offset %zu extends past the end of "
+                          "the directory (bitmap_directory_size %zu)"), pos, len);
           return NULL;
         }
       e = buf + pos;
@@ -105,40 +106,40 @@ rechain_qcow2_bitmaps_parse (const guint8 *buf,
       entry_size = (guint64) BITMAP_ENTRY_FIXED_SIZE + extra_size + name_size;
       if (entry_size > len - pos)
         {
-          bitmap_invalid (error, i, "at offset %zu (extra_data_size %u, "
+          bitmap_invalid (error, i, _("at offset %zu (extra_data_size %u, "
                           "name_size %u) extends past the end of the directory "
-                          "(bitmap_directory_size %zu)", pos, extra_size,
+                          "(bitmap_directory_size %zu)"), pos, extra_size,
                           name_size, len);
           return NULL;
         }
       if (bm.flags & ~BITMAP_FLAGS_KNOWN)
         {
-          bitmap_invalid (error, i, "flags 0x%x has reserved bits set", bm.flags);
+          bitmap_invalid (error, i, _("flags 0x%x has reserved bits set"), bm.flags);
           return NULL;
         }
       if (bm.type != BITMAP_TYPE_DIRTY_TRACKING)
         {
-          bitmap_invalid (error, i, "type %u is reserved (only 1, dirty "
-                          "tracking, is defined)", bm.type);
+          bitmap_invalid (error, i, _("type %u is reserved (only 1, dirty "
+                          "tracking, is defined)"), bm.type);
           return NULL;
         }
       if (bm.granularity_bits > 63)
         {
-          bitmap_invalid (error, i, "granularity_bits %u is out of range "
-                          "(0..63)", bm.granularity_bits);
+          bitmap_invalid (error, i, _("granularity_bits %u is out of range "
+                          "(0..63)"), bm.granularity_bits);
           return NULL;
         }
       if (name_size == 0 || name_size > BITMAP_MAX_NAME_SIZE)
         {
-          bitmap_invalid (error, i, "name_size %u is out of range (1..%u)",
+          bitmap_invalid (error, i, _("name_size %u is out of range (1..%u)"),
                           name_size, BITMAP_MAX_NAME_SIZE);
           return NULL;
         }
       if (bm.table_offset % geom->cluster_size != 0)
         {
-          bitmap_invalid (error, i, "bitmap_table_offset 0x%" G_GINT64_MODIFIER
-                          "x is not aligned to the cluster size (%"
-                          G_GUINT64_FORMAT ")", bm.table_offset,
+          bitmap_invalid (error, i, _("bitmap_table_offset 0x%" PRIx64
+                          " is not aligned to the cluster size (%"
+                          PRIu64 ")"), bm.table_offset,
                           geom->cluster_size);
           return NULL;
         }
@@ -146,9 +147,9 @@ rechain_qcow2_bitmaps_parse (const guint8 *buf,
           (bm.table_offset == 0 || bm.table_offset > file_size ||
            (guint64) bm.table_size * 8 > file_size - bm.table_offset))
         {
-          bitmap_invalid (error, i, "bitmap table at bitmap_table_offset 0x%"
-                          G_GINT64_MODIFIER "x (bitmap_table_size %u) is "
-                          "outside the file (size %" G_GUINT64_FORMAT ")",
+          bitmap_invalid (error, i, _("bitmap table at bitmap_table_offset 0x%"
+                          PRIx64 " (bitmap_table_size %u) is "
+                          "outside the file (size %" PRIu64 ")"),
                           bm.table_offset, bm.table_size, file_size);
           return NULL;
         }
@@ -159,8 +160,8 @@ rechain_qcow2_bitmaps_parse (const guint8 *buf,
       for (gsize p = (gsize) entry_size; p < padded; p++)
         if (e[p] != 0)
           {
-            bitmap_invalid (error, i, "padding byte at offset %zu is 0x%02x, "
-                            "not 0", pos + p, e[p]);
+            bitmap_invalid (error, i, _("padding byte at offset %zu is 0x%02x, "
+                            "not 0"), pos + p, e[p]);
             return NULL;
           }
 
@@ -168,7 +169,7 @@ rechain_qcow2_bitmaps_parse (const guint8 *buf,
       if (g_hash_table_contains (names, raw_name))
         {
           g_bytes_unref (raw_name);
-          bitmap_invalid (error, i, "duplicate bitmap name");
+          bitmap_invalid (error, i, _("duplicate bitmap name"));
           return NULL;
         }
       g_hash_table_add (names, raw_name);

@@ -14,6 +14,7 @@
 #endif
 
 #include "format/qcow2.h"
+#include "rechain/rechain-i18n-private.h"
 
 /* QEMU compresses with a 4 KiB window (raw deflate, no zlib header). */
 #define ZLIB_WINDOW_BITS (-12)
@@ -30,7 +31,7 @@ decompress_zlib (const guint8 *in, gsize in_len, guint8 *out, gsize out_len,
   if (out_len > G_MAXUINT)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "compressed cluster output of %zu bytes is too large",
+                   _("compressed cluster output of %zu bytes is too large"),
                    out_len);
       return FALSE;
     }
@@ -41,7 +42,7 @@ decompress_zlib (const guint8 *in, gsize in_len, guint8 *out, gsize out_len,
   if (ret != Z_OK)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_FAILED,
-                   "cannot initialise zlib (error %d)", ret);
+                   _("cannot initialise zlib (error %d)"), ret);
       return FALSE;
     }
   z.next_in = (Bytef *) in;
@@ -59,13 +60,13 @@ decompress_zlib (const guint8 *in, gsize in_len, guint8 *out, gsize out_len,
     return TRUE;
   if (ret == Z_STREAM_END || ret == Z_BUF_ERROR)
     g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                 "zlib compressed cluster is too short: %zu of %zu bytes "
-                 "produced from %zu input bytes", out_len - z.avail_out,
+                 _("zlib compressed cluster is too short: %zu of %zu bytes "
+                 "produced from %zu input bytes"), out_len - z.avail_out,
                  out_len, in_len);
   else
     g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                 "zlib compressed cluster is corrupt (%s, zlib error %d)",
-                 z.msg != NULL ? z.msg : "no message", ret);
+                 _("zlib compressed cluster is corrupt (%s, zlib error %d)"),
+                 z.msg != NULL ? z.msg : _("no message"), ret);
   return FALSE;
 }
 
@@ -83,7 +84,7 @@ decompress_zstd (const guint8 *in, gsize in_len, guint8 *out, gsize out_len,
   if (dctx == NULL)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_FAILED,
-                   "cannot allocate a zstd decompression context");
+                   _("cannot allocate a zstd decompression context"));
       return FALSE;
     }
 
@@ -98,7 +99,7 @@ decompress_zstd (const guint8 *in, gsize in_len, guint8 *out, gsize out_len,
       if (ZSTD_isError (ret))
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "zstd compressed cluster is corrupt (%s)",
+                       _("zstd compressed cluster is corrupt (%s)"),
                        ZSTD_getErrorName (ret));
           goto out;
         }
@@ -110,8 +111,8 @@ decompress_zstd (const guint8 *in, gsize in_len, guint8 *out, gsize out_len,
           (input.pos == in_before && output.pos == out_before))
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "zstd compressed cluster is too short: %zu of %zu "
-                       "bytes produced from %zu input bytes", output.pos,
+                       _("zstd compressed cluster is too short: %zu of %zu "
+                       "bytes produced from %zu input bytes"), output.pos,
                        out_len, in_len);
           goto out;
         }
@@ -144,12 +145,12 @@ rechain_qcow2_decompress (RechainQcow2CompressionType type,
       return decompress_zstd (in, in_len, out, out_len, error);
 #else
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "zstd compression is not supported by this build");
+                   _("zstd compression is not supported by this build"));
       return FALSE;
 #endif
     default:
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "compression_type %d is not supported", (int) type);
+                   _("compression_type %d is not supported"), (int) type);
       return FALSE;
     }
 }
@@ -167,7 +168,7 @@ rechain_qcow2_compress (RechainQcow2CompressionType type, const guint8 *in, gsiz
 
       if (deflateInit2 (&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, ZLIB_WINDOW_BITS, 9, Z_DEFAULT_STRATEGY) != Z_OK)
         {
-          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_FAILED, "zlib initialization failed");
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_FAILED, _("zlib initialization failed"));
           return FALSE;
         }
       z.next_in = (Bytef *) in;
@@ -188,7 +189,7 @@ rechain_qcow2_compress (RechainQcow2CompressionType type, const guint8 *in, gsiz
           if (ZSTD_getErrorCode (n) == ZSTD_error_dstSize_tooSmall)
             return FALSE;
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_FAILED,
-                       "zstd compression failed: %s", ZSTD_getErrorName (n));
+                       _("zstd compression failed: %s"), ZSTD_getErrorName (n));
           return FALSE;
         }
       *out_len = n;
@@ -196,6 +197,6 @@ rechain_qcow2_compress (RechainQcow2CompressionType type, const guint8 *in, gsiz
     }
 #endif
   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-               "compression type %d is not supported", type);
+               _("compression type %d is not supported"), type);
   return FALSE;
 }

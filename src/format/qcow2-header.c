@@ -12,6 +12,7 @@
 
 #include "format/qcow2.h"
 #include "format/be.h"
+#include "rechain/rechain-i18n-private.h"
 
 /* Largest virtual size rechain accepts. The L1 limit already caps what can be
  * mapped at 2^61 bytes (2 MiB clusters); 2^62 leaves room for that while
@@ -91,17 +92,19 @@ extension_name (guint32 type)
   switch (type)
     {
     case RECHAIN_QCOW2_EXT_BACKING_FORMAT:
-      return "backing format";
+      /* TRANSLATORS: the kinds of qcow2 header extension, as in "%s header
+       * extension is empty" and "duplicate %s header extension" */
+      return _("backing format");
     case RECHAIN_QCOW2_EXT_FEATURE_TABLE:
-      return "feature name table";
+      return _("feature name table");
     case RECHAIN_QCOW2_EXT_BITMAPS:
-      return "bitmaps";
+      return _("bitmaps");
     case RECHAIN_QCOW2_EXT_CRYPTO:
-      return "full disk encryption header pointer";
+      return _("full disk encryption header pointer");
     case RECHAIN_QCOW2_EXT_DATA_FILE:
-      return "external data file name";
+      return _("external data file name");
     default:
-      return "unknown";
+      return _("unknown");
     }
 }
 
@@ -112,18 +115,18 @@ parse_string_ext (guint32 type, const guint8 *data, gsize len, GError **error)
 {
   if (len == 0)
     {
-      invalid (error, "%s header extension is empty", extension_name (type));
+      invalid (error, _("%s header extension is empty"), extension_name (type));
       return NULL;
     }
   if (len > MAX_EXT_STRING)
     {
-      invalid (error, "%s header extension length %zu exceeds the maximum of %u",
+      invalid (error, _("%s header extension length %zu exceeds the maximum of %u"),
                extension_name (type), len, MAX_EXT_STRING);
       return NULL;
     }
   if (memchr (data, '\0', len) != NULL)
     {
-      invalid (error, "%s header extension (length %zu) contains a NUL byte",
+      invalid (error, _("%s header extension (length %zu) contains a NUL byte"),
                extension_name (type), len);
       return NULL;
     }
@@ -135,8 +138,8 @@ parse_feature_table (RechainQcow2Header *h, const guint8 *data, gsize len,
                      GError **error)
 {
   if (len % FEATURE_NAME_ENTRY_SIZE != 0)
-    return invalid (error, "feature name table header extension length %zu "
-                    "is not a multiple of %u", len, FEATURE_NAME_ENTRY_SIZE);
+    return invalid (error, _("feature name table header extension length %zu "
+                    "is not a multiple of %u"), len, FEATURE_NAME_ENTRY_SIZE);
 
   h->feature_names = g_array_sized_new (FALSE, TRUE,
                                         sizeof (RechainQcow2FeatureName),
@@ -167,8 +170,8 @@ parse_bitmaps_ext (RechainQcow2Header *h, const guint8 *data, gsize len,
   guint32 reserved;
 
   if (len < BITMAPS_EXT_MIN_SIZE)
-    return invalid (error, "bitmaps header extension length %zu is too short "
-                    "(needs at least %u)", len, BITMAPS_EXT_MIN_SIZE);
+    return invalid (error, _("bitmaps header extension length %zu is too short "
+                    "(needs at least %u)"), len, BITMAPS_EXT_MIN_SIZE);
 
   h->nb_bitmaps = rd32 (data);
   reserved = rd32 (data + 4);
@@ -176,34 +179,34 @@ parse_bitmaps_ext (RechainQcow2Header *h, const guint8 *data, gsize len,
   h->bitmap_directory_offset = rd64 (data + 16);
 
   if (h->nb_bitmaps == 0)
-    return invalid (error, "nb_bitmaps is 0 in the bitmaps header extension");
+    return invalid (error, _("nb_bitmaps is 0 in the bitmaps header extension"));
   if (h->nb_bitmaps > RECHAIN_QCOW2_MAX_BITMAPS)
-    return invalid (error, "nb_bitmaps %u exceeds the maximum of %u",
+    return invalid (error, _("nb_bitmaps %u exceeds the maximum of %u"),
                     h->nb_bitmaps, RECHAIN_QCOW2_MAX_BITMAPS);
   if (reserved != 0)
-    return invalid (error, "reserved field of the bitmaps header extension "
-                    "is 0x%x, not 0", reserved);
+    return invalid (error, _("reserved field of the bitmaps header extension "
+                    "is 0x%x, not 0"), reserved);
   if (h->bitmap_directory_size == 0)
-    return invalid (error, "bitmap_directory_size is 0 with nb_bitmaps %u",
+    return invalid (error, _("bitmap_directory_size is 0 with nb_bitmaps %u"),
                     h->nb_bitmaps);
   if (h->bitmap_directory_size > MAX_BITMAP_DIRECTORY_SIZE)
-    return invalid (error, "bitmap_directory_size %" G_GUINT64_FORMAT
-                    " exceeds the maximum of %u",
+    return invalid (error, _("bitmap_directory_size %" PRIu64
+                    " exceeds the maximum of %u"),
                     h->bitmap_directory_size, MAX_BITMAP_DIRECTORY_SIZE);
   if (h->bitmap_directory_offset == 0 ||
       h->bitmap_directory_offset % cluster_size != 0)
-    return invalid (error, "bitmap_directory_offset 0x%" G_GINT64_MODIFIER
-                    "x is not a nonzero multiple of the cluster size (%"
-                    G_GUINT64_FORMAT ")",
+    return invalid (error, _("bitmap_directory_offset 0x%" PRIx64
+                    " is not a nonzero multiple of the cluster size (%"
+                    PRIu64 ")"),
                     h->bitmap_directory_offset, cluster_size);
   /* The size is bounded above, so the sum cannot overflow once the offset is
    * known to be inside the file. */
   if (h->bitmap_directory_offset > file_size ||
       h->bitmap_directory_size > file_size - h->bitmap_directory_offset)
-    return invalid (error, "bitmap directory at bitmap_directory_offset 0x%"
-                    G_GINT64_MODIFIER "x (bitmap_directory_size %"
-                    G_GUINT64_FORMAT ") extends past the end of the file "
-                    "(size %" G_GUINT64_FORMAT ")",
+    return invalid (error, _("bitmap directory at bitmap_directory_offset 0x%"
+                    PRIx64 " (bitmap_directory_size %"
+                    PRIu64 ") extends past the end of the file "
+                    "(size %" PRIu64 ")"),
                     h->bitmap_directory_offset, h->bitmap_directory_size,
                     file_size);
   h->has_bitmaps_ext = TRUE;
@@ -217,25 +220,25 @@ parse_crypto_ext (RechainQcow2Header *h, const guint8 *data, gsize len,
   guint64 cluster_size = rechain_qcow2_cluster_size (h);
 
   if (len != CRYPTO_EXT_SIZE)
-    return invalid (error, "full disk encryption header pointer extension "
-                    "length %zu is not %u", len, CRYPTO_EXT_SIZE);
+    return invalid (error, _("full disk encryption header pointer extension "
+                    "length %zu is not %u"), len, CRYPTO_EXT_SIZE);
   /* Only LUKS keeps its metadata outside the header. */
   if (h->crypt_method != RECHAIN_QCOW2_CRYPT_LUKS)
-    return invalid (error, "full disk encryption header pointer extension "
-                    "present with crypt_method %u (only valid with LUKS)",
+    return invalid (error, _("full disk encryption header pointer extension "
+                    "present with crypt_method %u (only valid with LUKS)"),
                     h->crypt_method);
   h->crypto_header_offset = rd64 (data);
   h->crypto_header_length = rd64 (data + 8);
   if (h->crypto_header_offset == 0 || h->crypto_header_offset % cluster_size != 0)
-    return invalid (error, "crypto_header_offset 0x%" G_GINT64_MODIFIER
-                    "x is not a nonzero multiple of the cluster size",
+    return invalid (error, _("crypto_header_offset 0x%" PRIx64
+                    " is not a nonzero multiple of the cluster size"),
                     h->crypto_header_offset);
   if (h->crypto_header_offset > file_size ||
       h->crypto_header_length > file_size - h->crypto_header_offset)
-    return invalid (error, "encryption header at crypto_header_offset 0x%"
-                    G_GINT64_MODIFIER "x (crypto_header_length %"
-                    G_GUINT64_FORMAT ") extends past the end of the file "
-                    "(size %" G_GUINT64_FORMAT ")", h->crypto_header_offset,
+    return invalid (error, _("encryption header at crypto_header_offset 0x%"
+                    PRIx64 " (crypto_header_length %"
+                    PRIu64 ") extends past the end of the file "
+                    "(size %" PRIu64 ")"), h->crypto_header_offset,
                     h->crypto_header_length, file_size);
   h->has_crypto_ext = TRUE;
   return TRUE;
@@ -258,20 +261,20 @@ parse_extensions (RechainQcow2Header *h, const guint8 *buf, gsize start,
       const guint8 *data;
 
       if (end - pos < 8)
-        return invalid (error, "header extension at offset 0x%zx is truncated "
-                        "(%zu bytes left before offset 0x%zx)", pos,
+        return invalid (error, _("header extension at offset 0x%zx is truncated "
+                        "(%zu bytes left before offset 0x%zx)"), pos,
                         end - pos, end);
       type = rd32 (buf + pos);
       ext_len = rd32 (buf + pos + 4);
       if (type == RECHAIN_QCOW2_EXT_END)
         return TRUE;
       if (h->extensions->len >= RECHAIN_QCOW2_MAX_EXTENSIONS)
-        return invalid (error, "more than %u header extensions (extension at "
-                        "offset 0x%zx)", RECHAIN_QCOW2_MAX_EXTENSIONS, pos);
+        return invalid (error, _("more than %u header extensions (extension at "
+                        "offset 0x%zx)"), RECHAIN_QCOW2_MAX_EXTENSIONS, pos);
       if (ext_len > end - pos - 8)
-        return invalid (error, "header extension 0x%08x at offset 0x%zx: "
+        return invalid (error, _("header extension 0x%08x at offset 0x%zx: "
                         "length %u extends past the end of the header area "
-                        "(offset 0x%zx)", type, pos, ext_len, end);
+                        "(offset 0x%zx)"), type, pos, ext_len, end);
       data = buf + pos + 8;
 
       switch (type)
@@ -325,8 +328,8 @@ parse_extensions (RechainQcow2Header *h, const guint8 *buf, gsize start,
       continue;
 
     duplicate:
-      return invalid (error, "duplicate %s header extension (type 0x%08x) at "
-                      "offset 0x%zx", extension_name (type), type, pos);
+      return invalid (error, _("duplicate %s header extension (type 0x%08x) at "
+                      "offset 0x%zx"), extension_name (type), type, pos);
     }
   return TRUE;
 }
@@ -337,19 +340,19 @@ check_table (const char *what, const char *offset_field, guint64 offset,
              guint64 cluster_size, guint64 file_size, GError **error)
 {
   if (offset % cluster_size != 0)
-    return invalid (error, "%s 0x%" G_GINT64_MODIFIER "x is not aligned to "
-                    "the cluster size (%" G_GUINT64_FORMAT ")", offset_field,
+    return invalid (error, _("%s 0x%" PRIx64 " is not aligned to "
+                    "the cluster size (%" PRIu64 ")"), offset_field,
                     offset, cluster_size);
   if (bytes == 0)
     return TRUE;
   /* Offset 0 is the header itself. */
   if (offset == 0)
-    return invalid (error, "%s is 0 but %s is %u", offset_field, count_field,
+    return invalid (error, _("%s is 0 but %s is %u"), offset_field, count_field,
                     count);
   if (offset > file_size || bytes > file_size - offset)
-    return invalid (error, "%s at offset 0x%" G_GINT64_MODIFIER "x (%s %u) "
+    return invalid (error, _("%s at offset 0x%" PRIx64 " (%s %u) "
                     "extends past the end of the file (size %"
-                    G_GUINT64_FORMAT ")", what, offset, count_field, count,
+                    PRIu64 ")"), what, offset, count_field, count,
                     file_size);
   return TRUE;
 }
@@ -369,9 +372,9 @@ describe_unknown_bits (const RechainQcow2Header *h, guint8 type, guint64 bits)
         g_string_append (s, ", ");
       name = rechain_qcow2_header_feature_name (h, type, bit);
       if (name != NULL)
-        g_string_append_printf (s, "bit %u (%s)", bit, name);
+        g_string_append_printf (s, _("bit %u (%s)"), bit, name);
       else
-        g_string_append_printf (s, "bit %u", bit);
+        g_string_append_printf (s, _("bit %u"), bit);
     }
   return g_string_free (s, FALSE);
 }
@@ -393,14 +396,14 @@ rechain_qcow2_header_parse (const guint8 *buf,
 
   if (len < RECHAIN_QCOW2_V2_HEADER_LENGTH)
     {
-      invalid (error, "file is too short for a qcow2 header (%zu bytes, "
-               "needs at least %u)", len, RECHAIN_QCOW2_V2_HEADER_LENGTH);
+      invalid (error, _("file is too short for a qcow2 header (%zu bytes, "
+               "needs at least %u)"), len, RECHAIN_QCOW2_V2_HEADER_LENGTH);
       return NULL;
     }
   magic = rd32 (buf);
   if (magic != RECHAIN_QCOW2_MAGIC)
     {
-      invalid (error, "magic 0x%08x is not the qcow2 magic 0x%08x", magic,
+      invalid (error, _("magic 0x%08x is not the qcow2 magic 0x%08x"), magic,
                RECHAIN_QCOW2_MAGIC);
       return NULL;
     }
@@ -425,7 +428,7 @@ rechain_qcow2_header_parse (const guint8 *buf,
       /* Version 1 is the older qcow format with the same magic; higher
        * versions do not exist yet. Neither is corrupt qcow2. */
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "qcow2 version %u is not supported (only 2 and 3)",
+                   _("qcow2 version %u is not supported (only 2 and 3)"),
                    h->version);
       return NULL;
     }
@@ -433,7 +436,7 @@ rechain_qcow2_header_parse (const guint8 *buf,
   if (h->cluster_bits < RECHAIN_QCOW2_MIN_CLUSTER_BITS ||
       h->cluster_bits > RECHAIN_QCOW2_MAX_CLUSTER_BITS)
     {
-      invalid (error, "cluster_bits %u is out of range (%u..%u)",
+      invalid (error, _("cluster_bits %u is out of range (%u..%u)"),
                h->cluster_bits, RECHAIN_QCOW2_MIN_CLUSTER_BITS,
                RECHAIN_QCOW2_MAX_CLUSTER_BITS);
       return NULL;
@@ -449,8 +452,8 @@ rechain_qcow2_header_parse (const guint8 *buf,
     {
       if (len < RECHAIN_QCOW2_V3_HEADER_LENGTH)
         {
-          invalid (error, "file is too short for a version 3 header (%zu "
-                   "bytes, needs at least %u)", len,
+          invalid (error, _("file is too short for a version 3 header (%zu "
+                   "bytes, needs at least %u)"), len,
                    RECHAIN_QCOW2_V3_HEADER_LENGTH);
           return NULL;
         }
@@ -463,21 +466,21 @@ rechain_qcow2_header_parse (const guint8 *buf,
       if (h->header_length < RECHAIN_QCOW2_V3_HEADER_LENGTH ||
           h->header_length > cluster_size)
         {
-          invalid (error, "header_length %u is out of range (%u..%"
-                   G_GUINT64_FORMAT ")", h->header_length,
+          invalid (error, _("header_length %u is out of range (%u..%"
+                   PRIu64 ")"), h->header_length,
                    RECHAIN_QCOW2_V3_HEADER_LENGTH, cluster_size);
           return NULL;
         }
       if (h->header_length % 8 != 0)
         {
-          invalid (error, "header_length %u is not a multiple of 8",
+          invalid (error, _("header_length %u is not a multiple of 8"),
                    h->header_length);
           return NULL;
         }
       if (h->header_length > len)
         {
-          invalid (error, "header_length %u extends past the end of the file "
-                   "(size %zu)", h->header_length, len);
+          invalid (error, _("header_length %u extends past the end of the file "
+                   "(size %zu)"), h->header_length, len);
           return NULL;
         }
       if (h->header_length > RECHAIN_QCOW2_V3_HEADER_LENGTH)
@@ -488,7 +491,7 @@ rechain_qcow2_header_parse (const guint8 *buf,
                                        RECHAIN_QCOW2_V3_HEADER_LENGTH - 1);
       if (h->refcount_order > 6)
         {
-          invalid (error, "refcount_order %u is out of range (0..6)",
+          invalid (error, _("refcount_order %u is out of range (0..6)"),
                    h->refcount_order);
           return NULL;
         }
@@ -496,15 +499,15 @@ rechain_qcow2_header_parse (const guint8 *buf,
 
   if (rechain_qcow2_has_extl2 (h) && h->cluster_bits < 14)
     {
-      invalid (error, "cluster_bits %u is too small for extended L2 entries "
-               "(needs at least 14)", h->cluster_bits);
+      invalid (error, _("cluster_bits %u is too small for extended L2 entries "
+               "(needs at least 14)"), h->cluster_bits);
       return NULL;
     }
 
   if (h->crypt_method > RECHAIN_QCOW2_CRYPT_LUKS)
     {
-      invalid (error, "crypt_method %u is not a known encryption method "
-               "(0..2)", h->crypt_method);
+      invalid (error, _("crypt_method %u is not a known encryption method "
+               "(0..2)"), h->crypt_method);
       return NULL;
     }
 
@@ -514,35 +517,35 @@ rechain_qcow2_header_parse (const guint8 *buf,
     {
       if (h->header_length <= RECHAIN_QCOW2_V3_HEADER_LENGTH)
         {
-          invalid (error, "compression type bit is set but header_length %u "
-                   "has no compression_type field", h->header_length);
+          invalid (error, _("compression type bit is set but header_length %u "
+                   "has no compression_type field"), h->header_length);
           return NULL;
         }
       if (h->compression_type == RECHAIN_QCOW2_COMPRESSION_ZLIB)
         {
-          invalid (error, "compression type bit is set but compression_type "
-                   "is 0 (zlib)");
+          invalid (error, _("compression type bit is set but compression_type "
+                   "is 0 (zlib)"));
           return NULL;
         }
     }
   else if (h->compression_type != RECHAIN_QCOW2_COMPRESSION_ZLIB)
     {
-      invalid (error, "compression_type %u is set but the compression type "
-               "bit is not", h->compression_type);
+      invalid (error, _("compression_type %u is set but the compression type "
+               "bit is not"), h->compression_type);
       return NULL;
     }
   if (h->compression_type > RECHAIN_QCOW2_COMPRESSION_ZSTD)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "compression_type %u is not supported (0 zlib, 1 zstd)",
+                   _("compression_type %u is not supported (0 zlib, 1 zstd)"),
                    h->compression_type);
       return NULL;
     }
 
   if (h->size > MAX_VIRTUAL_SIZE)
     {
-      invalid (error, "virtual size %" G_GUINT64_FORMAT " exceeds the maximum "
-               "of 2^62 bytes", h->size);
+      invalid (error, _("virtual size %" PRIu64 " exceeds the maximum "
+               "of 2^62 bytes"), h->size);
       return NULL;
     }
 
@@ -551,8 +554,8 @@ rechain_qcow2_header_parse (const guint8 *buf,
    * any guest offset below the size. */
   if ((guint64) h->l1_size * 8 > RECHAIN_QCOW2_MAX_L1_BYTES)
     {
-      invalid (error, "l1_size %u (%" G_GUINT64_FORMAT " bytes) exceeds the "
-               "maximum L1 table size (%u bytes)", h->l1_size,
+      invalid (error, _("l1_size %u (%" PRIu64 " bytes) exceeds the "
+               "maximum L1 table size (%u bytes)"), h->l1_size,
                (guint64) h->l1_size * 8, RECHAIN_QCOW2_MAX_L1_BYTES);
       return NULL;
     }
@@ -562,12 +565,13 @@ rechain_qcow2_header_parse (const guint8 *buf,
                - 1) >> (h->cluster_bits + l2_bits);
   if (h->l1_size < needed_l1)
     {
-      invalid (error, "l1_size %u is too small for the virtual size %"
-               G_GUINT64_FORMAT " (needs %" G_GUINT64_FORMAT " entries)",
+      invalid (error, _("l1_size %u is too small for the virtual size %"
+               PRIu64 " (needs %" PRIu64 " entries)"),
                h->l1_size, h->size, needed_l1);
       return NULL;
     }
-  if (!check_table ("L1 table", "l1_table_offset", h->l1_table_offset,
+  /* TRANSLATORS: "%s at offset 0x%x (%s %u) extends past the end of the file" */
+  if (!check_table (_("L1 table"), "l1_table_offset", h->l1_table_offset,
                     "l1_size", h->l1_size, (guint64) h->l1_size * 8,
                     cluster_size, file_size, error))
     return NULL;
@@ -575,20 +579,20 @@ rechain_qcow2_header_parse (const guint8 *buf,
   /* Refcount table: every image has one (it covers at least the header). */
   if (h->refcount_table_clusters == 0)
     {
-      invalid (error, "refcount_table_clusters is 0");
+      invalid (error, _("refcount_table_clusters is 0"));
       return NULL;
     }
   if ((guint64) h->refcount_table_clusters * cluster_size >
       RECHAIN_QCOW2_MAX_REFTABLE_BYTES)
     {
-      invalid (error, "refcount_table_clusters %u (%" G_GUINT64_FORMAT
-               " bytes) exceeds the maximum refcount table size (%u bytes)",
+      invalid (error, _("refcount_table_clusters %u (%" PRIu64
+               " bytes) exceeds the maximum refcount table size (%u bytes)"),
                h->refcount_table_clusters,
                (guint64) h->refcount_table_clusters * cluster_size,
                RECHAIN_QCOW2_MAX_REFTABLE_BYTES);
       return NULL;
     }
-  if (!check_table ("refcount table", "refcount_table_offset",
+  if (!check_table (_("refcount table"), "refcount_table_offset",
                     h->refcount_table_offset, "refcount_table_clusters",
                     h->refcount_table_clusters,
                     (guint64) h->refcount_table_clusters * cluster_size,
@@ -599,7 +603,7 @@ rechain_qcow2_header_parse (const guint8 *buf,
    * checked here; rechain_qcow2_snapshots_parse bounds the rest. */
   if (h->nb_snapshots > RECHAIN_QCOW2_MAX_SNAPSHOTS)
     {
-      invalid (error, "nb_snapshots %u exceeds the maximum of %u",
+      invalid (error, _("nb_snapshots %u exceeds the maximum of %u"),
                h->nb_snapshots, RECHAIN_QCOW2_MAX_SNAPSHOTS);
       return NULL;
     }
@@ -607,22 +611,22 @@ rechain_qcow2_header_parse (const guint8 *buf,
     {
       if (h->snapshots_offset % cluster_size != 0)
         {
-          invalid (error, "snapshots_offset 0x%" G_GINT64_MODIFIER "x is not "
-                   "aligned to the cluster size (%" G_GUINT64_FORMAT ")",
+          invalid (error, _("snapshots_offset 0x%" PRIx64 " is not "
+                   "aligned to the cluster size (%" PRIu64 ")"),
                    h->snapshots_offset, cluster_size);
           return NULL;
         }
       if (h->snapshots_offset == 0)
         {
-          invalid (error, "snapshots_offset is 0 but nb_snapshots is %u",
+          invalid (error, _("snapshots_offset is 0 but nb_snapshots is %u"),
                    h->nb_snapshots);
           return NULL;
         }
       if (h->snapshots_offset >= file_size)
         {
-          invalid (error, "snapshots_offset 0x%" G_GINT64_MODIFIER "x "
+          invalid (error, _("snapshots_offset 0x%" PRIx64 " "
                    "(nb_snapshots %u) is past the end of the file (size %"
-                   G_GUINT64_FORMAT ")", h->snapshots_offset, h->nb_snapshots,
+                   PRIu64 ")"), h->snapshots_offset, h->nb_snapshots,
                    file_size);
           return NULL;
         }
@@ -640,32 +644,32 @@ rechain_qcow2_header_parse (const guint8 *buf,
     {
       if (h->backing_file_offset < h->header_length)
         {
-          invalid (error, "backing_file_offset 0x%" G_GINT64_MODIFIER "x "
-                   "overlaps the header (header_length %u)",
+          invalid (error, _("backing_file_offset 0x%" PRIx64 " "
+                   "overlaps the header (header_length %u)"),
                    h->backing_file_offset, h->header_length);
           return NULL;
         }
       if (h->backing_file_size > RECHAIN_QCOW2_MAX_BACKING_NAME)
         {
-          invalid (error, "backing_file_size %u exceeds the maximum of %u",
+          invalid (error, _("backing_file_size %u exceeds the maximum of %u"),
                    h->backing_file_size, RECHAIN_QCOW2_MAX_BACKING_NAME);
           return NULL;
         }
       if (h->backing_file_offset > cluster_size ||
           h->backing_file_size > cluster_size - h->backing_file_offset)
         {
-          invalid (error, "backing file name at backing_file_offset 0x%"
-                   G_GINT64_MODIFIER "x (backing_file_size %u) extends past "
-                   "the first cluster (cluster size %" G_GUINT64_FORMAT ")",
+          invalid (error, _("backing file name at backing_file_offset 0x%"
+                   PRIx64 " (backing_file_size %u) extends past "
+                   "the first cluster (cluster size %" PRIu64 ")"),
                    h->backing_file_offset, h->backing_file_size, cluster_size);
           return NULL;
         }
       if (h->backing_file_offset > area ||
           h->backing_file_size > area - h->backing_file_offset)
         {
-          invalid (error, "backing file name at backing_file_offset 0x%"
-                   G_GINT64_MODIFIER "x (backing_file_size %u) extends past "
-                   "the end of the file (size %zu)", h->backing_file_offset,
+          invalid (error, _("backing file name at backing_file_offset 0x%"
+                   PRIx64 " (backing_file_size %u) extends past "
+                   "the end of the file (size %zu)"), h->backing_file_offset,
                    h->backing_file_size, area);
           return NULL;
         }
@@ -675,8 +679,8 @@ rechain_qcow2_header_parse (const guint8 *buf,
 
           if (memchr (name, '\0', h->backing_file_size) != NULL)
             {
-              invalid (error, "backing file name (backing_file_size %u) "
-                       "contains a NUL byte", h->backing_file_size);
+              invalid (error, _("backing file name (backing_file_size %u) "
+                       "contains a NUL byte"), h->backing_file_size);
               return NULL;
             }
           h->backing_file = g_strndup ((const char *) name,
@@ -689,8 +693,8 @@ rechain_qcow2_header_parse (const guint8 *buf,
   if (h->header_length > ext_end)
     {
       /* Only possible when the file is shorter than header_length. */
-      invalid (error, "header_length %u extends past the end of the file "
-               "(size %zu)", h->header_length, area);
+      invalid (error, _("header_length %u extends past the end of the file "
+               "(size %zu)"), h->header_length, area);
       return NULL;
     }
   if (!parse_extensions (h, buf, h->header_length, ext_end, file_size, error))
@@ -699,15 +703,15 @@ rechain_qcow2_header_parse (const guint8 *buf,
   if ((h->autoclear_features & RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW) &&
       !(h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DATA_FILE))
     {
-      invalid (error, "autoclear data-file-raw bit is set without the "
-               "external data file bit");
+      invalid (error, _("autoclear data-file-raw bit is set without the "
+               "external data file bit"));
       return NULL;
     }
   if ((h->autoclear_features & RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW) &&
       h->backing_file != NULL)
     {
-      invalid (error, "autoclear data-file-raw bit is set together with a "
-               "backing file (%s)", h->backing_file);
+      invalid (error, _("autoclear data-file-raw bit is set together with a "
+               "backing file (%s)"), h->backing_file);
       return NULL;
     }
 
@@ -717,8 +721,8 @@ rechain_qcow2_header_parse (const guint8 *buf,
       g_autofree char *desc = describe_unknown_bits (h, 0, unknown);
 
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "unsupported incompatible_features 0x%" G_GINT64_MODIFIER
-                   "x: %s", unknown, desc);
+                   _("unsupported incompatible_features 0x%" PRIx64
+                   ": %s"), unknown, desc);
       return NULL;
     }
 
@@ -728,7 +732,7 @@ rechain_qcow2_header_parse (const guint8 *buf,
       h->crypt_method == RECHAIN_QCOW2_CRYPT_LUKS)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "encryption (%s) is not supported",
+                   _("encryption (%s) is not supported"),
                    h->crypt_method == RECHAIN_QCOW2_CRYPT_AES ? "aes" : "luks");
       return NULL;
     }
@@ -759,8 +763,8 @@ rechain_qcow2_header_serialize (RechainQcow2Header *header,
         header->header_length % 8 != 0)))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "header_length %u is invalid for a version %u header with "
-                   "cluster size %" G_GUINT64_FORMAT, header->header_length,
+                   _("header_length %u is invalid for a version %u header with "
+                   "cluster size %" PRIu64), header->header_length,
                    header->version, cluster_size);
       return NULL;
     }
@@ -769,7 +773,7 @@ rechain_qcow2_header_serialize (RechainQcow2Header *header,
       header->header_length - RECHAIN_QCOW2_V3_HEADER_LENGTH - 1)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "%zu extra header bytes do not fit in header_length %u",
+                   _("%zu extra header bytes do not fit in header_length %u"),
                    g_bytes_get_size (header->extra_header),
                    header->header_length);
       return NULL;
@@ -814,8 +818,8 @@ rechain_qcow2_header_serialize (RechainQcow2Header *header,
           round_up8 (ext_len) + 16 > cluster_size - pos)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NO_SPACE,
-                       "header extension 0x%08x (length %zu) does not fit in "
-                       "the first cluster (%" G_GUINT64_FORMAT " bytes)",
+                       _("header extension 0x%08x (length %zu) does not fit in "
+                       "the first cluster (%" PRIu64 " bytes)"),
                        ext->type, ext_len, cluster_size);
           return NULL;
         }
@@ -828,8 +832,8 @@ rechain_qcow2_header_serialize (RechainQcow2Header *header,
   if (cluster_size - pos < 8)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NO_SPACE,
-                   "header extensions do not fit in the first cluster (%"
-                   G_GUINT64_FORMAT " bytes)", cluster_size);
+                   _("header extensions do not fit in the first cluster (%"
+                   PRIu64 " bytes)"), cluster_size);
       return NULL;
     }
   /* End marker: type 0, length 0 (already zero). */
@@ -851,8 +855,8 @@ rechain_qcow2_header_serialize (RechainQcow2Header *header,
           g_set_error (error, RECHAIN_ERROR,
                        name_len > RECHAIN_QCOW2_MAX_BACKING_NAME
                          ? RECHAIN_ERROR_INVALID_ARGUMENT : RECHAIN_ERROR_NO_SPACE,
-                       "backing file name of %zu bytes does not fit in the "
-                       "first cluster (%zu bytes left, at most %u allowed)",
+                       _("backing file name of %zu bytes does not fit in the "
+                       "first cluster (%zu bytes left, at most %u allowed)"),
                        name_len, (gsize) (cluster_size - pos),
                        RECHAIN_QCOW2_MAX_BACKING_NAME);
           return NULL;

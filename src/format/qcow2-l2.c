@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "format/qcow2.h"
+#include "rechain/rechain-i18n-private.h"
 
 /* L1 entry: bits 0..8 and 56..62 are reserved. */
 #define L1E_RESERVED_MASK G_GUINT64_CONSTANT (0x7f000000000001ff)
@@ -31,8 +32,8 @@ rechain_qcow2_l1_entry_decode (const RechainQcow2Geometry *geom,
   if (entry & L1E_RESERVED_MASK)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "L1 entry 0x%016" G_GINT64_MODIFIER "x has reserved bits "
-                   "set (0x%" G_GINT64_MODIFIER "x)", entry,
+                   _("L1 entry 0x%016" PRIx64 " has reserved bits "
+                   "set (0x%" PRIx64 ")"), entry,
                    entry & L1E_RESERVED_MASK);
       return FALSE;
     }
@@ -40,9 +41,9 @@ rechain_qcow2_l1_entry_decode (const RechainQcow2Geometry *geom,
   if (offset & (geom->cluster_size - 1))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "L2 table offset 0x%" G_GINT64_MODIFIER "x in L1 entry "
-                   "0x%016" G_GINT64_MODIFIER "x is not aligned to the "
-                   "cluster size (%" G_GUINT64_FORMAT ")", offset, entry,
+                   _("L2 table offset 0x%" PRIx64 " in L1 entry "
+                   "0x%016" PRIx64 " is not aligned to the "
+                   "cluster size (%" PRIu64 ")"), offset, entry,
                    geom->cluster_size);
       return FALSE;
     }
@@ -58,11 +59,11 @@ l2_invalid (GError **error, guint64 entry, guint64 bitmap,
 {
   if (geom->extended_l2)
     g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                 "L2 entry 0x%016" G_GINT64_MODIFIER "x (bitmap 0x%016"
-                 G_GINT64_MODIFIER "x): %s", entry, bitmap, what);
+                 _("L2 entry 0x%016" PRIx64 " (bitmap 0x%016"
+                 PRIx64 "): %s"), entry, bitmap, what);
   else
     g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                 "L2 entry 0x%016" G_GINT64_MODIFIER "x: %s", entry, what);
+                 _("L2 entry 0x%016" PRIx64 ": %s"), entry, what);
   return FALSE;
 }
 
@@ -75,11 +76,11 @@ decode_compressed (const RechainQcow2Geometry *geom, guint64 entry,
 
   if (geom->external_data)
     return l2_invalid (error, entry, bitmap, geom,
-                       "compressed cluster in an image with an external data "
-                       "file");
+                       _("compressed cluster in an image with an external data "
+                       "file"));
   if (geom->extended_l2 && bitmap != 0)
     return l2_invalid (error, entry, bitmap, geom,
-                       "compressed cluster with a nonzero subcluster bitmap");
+                       _("compressed cluster with a nonzero subcluster bitmap"));
 
   offset = entry & ((G_GUINT64_CONSTANT (1) << x) - 1);
   sectors = (entry >> x) & ((G_GUINT64_CONSTANT (1) << (62 - x)) - 1);
@@ -87,11 +88,11 @@ decode_compressed (const RechainQcow2Geometry *geom, guint64 entry,
    * are limited to 56 bits like everywhere else. */
   if (offset >> 56)
     return l2_invalid (error, entry, bitmap, geom,
-                       "compressed cluster offset uses bits above 55");
+                       _("compressed cluster offset uses bits above 55"));
   /* The first cluster is the header; compressed data there is corrupt. */
   if (offset < geom->cluster_size)
     return l2_invalid (error, entry, bitmap, geom,
-                       "compressed data offset overlaps the header cluster");
+                       _("compressed data offset overlaps the header cluster"));
 
   out->compressed = TRUE;
   out->compressed_offset = offset;
@@ -127,7 +128,7 @@ rechain_qcow2_l2_entry_decode (const RechainQcow2Geometry *geom,
   if (entry & L2E_STD_RESERVED_MASK)
     {
       g_autofree char *what =
-        g_strdup_printf ("reserved bits set (0x%" G_GINT64_MODIFIER "x)",
+        g_strdup_printf (_("reserved bits set (0x%" PRIx64 ")"),
                          entry & L2E_STD_RESERVED_MASK);
       return l2_invalid (error, entry, bitmap, geom, what);
     }
@@ -136,15 +137,15 @@ rechain_qcow2_l2_entry_decode (const RechainQcow2Geometry *geom,
   if (zero_flag && !geom->zero_flag_allowed)
     return l2_invalid (error, entry, bitmap, geom,
                        geom->extended_l2
-                       ? "zero flag (bit 0) set with extended L2 entries"
-                       : "zero flag (bit 0) set in a version 2 image");
+                       ? _("zero flag (bit 0) set with extended L2 entries")
+                       : _("zero flag (bit 0) set in a version 2 image"));
 
   host = entry & (guint64) RECHAIN_QCOW2_OFFSET_MASK;
   if (host & (geom->cluster_size - 1))
     {
       g_autofree char *what =
-        g_strdup_printf ("host offset 0x%" G_GINT64_MODIFIER "x is not "
-                         "aligned to the cluster size (%" G_GUINT64_FORMAT ")",
+        g_strdup_printf (_("host offset 0x%" PRIx64 " is not "
+                         "aligned to the cluster size (%" PRIu64 ")"),
                          host, geom->cluster_size);
       return l2_invalid (error, entry, bitmap, geom, what);
     }
@@ -173,13 +174,13 @@ rechain_qcow2_l2_entry_decode (const RechainQcow2Geometry *geom,
       if (alloc & zero)
         {
           g_autofree char *what =
-            g_strdup_printf ("subclusters both allocated and zero (mask 0x%08x)",
+            g_strdup_printf (_("subclusters both allocated and zero (mask 0x%08x)"),
                              alloc & zero);
           return l2_invalid (error, entry, bitmap, geom, what);
         }
       if (alloc != 0 && !host_valid)
         return l2_invalid (error, entry, bitmap, geom,
-                           "allocated subclusters without a host offset");
+                           _("allocated subclusters without a host offset"));
       for (guint32 i = 0; i < 32; i++)
         {
           guint32 bit = 1u << i;

@@ -9,6 +9,7 @@
 
 #include "format/qcow2.h"
 #include "format/be.h"
+#include "rechain/rechain-i18n-private.h"
 
 #define SNAPSHOT_FIXED_SIZE 40u
 
@@ -38,7 +39,7 @@ rechain_qcow2_snapshots_parse (const guint8 *buf,
   if (nb > RECHAIN_QCOW2_MAX_SNAPSHOTS)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "nb_snapshots %u exceeds the maximum of %u", nb,
+                   _("nb_snapshots %u exceeds the maximum of %u"), nb,
                    RECHAIN_QCOW2_MAX_SNAPSHOTS);
       return NULL;
     }
@@ -47,8 +48,8 @@ rechain_qcow2_snapshots_parse (const guint8 *buf,
   if ((guint64) nb * SNAPSHOT_FIXED_SIZE > len)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "snapshot table of %zu bytes is too small for nb_snapshots "
-                   "%u", len, nb);
+                   _("snapshot table of %zu bytes is too small for nb_snapshots "
+                   "%u"), len, nb);
       return NULL;
     }
 
@@ -66,8 +67,8 @@ rechain_qcow2_snapshots_parse (const guint8 *buf,
       if (len - pos < SNAPSHOT_FIXED_SIZE)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "snapshot table entry %u at offset %zu extends past the "
-                       "end of the table (%zu bytes)", i, pos, len);
+                       _("snapshot table entry %u at offset %zu extends past the "
+                       "end of the table (%zu bytes)"), i, pos, len);
           return NULL;
         }
       e = buf + pos;
@@ -86,26 +87,26 @@ rechain_qcow2_snapshots_parse (const guint8 *buf,
       if (entry_size > len - pos)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "snapshot table entry %u at offset %zu (extra data %u, "
+                       _("snapshot table entry %u at offset %zu (extra data %u, "
                        "id_str_size %u, name_size %u) extends past the end of "
-                       "the table (%zu bytes)", i, pos, extra_size, id_size,
+                       "the table (%zu bytes)"), i, pos, extra_size, id_size,
                        name_size, len);
           return NULL;
         }
       if ((guint64) sn.l1_size * 8 > RECHAIN_QCOW2_MAX_L1_BYTES)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "snapshot %u: l1_size %u exceeds the maximum L1 table "
-                       "size (%u bytes)", i, sn.l1_size,
+                       _("snapshot %u: l1_size %u exceeds the maximum L1 table "
+                       "size (%u bytes)"), i, sn.l1_size,
                        RECHAIN_QCOW2_MAX_L1_BYTES);
           return NULL;
         }
       if (sn.l1_table_offset % geom->cluster_size != 0)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "snapshot %u: l1_table_offset 0x%" G_GINT64_MODIFIER
-                       "x is not aligned to the cluster size (%"
-                       G_GUINT64_FORMAT ")", i, sn.l1_table_offset,
+                       _("snapshot %u: l1_table_offset 0x%" PRIx64
+                       " is not aligned to the cluster size (%"
+                       PRIu64 ")"), i, sn.l1_table_offset,
                        geom->cluster_size);
           return NULL;
         }
@@ -114,9 +115,9 @@ rechain_qcow2_snapshots_parse (const guint8 *buf,
            (guint64) sn.l1_size * 8 > file_size - sn.l1_table_offset))
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "snapshot %u: L1 table at l1_table_offset 0x%"
-                       G_GINT64_MODIFIER "x (l1_size %u) is outside the file "
-                       "(size %" G_GUINT64_FORMAT ")", i, sn.l1_table_offset,
+                       _("snapshot %u: L1 table at l1_table_offset 0x%"
+                       PRIx64 " (l1_size %u) is outside the file "
+                       "(size %" PRIu64 ")"), i, sn.l1_table_offset,
                        sn.l1_size, file_size);
           return NULL;
         }

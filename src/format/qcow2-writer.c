@@ -9,6 +9,7 @@
 
 #include "format/be.h"
 #include "format/qcow2-writer.h"
+#include "rechain/rechain-i18n-private.h"
 
 /* Data writes to consecutive host offsets are gathered up to this size. */
 #define WRITE_GATHER_BYTES (8u * 1024 * 1024)
@@ -114,8 +115,8 @@ static gboolean
 beyond_eof (GError **error, const char *what, guint64 offset, guint64 file_size)
 {
   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-               "%s at offset 0x%" G_GINT64_MODIFIER "x lies beyond the end of the file "
-               "(size %" G_GUINT64_FORMAT "); repair the image with 'qemu-img check -r all'",
+               _("%s at offset 0x%" PRIx64 " lies beyond the end of the file "
+               "(size %" PRIu64 "); repair the image with 'qemu-img check -r all'"),
                what, offset, file_size);
   return FALSE;
 }
@@ -138,7 +139,7 @@ scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file
       if (l2_offset == 0)
         continue;
       if (l2_offset >= file_size || file_size - l2_offset < w->cluster_size)
-        return beyond_eof (error, "an L2 table", l2_offset, file_size);
+        return beyond_eof (error, _("an L2 table"), l2_offset, file_size);
       *end = MAX (*end, l2_offset + w->cluster_size);
       if (!w->io.pread (w->io.user, table, w->cluster_size, l2_offset, error))
         return FALSE;
@@ -155,13 +156,13 @@ scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file
           if (e.compressed)
             {
               if (e.compressed_offset >= file_size)
-                return beyond_eof (error, "a compressed cluster", e.compressed_offset, file_size);
+                return beyond_eof (error, _("a compressed cluster"), e.compressed_offset, file_size);
               *end = MAX (*end, e.compressed_offset + e.compressed_length);
             }
           else if (e.host_offset != 0 && !w->external)
             {
               if (e.host_offset >= file_size)
-                return beyond_eof (error, "a data cluster", e.host_offset, file_size);
+                return beyond_eof (error, _("a data cluster"), e.host_offset, file_size);
               *end = MAX (*end, e.host_offset + w->cluster_size);
             }
         }
@@ -205,7 +206,7 @@ scan_references (RechainQcow2Writer *w, guint64 file_size, guint64 *end, GError 
           if (bytes > RECHAIN_QCOW2_MAX_L1_BYTES)
             {
               g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                           "snapshot %s: its L1 table (%u entries) exceeds the limit", sn->id, sn->l1_size);
+                           _("snapshot %s: its L1 table (%u entries) exceeds the limit"), sn->id, sn->l1_size);
               return FALSE;
             }
           *end = MAX (*end, sn->l1_table_offset + bytes);
@@ -241,7 +242,7 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
       if (!data_io)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                       "the image has an external data file that was not opened");
+                       _("the image has an external data file that was not opened"));
           return NULL;
         }
       w->data_io = *data_io;
@@ -264,7 +265,7 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
   w->reftable_dirty = g_new0 (guint8, MAX (header->refcount_table_clusters, 1));
   if (!w->io.pread (w->io.user, w->reftable, reftable_bytes, header->refcount_table_offset, error))
     {
-      g_prefix_error (error, "reading the refcount table: ");
+      g_prefix_error (error, _("reading the refcount table: "));
       return NULL;
     }
   for (guint64 i = 0; i < w->reftable_entries; i++)
@@ -274,8 +275,8 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
       if ((e & 511) != 0 || (off & (w->cluster_size - 1)) != 0 || off >= file_size)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "refcount table entry %" G_GUINT64_FORMAT " (0x%" G_GINT64_MODIFIER "x) "
-                       "is misaligned or beyond the end of the file", i, e);
+                       _("refcount table entry %" PRIu64 " (0x%" PRIx64 ") "
+                       "is misaligned or beyond the end of the file"), i, e);
           return NULL;
         }
       w->reftable[i] = off;
@@ -287,7 +288,7 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
   if (w->l1_size > 0 &&
       !w->io.pread (w->io.user, w->l1, (gsize) w->l1_size * 8, header->l1_table_offset, error))
     {
-      g_prefix_error (error, "reading the L1 table: ");
+      g_prefix_error (error, _("reading the L1 table: "));
       return NULL;
     }
   for (guint32 i = 0; i < w->l1_size; i++)
@@ -343,7 +344,7 @@ refblock_lookup (RechainQcow2Writer *w, guint64 ti, GError **error)
   b->data = g_malloc (w->cluster_size);
   if (!w->io.pread (w->io.user, b->data, w->cluster_size, b->offset, error))
     {
-      g_prefix_error (error, "reading the refcount block at 0x%" G_GINT64_MODIFIER "x: ", b->offset);
+      g_prefix_error (error, _("reading the refcount block at 0x%" PRIx64 ": "), b->offset);
       refblock_free (b);
       return NULL;
     }
@@ -461,8 +462,8 @@ set_refcount (RechainQcow2Writer *w, guint64 cluster, guint64 value, GError **er
   if (value > w->refcount_max)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   "a refcount would exceed the maximum of %" G_GUINT64_FORMAT
-                   " (refcount_bits %u)", w->refcount_max, 1u << w->header->refcount_order);
+                   _("a refcount would exceed the maximum of %" PRIu64
+                   " (refcount_bits %u)"), w->refcount_max, 1u << w->header->refcount_order);
       return FALSE;
     }
   rechain_qcow2_refblock_set (b->data, w->header->refcount_order, cluster % w->refblock_entries, value);
@@ -492,7 +493,7 @@ alloc_clusters (RechainQcow2Writer *w, guint64 count, guint64 *offset, GError **
   if (*offset > RECHAIN_QCOW2_OFFSET_MASK)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NO_SPACE,
-                   "the image would grow beyond the 64 PiB qcow2 can address");
+                   _("the image would grow beyond the 64 PiB qcow2 can address"));
       return FALSE;
     }
   return TRUE;
@@ -549,7 +550,7 @@ grow_reftable (RechainQcow2Writer *w, guint64 min_entries, GError **error)
   if (new_clusters * w->cluster_size > RECHAIN_QCOW2_MAX_REFTABLE_BYTES)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NO_SPACE,
-                   "the refcount table would exceed %u bytes", RECHAIN_QCOW2_MAX_REFTABLE_BYTES);
+                   _("the refcount table would exceed %u bytes"), RECHAIN_QCOW2_MAX_REFTABLE_BYTES);
       return FALSE;
     }
 
@@ -606,7 +607,7 @@ get_l2 (RechainQcow2Writer *w, guint64 l1_index, GError **error)
   if (l1_index >= w->l1_size)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "the L1 table (%u entries) does not cover L1 index %" G_GUINT64_FORMAT,
+                   _("the L1 table (%u entries) does not cover L1 index %" PRIu64),
                    w->l1_size, l1_index);
       return NULL;
     }
@@ -627,8 +628,8 @@ get_l2 (RechainQcow2Writer *w, guint64 l1_index, GError **error)
       if (rc == 0)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "the L2 table at 0x%" G_GINT64_MODIFIER "x has refcount 0; "
-                       "repair the image with 'qemu-img check -r all'", old_offset);
+                       _("the L2 table at 0x%" PRIx64 " has refcount 0; "
+                       "repair the image with 'qemu-img check -r all'"), old_offset);
           goto fail;
         }
       t->offset = old_offset;
@@ -731,8 +732,8 @@ locate (RechainQcow2Writer *w, guint64 offset, gsize length, Target *t, GError *
       ((end & (g->subcluster_size - 1)) != 0 && end != w->header->size))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "write of 0x%" G_GINT64_MODIFIER "x+0x%zx is not made of whole subclusters "
-                   "of one cluster", offset, length);
+                   _("write of 0x%" PRIx64 "+0x%zx is not made of whole subclusters "
+                   "of one cluster"), offset, length);
       return FALSE;
     }
   t->table = get_l2 (w, cluster / g->l2_entries, error);
@@ -749,7 +750,7 @@ locate (RechainQcow2Writer *w, guint64 offset, gsize length, Target *t, GError *
     if (t->entry.type[i] != RECHAIN_QCOW2_SUBCLUSTER_UNALLOCATED)
       {
         g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                     "guest offset 0x%" G_GINT64_MODIFIER "x is already allocated in the image",
+                     _("guest offset 0x%" PRIx64 " is already allocated in the image"),
                      t->cluster_start + ((guint64) i << g->subcluster_bits));
         return FALSE;
       }
@@ -794,8 +795,8 @@ rechain_qcow2_writer_write (RechainQcow2Writer *w, guint64 offset, gsize length,
       if (rc == 0)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       "the data cluster at 0x%" G_GINT64_MODIFIER "x has refcount 0; "
-                       "repair the image with 'qemu-img check -r all'", host);
+                       _("the data cluster at 0x%" PRIx64 " has refcount 0; "
+                       "repair the image with 'qemu-img check -r all'"), host);
           return FALSE;
         }
       if (rc > 1)

@@ -28,6 +28,7 @@
 
 #include "io/file.h"
 #include "io/file-private.h"
+#include "rechain/rechain-i18n-private.h"
 
 /* The alignment we assume for O_DIRECT. 4096 is a multiple of every
  * logical block size in common use (512 and 4096), so it is always safe;
@@ -153,7 +154,7 @@ rechain_file_open (const char *path,
       if (saved_errno == ENOENT)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_BACKING_NOT_FOUND,
-                       "%s: could not open: %s", path, g_strerror (saved_errno));
+                       _("%s: could not open: %s"), path, g_strerror (saved_errno));
           return NULL;
         }
       if (saved_errno == EINVAL && direct)
@@ -167,14 +168,14 @@ rechain_file_open (const char *path,
             {
               close (probe);
               g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                           "cache mode '%s' (O_DIRECT) is not supported by "
-                           "the file system of %s",
+                           _("cache mode '%s' (O_DIRECT) is not supported by "
+                           "the file system of %s"),
                            rechain_cache_mode_to_string (cache), path);
               return NULL;
             }
         }
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "%s: could not open: %s", path, g_strerror (saved_errno));
+                   _("%s: could not open: %s"), path, g_strerror (saved_errno));
       return NULL;
     }
 
@@ -184,21 +185,21 @@ rechain_file_open (const char *path,
 
       close (fd);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "%s: could not open: %s", path, g_strerror (saved_errno));
+                   _("%s: could not open: %s"), path, g_strerror (saved_errno));
       return NULL;
     }
   if (S_ISDIR (st.st_mode))
     {
       close (fd);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "%s: could not open: %s", path, g_strerror (EISDIR));
+                   _("%s: could not open: %s"), path, g_strerror (EISDIR));
       return NULL;
     }
   if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))
     {
       close (fd);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "%s: could not open: not a regular file or block device",
+                   _("%s: could not open: not a regular file or block device"),
                    path);
       return NULL;
     }
@@ -209,7 +210,7 @@ rechain_file_open (const char *path,
 
       close (fd);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "%s: could not open: %s", path, g_strerror (saved_errno));
+                   _("%s: could not open: %s"), path, g_strerror (saved_errno));
       return NULL;
     }
 
@@ -305,7 +306,7 @@ rechain_file_get_size (RechainFile *file, guint64 *size, GError **error)
       int saved_errno = errno;
 
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-                   "Failed to get the size of %s: %s", file->path,
+                   _("Failed to get the size of %s: %s"), file->path,
                    g_strerror (saved_errno));
       return FALSE;
     }
@@ -544,8 +545,8 @@ check_range (RechainFile *file, const char *what, gsize len, guint64 offset,
   if (offset > (guint64) G_MAXINT64 || len > (guint64) G_MAXINT64 - offset)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "Failed to %s %" G_GSIZE_FORMAT " bytes at offset %"
-                   G_GUINT64_FORMAT " of %s: offset out of range",
+                   _("Failed to %s %zu bytes at offset %"
+                   PRIu64 " of %s: offset out of range"),
                    what, len, offset, file->path);
       return FALSE;
     }
@@ -557,8 +558,8 @@ set_read_error (RechainFile *file, gsize len, guint64 offset, int err,
                 GError **error)
 {
   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-               "Failed to read %" G_GSIZE_FORMAT " bytes at offset %"
-               G_GUINT64_FORMAT " of %s: %s",
+               _("Failed to read %zu bytes at offset %"
+               PRIu64 " of %s: %s"),
                len, offset, file->path, g_strerror (err));
 }
 
@@ -574,7 +575,8 @@ pread_common (RechainFile *file, void *buf, gsize len, guint64 offset,
 
   if (len == 0)
     return TRUE;
-  if (!check_range (file, "read", len, offset, error))
+  /* TRANSLATORS: as in "Failed to %s %zu bytes at offset %lu of %s: offset out of range" */
+  if (!check_range (file, _("read"), len, offset, error))
     return FALSE;
 
   err = rechain_fault_check (RECHAIN_FAULT_OP_READ, file->path, offset, len);
@@ -600,10 +602,10 @@ pread_common (RechainFile *file, void *buf, gsize len, guint64 offset,
       guint64 size = offset + (guint64) ret;
       (void) query_size (file, &size);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                   "Failed to read %" G_GSIZE_FORMAT " bytes at offset %"
-                   G_GUINT64_FORMAT " of %s: the file ends at %"
-                   G_GUINT64_FORMAT ", before the end of the range (%"
-                   G_GUINT64_FORMAT ")",
+                   _("Failed to read %zu bytes at offset %"
+                   PRIu64 " of %s: the file ends at %"
+                   PRIu64 ", before the end of the range (%"
+                   PRIu64 ")"),
                    len, offset, file->path, size, offset + len);
       return FALSE;
     }
@@ -645,8 +647,8 @@ set_write_error (RechainFile *file, gsize len, guint64 offset, int err,
                  GError **error)
 {
   g_set_error (error, RECHAIN_ERROR, write_errno_code (err),
-               "Failed to write %" G_GSIZE_FORMAT " bytes at offset %"
-               G_GUINT64_FORMAT " of %s: %s",
+               _("Failed to write %zu bytes at offset %"
+               PRIu64 " of %s: %s"),
                len, offset, file->path, g_strerror (err));
 }
 
@@ -662,14 +664,15 @@ rechain_file_pwrite (RechainFile *file, const void *buf, gsize len,
   if (!file->writable)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,
-                   "Failed to write %" G_GSIZE_FORMAT " bytes at offset %"
-                   G_GUINT64_FORMAT " of %s: the file is open read-only",
+                   _("Failed to write %zu bytes at offset %"
+                   PRIu64 " of %s: the file is open read-only"),
                    len, offset, file->path);
       return FALSE;
     }
   if (len == 0)
     return TRUE;
-  if (!check_range (file, "write", len, offset, error))
+  /* TRANSLATORS: as in "Failed to %s %zu bytes at offset %lu of %s: offset out of range" */
+  if (!check_range (file, _("write"), len, offset, error))
     return FALSE;
 
   err = rechain_fault_check (RECHAIN_FAULT_OP_WRITE, file->path, offset, len);
@@ -709,7 +712,7 @@ rechain_file_flush (RechainFile *file, GError **error)
   if (err != 0)
     {
       g_set_error (error, RECHAIN_ERROR, write_errno_code (err),
-                   "Failed to flush %s: %s", file->path, g_strerror (err));
+                   _("Failed to flush %s: %s"), file->path, g_strerror (err));
       return FALSE;
     }
   return TRUE;

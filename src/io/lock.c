@@ -65,6 +65,7 @@
 
 #include "io/file.h"
 #include "io/file-private.h"
+#include "rechain/rechain-i18n-private.h"
 
 #define PERM_BITS 4
 #define LOCK_BYTE_PERM_BASE 100
@@ -151,16 +152,16 @@ set_in_use_error (RechainFile *file, gboolean shared, guint perm_bit,
                   GError **error)
 {
   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE,
-               "Failed to get %s\"%s\" lock on %s: is another process "
-               "(a running VM, qemu-img or rechain) using the image?",
-               shared ? "shared " : "", perm_names[perm_bit], file->path);
+               _("Failed to get %s\"%s\" lock on %s: is another process "
+               "(a running VM, qemu-img or rechain) using the image?"),
+               shared ? _("shared ") : "", perm_names[perm_bit], file->path);
 }
 
 static void
 set_lock_io_error (RechainFile *file, off_t byte, int err, GError **error)
 {
   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
-               "Failed to lock byte %ld of %s: %s",
+               _("Failed to lock byte %ld of %s: %s"),
                (long) byte, file->path, g_strerror (err));
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "job/rebase.h"
+#include "rechain/rechain-i18n-private.h"
 
 /* Formats QEMU knows as backing files; in unsafe mode the new backing file
  * is not opened, so a name from this list is recorded even if rechain
@@ -27,15 +28,15 @@ rechain_rebase_check_target (const char *backing_file, const char *backing_forma
   if (strlen (backing_file) > RECHAIN_QCOW2_MAX_BACKING_NAME)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "the backing file name is %zu bytes long; qcow2 allows at most %u",
+                   _("the backing file name is %zu bytes long; qcow2 allows at most %u"),
                    strlen (backing_file), RECHAIN_QCOW2_MAX_BACKING_NAME);
       return FALSE;
     }
   if (rechain_path_is_pseudo (backing_file) && !g_str_has_prefix (backing_file, "file:"))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "'%s' is a json: or protocol pseudo-filename; rechain only records local "
-                   "file names as backing files", backing_file);
+                   _("'%s' is a json: or protocol pseudo-filename; rechain only records local "
+                   "file names as backing files"), backing_file);
       return FALSE;
     }
   if (!backing_format)
@@ -43,15 +44,15 @@ rechain_rebase_check_target (const char *backing_file, const char *backing_forma
       /* As current qemu-img: recording a backing file without its format
        * would make every later open probe it, which is unsafe. */
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "the backing format must be given with -F when -b names a file "
-                   "(for example -F qcow2 or -F raw)");
+                   _("the backing format must be given with -F when -b names a file "
+                   "(for example -F qcow2 or -F raw)"));
       return FALSE;
     }
   for (gsize i = 0; i < G_N_ELEMENTS (qemu_formats); i++)
     if (g_str_equal (backing_format, qemu_formats[i]))
       return TRUE;
   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-               "unknown backing format '%s'", backing_format);
+               _("unknown backing format '%s'"), backing_format);
   return FALSE;
 }
 

@@ -7,6 +7,7 @@
 #include "rechain/rechain-block-job.h"
 #include "rechain/rechain-enum-types.h"
 #include "rechain/rechain-error.h"
+#include "rechain/rechain-i18n-private.h"
 
 /**
  * RechainBlockJob:
@@ -332,7 +333,7 @@ start (RechainBlockJob *job, GError **error)
   if (priv->started)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "%s: this job has already been run; a job runs once", priv->image);
+                   _("%s: this job has already been run; a job runs once"), priv->image);
       return FALSE;
     }
   priv->started = TRUE;

@@ -10,6 +10,7 @@
 #include "rechain/rechain-error.h"
 #include "rechain/rechain-image.h"
 #include "rechain/rechain-volume-helper.h"
+#include "rechain/rechain-i18n-private.h"
 
 typedef struct {
   GObject parent_instance;
@@ -34,13 +35,13 @@ path_resolve (RechainVolumeHelper *helper, const char *pool, const char *name,
   if (pool != NULL && *pool != '\0')
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "the \"path\" volume helper knows no pools (pool \"%s\")", pool);
+                   _("the \"path\" volume helper knows no pools (pool \"%s\")"), pool);
       return NULL;
     }
   g_autofree char *path = g_canonicalize_filename (name, NULL);
   if (!g_file_test (path, G_FILE_TEST_EXISTS))
     {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "%s: no such file", path);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("%s: no such file"), path);
       return NULL;
     }
   g_autoptr (RechainImage) image = rechain_image_open (path, NULL,

@@ -12,6 +12,7 @@
 #include "job/rechain-volume-helper-private.h"
 #include "rechain/rechain-error.h"
 #include "rechain/rechain-volume-helper.h"
+#include "rechain/rechain-i18n-private.h"
 
 /* ---- RechainVolumeUser ---- */
 
@@ -186,7 +187,7 @@ rechain_volume_helper_lookup (const char *name, const char *uri, GCancellable *c
       g_auto (GStrv) names = rechain_volume_helper_list ();
       g_autofree char *list = g_strjoinv (", ", names);
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                   "no volume helper named \"%s\" (available: %s; modules are loaded from %s)",
+                   _("no volume helper named \"%s\" (available: %s; modules are loaded from %s)"),
                    name, list, module_dirs_spec ());
       return NULL;
     }
@@ -288,11 +289,12 @@ rechain_volume_helper_get_users (RechainVolumeHelper *helper, const char *path,
 static char *
 describe_user (const char *path, const RechainVolumeUser *u)
 {
-  const char *state = u->active ? "active" : "inactive";
-  g_autofree char *disk = u->disk ? g_strdup_printf (", disk %s", u->disk) : g_strdup ("");
+  /* TRANSLATORS: the state of a libvirt domain, as in "%s is in use by %s domain \"%s\"%s" */
+  const char *state = u->active ? _("active") : _("inactive");
+  g_autofree char *disk = u->disk ? g_strdup_printf (_(", disk %s"), u->disk) : g_strdup ("");
   if (u->source == NULL || g_strcmp0 (u->source, path) == 0)
-    return g_strdup_printf ("%s is in use by %s domain \"%s\"%s", path, state, u->domain, disk);
-  return g_strdup_printf ("%s is in the backing chain of %s, used by %s domain \"%s\"%s", path,
+    return g_strdup_printf (_("%s is in use by %s domain \"%s\"%s"), path, state, u->domain, disk);
+  return g_strdup_printf (_("%s is in the backing chain of %s, used by %s domain \"%s\"%s"), path,
                           u->source, state, u->domain, disk);
 }
 
@@ -342,7 +344,7 @@ rechain_volume_helper_check_in_use (RechainVolumeHelper *helper, const char *pat
     {
       g_autofree char *what = describe_user (path, refuse);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE, "%s%s%s", prefix, what,
-                   refuse->active ? "" : " (refused by the strict check)");
+                   refuse->active ? "" : _(" (refused by the strict check)"));
       return FALSE;
     }
   if (warnings != NULL)
@@ -728,7 +730,7 @@ check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseF
   if (image == NULL || !same_file (image, volume->path))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "the job's image %s is not the volume's image %s", image ? image : "(none)",
+                   _("the job's image %s is not the volume's image %s"), image ? image : _("(none)"),
                    volume->path);
       return FALSE;
     }
@@ -762,7 +764,7 @@ notify_after (RechainVolume *volume, RechainRebaseJob *job, GPtrArray *warnings,
       g_autoptr (RechainVolume) v = i == 0 ? g_object_ref (volume)
                                     : rechain_volume_new (volume->helper, NULL, NULL, path, NULL, NULL);
       if (!rechain_volume_helper_changed (volume->helper, v, NULL, &error))
-        g_ptr_array_add (warnings, g_strdup_printf ("%s was changed, but telling %s failed: %s",
+        g_ptr_array_add (warnings, g_strdup_printf (_("%s was changed, but telling %s failed: %s"),
                                                     path, rechain_volume_helper_get_name (volume->helper),
                                                     error->message));
     }

@@ -8,6 +8,7 @@
 
 #include "rechain/rechain-error.h"
 #include "rechain/rechain-util.h"
+#include "rechain/rechain-i18n-private.h"
 
 static const char *const cache_mode_names[] = {
   [RECHAIN_CACHE_WRITEBACK] = "writeback",
@@ -42,7 +43,7 @@ rechain_cache_mode_from_string (const char *name,
         }
     }
   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-               "Invalid cache mode '%s'", name ? name : "(null)");
+               _("Invalid cache mode '%s'"), name ? name : "(null)");
   return FALSE;
 }
 

@@ -302,6 +302,38 @@ run_command (const Command *command, int argc, char **argv)
   return command->run (argc, argv);
 }
 
+static gboolean
+is_c_locale (const char *name)
+{
+  return name == NULL || g_str_equal (name, "C") || g_str_equal (name, "POSIX");
+}
+
+static gboolean
+env_is_set (const char *name)
+{
+  const char *value = g_getenv (name);
+  return value != NULL && *value != '\0';
+}
+
+/* gettext ignores LANGUAGE while LC_MESSAGES is the "C" locale, which is
+ * what a process gets when no LANG or LC_* variable is set at all (env -i,
+ * a service, a container): "LANGUAGE=pt_BR rechain --help" would print
+ * English. Then messages (and, if it is "C" too, the character set, so that
+ * the translations can be printed) switch to C.UTF-8, which still sorts,
+ * formats numbers and dates like C. An explicit LC_ALL=C, LC_MESSAGES=C
+ * or LANG=C keeps its usual meaning: English, whatever LANGUAGE says. */
+static void
+use_language_in_c_locale (void)
+{
+  if (!env_is_set ("LANGUAGE") || env_is_set ("LC_ALL") || env_is_set ("LC_MESSAGES") ||
+      env_is_set ("LANG") || !is_c_locale (setlocale (LC_MESSAGES, NULL)))
+    return;
+  if (setlocale (LC_MESSAGES, "C.UTF-8") == NULL)
+    return;
+  if (is_c_locale (setlocale (LC_CTYPE, NULL)))
+    setlocale (LC_CTYPE, "C.UTF-8");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -309,6 +341,7 @@ main (int argc, char **argv)
   const Command *command;
 
   setlocale (LC_ALL, "");
+  use_language_in_c_locale ();
   /* RECHAIN_LOCALEDIR: translations from a build tree, for tests. */
   bindtextdomain (GETTEXT_PACKAGE, localedir && *localedir ? localedir : LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
