@@ -7,19 +7,23 @@
 # and longer than the overlay, internal snapshots and bitmaps on the
 # overlay), picks a random new backing (an image of the old chain, a near
 # copy of the old backing, an unrelated image, a raw file, or none) and
-# rebases with `rechain rebase` (sometimes -c, sometimes two linked clones).
+# rebases with `rechain rebase` (sometimes -c, sometimes a cache mode,
+# --copy-mode auto or copy, sometimes two linked clones).
 # QEMU judges: the guest content must equal a raw dump taken before
 # (qemu-img compare), qemu-img check must be clean, qemu-img info must
 # name the new backing, bitmaps and snapshots must remain (and the
 # snapshots' own data be unchanged), no backing file may change, and a
 # second run onto the same backing must write nothing.
 #
-# Environment:
+# Environment (.ci/run sets the first two: 300 cases with seed 1 in the
+# normal pass, 60 with another seed in the sanitizer pass):
 #   RECHAIN_SEED   seed (default 1)
 #   RECHAIN_CASES  number of cases (default 120)
 #   RECHAIN_CASE   run only this case number (with the same seed) to
 #                  reproduce a failure; RECHAIN_TEST_KEEP=1 keeps its files
 #   RECHAIN_JOBS   parallel cases (default: number of CPUs)
+# The first TAP comment gives the seed; each case's line gives its number
+# and parameters (layers, overlays, target, options, the rechain command).
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -37,10 +41,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jobtest as jt  # noqa: E402
 from jobtest import rt, MiB, KiB  # noqa: E402
 
-SEED = int(os.environ.get('RECHAIN_SEED', '1'))
-CASES = int(os.environ.get('RECHAIN_CASES', '120'))
-ONLY = os.environ.get('RECHAIN_CASE')
-JOBS = int(os.environ.get('RECHAIN_JOBS', str(os.cpu_count() or 2)))
+
+
+def env_int(name, default, minimum):
+    v = os.environ.get(name, '')
+    if v == '':
+        return default
+    try:
+        n = int(v)
+    except ValueError:
+        n = None
+    if n is None or n < minimum:
+        sys.stdout.write('Bail out! %s=%r is not an integer >= %d\n' % (name, v, minimum))
+        sys.exit(1)
+    return n
+
+
+SEED = env_int('RECHAIN_SEED', 1, 0)
+CASES = env_int('RECHAIN_CASES', 120, 1)
+ONLY = env_int('RECHAIN_CASE', None, 0)
+JOBS = env_int('RECHAIN_JOBS', os.cpu_count() or 2, 1)
 
 CLUSTER_SIZES = [512, 1024, 4096, 16384, 65536, 65536, 262144, 2 * MiB]
 REFCOUNT_BITS = [1, 2, 4, 8, 16, 16, 16, 32, 64]
@@ -268,6 +288,13 @@ class Case:
             self.desc.append('-t ' + t)
         self.name_abs = self.new[0] and r.random() < 0.15
         bname = os.path.join(self.dir, self.new[0]) if self.name_abs else self.new[0]
+        # how copied data gets into the overlay: "auto" (the default: block
+        # sharing or in-kernel copy where the file system offers it) or a
+        # plain "copy"; given explicitly or left to the default
+        mode = r.choice(['default', 'auto', 'copy', 'copy'])
+        if mode != 'default':
+            self.args.append('--copy-mode=' + mode)
+        self.desc.append('copy-mode=' + mode)
         self.args += ['-b', bname]
         if self.new[1]:
             self.args += ['-F', self.new[1]]
@@ -282,6 +309,8 @@ class Case:
         others = {f: h for f, h in rt.tree_hashes(self.dir).items()
                   if not f.startswith('.') and f not in self.overlays}
         cmd = self.args + self.overlays
+        self.desc.append('| rechain rebase ' + ' '.join(
+            rt.shlex_quote(a).replace(self.dir, '$DIR') for a in cmd))
         self.log.append('rechain rebase --output=json ' + ' '.join(rt.shlex_quote(a) for a in cmd))
         rep, r = tc.rebase_json(*cmd, cwd=self.dir)
         self.report = rep
@@ -330,9 +359,9 @@ def main():
     if not rt.have_exe(rt.RECHAIN):
         out.write('1..0 # SKIP rechain executable not built (RECHAIN=%r)\n' % rt.RECHAIN)
         return 0
-    idxs = [int(ONLY)] if ONLY is not None else list(range(CASES))
-    out.write('# seed %d, %d cases, %d jobs (reproduce one: RECHAIN_SEED=%d RECHAIN_CASE=N)\n'
-              % (SEED, len(idxs), JOBS, SEED))
+    idxs = [ONLY] if ONLY is not None else list(range(CASES))
+    out.write('# seed %d, %d cases, %d jobs (reproduce one: RECHAIN_SEED=%d RECHAIN_CASE=N %s)\n'
+              % (SEED, len(idxs), JOBS, SEED, sys.argv[0]))
     out.flush()
     n = 0
     failed = 0
