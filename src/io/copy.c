@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "io/file-private.h"
+#include "rechain/rechain-i18n-private.h"
 
 gsize
 rechain_file_get_block_size (RechainFile *file)
@@ -48,8 +49,8 @@ set_copy_error (RechainFile *src, RechainFile *dst, guint64 len, guint64 dst_off
   g_set_error (error, RECHAIN_ERROR,
                (err == ENOSPC || err == EDQUOT || err == EFBIG) ? RECHAIN_ERROR_NO_SPACE
                                                                 : RECHAIN_ERROR_IO,
-               "Failed to copy %" G_GUINT64_FORMAT " bytes from %s to offset %" G_GUINT64_FORMAT
-               " of %s: %s", len, src->path, dst_offset, dst->path, g_strerror (err));
+               _("Failed to copy %" PRIu64 " bytes from %s to offset %" PRIu64 " of %s: %s"),
+               len, src->path, dst_offset, dst->path, g_strerror (err));
 }
 
 RechainCopyResult
@@ -139,9 +140,12 @@ rechain_file_probe_reflink (RechainFile *dir_of, GError **error)
       ok = ioctl (b, FICLONERANGE, &range) == 0;
     }
   if (!ok)
-    g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                 "the file system of %s cannot share blocks between files (reflink): %s",
-                 dir_of->path, a < 0 || b < 0 ? "could not create a probe file" : g_strerror (errno));
+    {
+      int err = errno; /* before gettext, which may change it */
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   _("the file system of %s cannot share blocks between files (reflink): %s"),
+                   dir_of->path, a < 0 || b < 0 ? _("could not create a probe file") : g_strerror (err));
+    }
   if (a >= 0)
     close (a);
   if (b >= 0)

@@ -33,6 +33,7 @@
 
 #include "job/chunk-stream.h"
 #include "job/rebase.h"
+#include "rechain/rechain-i18n-private.h"
 
 #define WINDOW (G_GUINT64_CONSTANT (256) << 20)
 /* Commit (flush, then link the new clusters in) when this much metadata is
@@ -185,13 +186,13 @@ check_stamps (Rebase *rb, GError **error)
         {
           /* something else wrote it: in use, as far as the caller goes */
           g_autofree char *how = now.st_size != s->st.st_size
-            ? g_strdup_printf ("its size went from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
-                               " bytes", (gint64) s->st.st_size, (gint64) now.st_size)
-            : g_strdup ("it was written to");
+            ? g_strdup_printf (_("its size went from %" PRId64 " to %" PRId64 " bytes"),
+                               (gint64) s->st.st_size, (gint64) now.st_size)
+            : g_strdup (_("it was written to"));
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE,
-                       "%s: the file changed during the rebase (%s); no image was switched "
-                       "to the new backing file: check what wrote to it, then run the "
-                       "command again", rechain_file_get_path (s->file), how);
+                       _("%s: the file changed during the rebase (%s); no image was switched "
+                         "to the new backing file: check what wrote to it, then run the "
+                         "command again"), rechain_file_get_path (s->file), how);
           return FALSE;
         }
     }
@@ -462,8 +463,8 @@ static gboolean
 reflink_refused (Overlay *o, const CopyOp *op, GError **error)
 {
   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-               "%s: could not share the blocks of %s at offset %" G_GUINT64_FORMAT
-               " (copy mode reflink)", rechain_layer_get_path (o->top),
+               _("%s: could not share the blocks of %s at offset %" PRIu64
+                 " (copy mode reflink)"), rechain_layer_get_path (o->top),
                rechain_file_get_path (op->src), op->src_offset);
   return FALSE;
 }
@@ -777,7 +778,7 @@ setup_copy_mode (Rebase *rb, GError **error)
   if (opts->copy_mode == RECHAIN_COPY_MODE_REFLINK && opts->compress)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   "copy mode reflink shares blocks as they are: it cannot compress them (-c)");
+                   _("copy mode reflink shares blocks as they are: it cannot compress them (-c)"));
       return FALSE;
     }
   for (guint k = 0; k < rb->overlays->len; k++)
@@ -804,9 +805,9 @@ setup_copy_mode (Rebase *rb, GError **error)
           rechain_layer_get_qcow2_geometry (o->top)->cluster_size % o->block_size != 0)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                       "%s: its clusters (or its external data file) cannot share blocks with "
-                       "the backing files (copy mode reflink needs clusters of whole "
-                       "%" G_GSIZE_FORMAT "-byte file system blocks)",
+                       _("%s: its clusters (or its external data file) cannot share blocks with "
+                         "the backing files (copy mode reflink needs clusters of whole "
+                         "%zu-byte file system blocks)"),
                        rechain_layer_get_path (o->top), o->block_size);
           return FALSE;
         }
@@ -826,11 +827,11 @@ reflink_obstacle (Overlay *o, RechainLayer *layer, const RechainExtent *e)
   guint64 end = MIN (e->offset + e->length, o->vsize);
 
   if (e->compressed)
-    return "it is stored in compressed clusters";
+    return _("it is stored in compressed clusters");
   if (!rechain_file_same_filesystem (src, rechain_layer_get_file (o->top)))
-    return "it is on another file system";
+    return _("it is on another file system");
   if (e->host_offset % bs != 0 || e->offset % bs != 0 || end % bs != 0)
-    return "it does not start and end on file system blocks";
+    return _("it does not start and end on file system blocks");
   return NULL;
 }
 
@@ -875,8 +876,8 @@ reflink_precheck (Rebase *rb, GArray *u, GError **error)
               if (why)
                 {
                   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                               "%s: the data of %s at guest offset %" G_GUINT64_FORMAT
-                               " cannot be shared (copy mode reflink): %s; nothing was written",
+                               _("%s: the data of %s at guest offset %" PRIu64
+                                 " cannot be shared (copy mode reflink): %s; nothing was written"),
                                rechain_layer_get_path (o->top), rechain_layer_get_path (layer),
                                e->offset, why);
                   return FALSE;
@@ -1051,8 +1052,8 @@ check_new_chain (Rebase *rb, RechainChain *new_chain, GError **error)
           if (rechain_file_same (rechain_layer_get_file (layer), rechain_layer_get_file (o->top)))
             {
               g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                           "%s: the new backing chain contains the image itself (as %s); "
-                           "nothing was changed", rechain_layer_get_path (o->top),
+                           _("%s: the new backing chain contains the image itself (as %s); "
+                             "nothing was changed"), rechain_layer_get_path (o->top),
                            rechain_layer_get_path (layer));
               return FALSE;
             }
@@ -1087,7 +1088,7 @@ open_overlays (Rebase *rb, GError **error)
       if (rechain_layer_get_format (o->top) != RECHAIN_FORMAT_QCOW2)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                       "%s: a raw image has no backing file to change", opts->images[k]);
+                       _("%s: a raw image has no backing file to change"), opts->images[k]);
           return FALSE;
         }
       o->vsize = rechain_layer_get_virtual_size (o->top);
@@ -1121,9 +1122,9 @@ check_backing_name_per_overlay (Rebase *rb, const char *path, GError **error)
       if (stat (other, &st) < 0 || st.st_dev != want.st_dev || st.st_ino != want.st_ino)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                       "%s: the relative backing name '%s' leads to %s from this image's "
-                       "directory, not to %s as from %s; nothing was changed (give an "
-                       "absolute name, or rebase the images separately)",
+                       _("%s: the relative backing name '%s' leads to %s from this image's "
+                         "directory, not to %s as from %s; nothing was changed (give an "
+                         "absolute name, or rebase the images separately)"),
                        opts->images[k], opts->backing_file, other, path, opts->images[0]);
           return FALSE;
         }
@@ -1153,7 +1154,7 @@ open_new_chain (Rebase *rb, GError **error)
                                       error);
   if (!unlocked)
     {
-      g_prefix_error (error, "new backing file: ");
+      g_prefix_error (error, _("new backing file: "));
       return FALSE;
     }
   if (!check_new_chain (rb, unlocked, error) ||
@@ -1170,7 +1171,7 @@ open_new_chain (Rebase *rb, GError **error)
                                            opts->backing_root, error);
   if (!rb->new_chain)
     {
-      g_prefix_error (error, "new backing file: ");
+      g_prefix_error (error, _("new backing file: "));
       return FALSE;
     }
   return TRUE;
@@ -1193,8 +1194,8 @@ classify_overlays (Rebase *rb, GError **error)
       else if (!same_chain (rb->reference->chain, 1, o->chain, 1))
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                       "%s: its backing chain differs from that of %s; overlays rebased together "
-                       "must share their old backing chain (rebase them one by one)",
+                       _("%s: its backing chain differs from that of %s; overlays rebased together "
+                         "must share their old backing chain (rebase them one by one)"),
                        rechain_layer_get_path (o->top), rechain_layer_get_path (rb->reference->top));
           return FALSE;
         }
