@@ -434,6 +434,31 @@ qcow2_decode_entry (RechainLayer *layer, GBytes *table, guint64 cluster,
   return TRUE;
 }
 
+/* How many of the @count L2 entries from guest cluster @cluster on are all
+ * zero bytes (unallocated clusters, and with extended L2 all their
+ * subclusters), up to the first that is not. Compared a block at a time
+ * against zeros, since most of a sparse table is zeros. */
+static guint64
+l2_zero_entries (RechainLayer *layer, GBytes *table, guint64 cluster, guint64 count)
+{
+  static const guint8 zeros[4096];
+  const gsize entry_size = layer->geom.extended_l2 ? 16 : 8;
+  const guint8 *p = (const guint8 *) g_bytes_get_data (table, NULL) +
+                    (cluster & (layer->geom.l2_entries - 1)) * entry_size;
+  guint64 n = 0;
+
+  while (n < count)
+    {
+      gsize bytes = (gsize) MIN ((count - n) * entry_size, (guint64) sizeof zeros);
+      if (memcmp (p + n * entry_size, zeros, bytes) != 0)
+        break;
+      n += bytes / entry_size;
+    }
+  while (n < count && memcmp (p + n * entry_size, zeros, entry_size) == 0)
+    n++;
+  return n;
+}
+
 static gboolean
 check_range (RechainLayer *layer, guint64 offset, guint64 length, GError **error)
 {
@@ -484,6 +509,20 @@ qcow2_map (RechainLayer *layer, guint64 offset, guint64 length, GArray *extents,
           guint64 cluster_start = cluster << g->cluster_bits;
           guint64 cluster_end = MIN (span_end, cluster_start + g->cluster_size);
           RechainQcow2L2Entry entry;
+          guint64 next = cluster +
+            l2_zero_entries (layer, table, cluster,
+                             ((span_end - 1) >> g->cluster_bits) - cluster + 1);
+
+          /* A run of all-zero entries (unallocated clusters) in one step:
+           * most of a sparse table, and nothing to decode. */
+          if (next > cluster)
+            {
+              RechainExtent e = { pos, MIN (span_end, next << g->cluster_bits) - pos,
+                                  RECHAIN_EXTENT_UNALLOCATED, 0, RECHAIN_NO_HOST_OFFSET, FALSE };
+              rechain_extent_append (extents, &e);
+              pos += e.length;
+              continue;
+            }
 
           if (!qcow2_decode_entry (layer, table, cluster, &entry, error))
             return FALSE;
