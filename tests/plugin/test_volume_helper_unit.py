@@ -133,6 +133,50 @@ class PathHelperTest(unittest.TestCase):
         self.assertEqual(warnings, [])
         self.assertEqual(backing_of(top.get_path()), (os.path.join(self.dir, 'new.raw'), 'raw'))
 
+    def test_users_are_processes_with_the_file_open(self):
+        """The path helper's users: processes that have the file open. A
+        writer (qemu-io holding the image) is active and refused; a reader
+        that is not QEMU is reported inactive (refused only when strict)."""
+        import time
+        top = os.path.join(self.dir, 'top.qcow2')
+        helper = Rechain.VolumeHelper.lookup('path', None, None)
+        self.assertEqual(helper.get_users(top, None), [])
+        reader = subprocess.Popen(['sh', '-c', 'exec sleep 600 < "$0"', top])
+        writer = None
+        try:
+            deadline = time.monotonic() + 60
+            while not helper.get_users(top, None):
+                self.assertLess(time.monotonic(), deadline, 'the reader never showed up')
+                time.sleep(0.05)
+            users = helper.get_users(top, None)
+            self.assertEqual([(u.domain, u.source, u.active) for u in users],
+                             [('process sleep (pid %d)' % reader.pid, top, False)])
+            ok, warnings = helper.check_in_use(top, False, None)
+            self.assertTrue(ok)
+            self.assertEqual(len(warnings), 1)
+            self.assertIn('sleep', warnings[0])
+            with self.assertRaises(GLib.Error) as cm:
+                helper.check_in_use(top, True, None)
+            self.assertTrue(cm.exception.matches(Rechain.error_quark(), Rechain.Error.IN_USE))
+
+            writer = subprocess.Popen(['qemu-io', '-f', 'qcow2', '-c', 'sleep 600000', top],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      env={k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'})
+            while len(helper.get_users(top, None)) < 2:
+                self.assertLess(time.monotonic(), deadline, 'qemu-io never showed up')
+                time.sleep(0.05)
+            active = [u for u in helper.get_users(top, None) if u.active]
+            self.assertEqual([u.domain for u in active], ['process qemu-io (pid %d)' % writer.pid])
+            with self.assertRaises(GLib.Error) as cm:
+                helper.check_in_use(top, False, None)
+            self.assertTrue(cm.exception.matches(Rechain.error_quark(), Rechain.Error.IN_USE))
+            self.assertIn('qemu-io', cm.exception.message)
+        finally:
+            for p in (reader, writer):
+                if p:
+                    p.kill()
+                    p.wait()
+
     def test_missing_file_and_pools(self):
         with self.assertRaises(GLib.Error) as cm:
             Rechain.Volume.resolve('path', None, None, os.path.join(self.dir, 'nope.qcow2'), None)
