@@ -234,6 +234,7 @@ print_version (gboolean json)
       g_autoptr(JsonGenerator) generator = json_generator_new ();
       g_autoptr(JsonNode) root = NULL;
       g_autofree char *text = NULL;
+      g_auto(GStrv) helpers = NULL;
 
       json_builder_begin_object (builder);
       json_builder_set_member_name (builder, "name");
@@ -255,8 +256,17 @@ print_version (gboolean json)
       json_builder_add_string_value (builder, "dry-run");
       json_builder_add_string_value (builder, "progress-json");
       json_builder_add_string_value (builder, "json-errors");
+      json_builder_add_string_value (builder, "copy-offload");
+      json_builder_add_string_value (builder, "backing-root");
       if (HAVE_ZSTD)
         json_builder_add_string_value (builder, "zstd");
+      json_builder_end_array (builder);
+      /* what --connect/--pool can use: the volume helpers found */
+      json_builder_set_member_name (builder, "volume-helpers");
+      json_builder_begin_array (builder);
+      helpers = rechain_volume_helper_list ();
+      for (gsize i = 0; helpers && helpers[i]; i++)
+        json_builder_add_string_value (builder, helpers[i]);
       json_builder_end_array (builder);
       json_builder_end_object (builder);
       root = json_builder_get_root (builder);
