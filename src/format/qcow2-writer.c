@@ -48,6 +48,7 @@ struct _RechainQcow2Writer {
   GHashTable *l2s;           /* L1 index -> L2Table* */
 
   guint64 next_free;         /* cluster index where the search for free clusters starts */
+  guint64 fresh_from;        /* from here on the file was never written: holes, zeros */
   GArray *deferred_frees;    /* cluster indexes to decrement after the L1 update */
 
   /* gathered data write */
@@ -125,7 +126,7 @@ beyond_eof (GError **error, const char *what, guint64 offset, guint64 file_size)
  * order, @l1_size entries) references through its L2 tables. */
 static gboolean
 scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file_size,
-         guint64 *end, GError **error)
+         GHashTable *seen, guint64 *end, GError **error)
 {
   g_autofree guint8 *table = g_malloc (w->cluster_size);
   const gsize entry_size = w->geom.extended_l2 ? 16 : 8;
@@ -140,6 +141,10 @@ scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file
         continue;
       if (l2_offset >= file_size || file_size - l2_offset < w->cluster_size)
         return beyond_eof (error, _("an L2 table"), l2_offset, file_size);
+      /* Tables shared by snapshots (or, in a crafted image, named many
+       * times) are read once: the work is bounded by the file's size. */
+      if (!g_hash_table_add (seen, GSIZE_TO_POINTER (l2_offset / w->cluster_size)))
+        continue;
       *end = MAX (*end, l2_offset + w->cluster_size);
       if (!w->io.pread (w->io.user, table, w->cluster_size, l2_offset, error))
         return FALSE;
@@ -177,13 +182,16 @@ scan_references (RechainQcow2Writer *w, guint64 file_size, guint64 *end, GError 
 {
   const RechainQcow2Header *h = w->header;
   g_autofree guint64 *raw = NULL;
+  /* L2 tables (cluster numbers) and snapshot L1 tables (offsets) scanned */
+  g_autoptr(GHashTable) seen = g_hash_table_new (g_direct_hash, g_direct_equal);
+  g_autoptr(GHashTable) seen_l1 = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
 
   *end = MAX (*end, h->l1_table_offset + (guint64) h->l1_size * 8);
   {
     g_autofree guint64 *l1 = g_new (guint64, MAX (w->l1_size, 1));
     for (guint32 i = 0; i < w->l1_size; i++)
       l1[i] = w->l1[i];
-    if (!scan_l1 (w, l1, w->l1_size, file_size, end, error))
+    if (!scan_l1 (w, l1, w->l1_size, file_size, seen, end, error))
       return FALSE;
   }
 
@@ -210,12 +218,26 @@ scan_references (RechainQcow2Writer *w, guint64 file_size, guint64 *end, GError 
               return FALSE;
             }
           *end = MAX (*end, sn->l1_table_offset + bytes);
+          /* an L1 table named by several snapshots is scanned once (with
+           * its largest size) */
+          {
+            guint64 *known = g_hash_table_lookup (seen_l1, &sn->l1_table_offset);
+            if (known && known[1] >= bytes)
+              continue;
+            if (!known)
+              {
+                known = g_new (guint64, 2);
+                known[0] = sn->l1_table_offset;
+                g_hash_table_insert (seen_l1, known, known);
+              }
+            known[1] = bytes;
+          }
           raw = g_realloc (raw, MAX (bytes, 8));
           if (bytes > 0 && !w->io.pread (w->io.user, raw, bytes, sn->l1_table_offset, error))
             return FALSE;
           for (guint32 i = 0; i < sn->l1_size; i++)
             raw[i] = GUINT64_FROM_BE (raw[i]);
-          if (!scan_l1 (w, raw, sn->l1_size, file_size, end, error))
+          if (!scan_l1 (w, raw, sn->l1_size, file_size, seen, end, error))
             return FALSE;
         }
     }
@@ -302,6 +324,7 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
     if (!scan_references (w, file_size, &end, error))
       return NULL;
     w->next_free = MAX ((end + w->cluster_size - 1) / w->cluster_size, 1);
+    w->fresh_from = w->next_free * w->cluster_size;
   }
   return g_steal_pointer (&w);
 }
@@ -958,6 +981,35 @@ rechain_qcow2_writer_write_compressed (RechainQcow2Writer *w, guint64 offset, gs
 
 /* ---- commit ---- */
 
+/* Writes a table into a newly allocated cluster. Past the end the file had
+ * when the writer started, the cluster is a hole that reads as zeros: only
+ * the blocks holding non-zero entries are written, and the last one, so
+ * that the file covers the whole table. An L2 table of a sparse image is
+ * mostly zeros: for a 64 KiB cluster with a few entries this writes 8 KiB
+ * instead of 64. */
+#define FRESH_BLOCK 4096u
+
+static gboolean
+write_fresh_table (RechainQcow2Writer *w, const guint8 *data, guint64 offset, GError **error)
+{
+  static const guint8 zeros[FRESH_BLOCK];
+
+  if (offset < w->fresh_from || w->cluster_size < 2 * FRESH_BLOCK)
+    return image_write (w, data, w->cluster_size, offset, error);
+  for (guint64 b = 0; b < w->cluster_size; b += FRESH_BLOCK)
+    {
+      guint64 run = b;
+      /* a run of consecutive blocks to write, in one call */
+      while (run < w->cluster_size &&
+             (memcmp (data + run, zeros, FRESH_BLOCK) != 0 || run + FRESH_BLOCK == w->cluster_size))
+        run += FRESH_BLOCK;
+      if (run > b && !image_write (w, data + b, run - b, offset + b, error))
+        return FALSE;
+      b = run;
+    }
+  return TRUE;
+}
+
 static gboolean
 write_l2_tables (RechainQcow2Writer *w, gboolean new_ones, GError **error)
 {
@@ -970,7 +1022,8 @@ write_l2_tables (RechainQcow2Writer *w, gboolean new_ones, GError **error)
       L2Table *t = value;
       if (t->is_new != new_ones || !(t->dirty || t->is_new))
         continue;
-      if (!image_write (w, t->data, w->cluster_size, t->offset, error))
+      if (!(t->is_new ? write_fresh_table (w, t->data, t->offset, error)
+                      : image_write (w, t->data, w->cluster_size, t->offset, error)))
         return FALSE;
       t->dirty = FALSE;
     }

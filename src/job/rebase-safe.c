@@ -81,6 +81,9 @@ typedef struct {
   guint64 done, total;
   RechainReadPool *pool;
   GArray *stamps;           /* of FileStamp: the backing files as planned */
+  /* the old view of the current window's ranges, as diff_range() mapped
+   * it: what the copy then needs, without mapping the old chain again */
+  GArray *old_map;          /* of RechainExtent, sorted, over the union U */
 } Rebase;
 
 /* A backing file as it was when the rebase planned from it. Nothing may
@@ -331,6 +334,7 @@ diff_range (Rebase *rb, const Range *r, GArray *diffs, GError **error)
   if (!map_view (old_chain, 1, r->offset, r->length, old_map, error) ||
       !map_view (rb->new_chain, 0, r->offset, r->length, new_map, error))
     return FALSE;
+  g_array_append_vals (rb->old_map, old_map->data, old_map->len);
 
   while (pos < r->offset + r->length)
     {
@@ -369,13 +373,50 @@ should_commit (Overlay *o)
          rechain_qcow2_writer_get_pending_data (o->writer) >= COMMIT_DATA_BYTES;
 }
 
+/* The old view of [offset, offset+length), a part of the window's union U:
+ * from the map diff_range() made (every overlay rebased together has the
+ * same old chain), or mapped again if it is not all there. */
+static gboolean
+old_view_map (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 length,
+              GArray *out, GError **error)
+{
+  const RechainExtent *ex = (const RechainExtent *) (void *) rb->old_map->data;
+  guint lo = 0, hi = rb->old_map->len;
+  guint64 pos = offset, end = offset + length;
+
+  /* the first extent that ends after @offset */
+  while (lo < hi)
+    {
+      guint mid = lo + (hi - lo) / 2;
+      if (ex[mid].offset + ex[mid].length <= offset)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  for (guint i = lo; i < rb->old_map->len && pos < end && ex[i].offset <= pos; i++)
+    {
+      RechainExtent e = ex[i];
+      guint64 a = pos, b = MIN (end, e.offset + e.length);
+      if (e.host_offset != RECHAIN_NO_HOST_OFFSET)
+        e.host_offset += a - e.offset;
+      e.offset = a;
+      e.length = b - a;
+      rechain_extent_append (out, &e);
+      pos = b;
+    }
+  if (pos == end)
+    return TRUE;
+  g_array_set_size (out, 0);
+  return map_view (old_chain, 1, offset, length, out, error);
+}
+
 static gboolean
 old_view_is_zero (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 length,
                   gboolean *zero, GError **error)
 {
   g_autoptr(GArray) map = rechain_extent_list_new ();
 
-  if (!map_view (old_chain, 1, offset, length, map, error))
+  if (!old_view_map (rb, old_chain, offset, length, map, error))
     return FALSE;
   *zero = TRUE;
   for (guint i = 0; i < map->len; i++)
@@ -593,7 +634,7 @@ offload_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **er
   CopyOp pending = { 0 };
   guint ei = 0;
 
-  if (!map_view (o->chain, 1, offset, length, map, error))
+  if (!old_view_map (rb, o->chain, offset, length, map, error))
     return FALSE;
 
   for (guint64 p = offset; p < offset + length; )
@@ -992,6 +1033,7 @@ run_windows (Rebase *rb, GError **error)
     {
       map_window (rb, start, MIN (size, start + WINDOW), u);
       g_array_set_size (diffs, 0);
+      g_array_set_size (rb->old_map, 0);
       for (guint i = 0; i < u->len; i++)
         if (!diff_range (rb, &g_array_index (u, Range, i), diffs, error))
           return FALSE;
@@ -1257,6 +1299,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
   rb.cancellable = cancellable;
   rb.overlays = g_ptr_array_new_with_free_func ((GDestroyNotify) overlay_free);
   rb.stamps = g_array_new (FALSE, FALSE, sizeof (FileStamp));
+  rb.old_map = rechain_extent_list_new ();
   report->dry_run = options->dry_run;
 
   if (!rechain_rebase_check_target (options->backing_file, options->backing_format, error) ||
@@ -1332,5 +1375,6 @@ out:
   g_clear_pointer (&rb.new_chain, rechain_chain_free);
   g_ptr_array_unref (rb.overlays);
   g_array_unref (rb.stamps);
+  g_array_unref (rb.old_map);
   return ok;
 }

@@ -383,15 +383,13 @@ class RebaseSafeTest(JobTestCase):
         # none)
         p = subprocess.Popen([rt.QEMU_IO, '-c', 'sleep 60000', top], cwd=self.dir,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+                             stderr=subprocess.PIPE)
         try:
-            # wait until qemu-io holds its locks (a loaded CI machine may
-            # take seconds to start it)
-            deadline = time.monotonic() + 120
-            while rt.run([rt.QEMU_IMG, 'info', top], cwd=self.dir).rc == 0:
-                if time.monotonic() > deadline or p.poll() is not None:
-                    self.fail('qemu-io did not lock the image')
-                time.sleep(0.05)
+            # wait until qemu-io holds its locks, as /proc/locks shows them
+            # (probing with qemu-img info would take locks that can make
+            # qemu-io's own fail); a loaded CI machine may take seconds
+            import test_locking
+            test_locking.wait_locked(p, self.path(top), timeout=120)
             r = self.rebase('-b', '', top, expect=4)
             self.assert_error_names(r, top)
             r = self.rebase('-b', 'base.qcow2', '-F', 'qcow2', top, expect=4)
