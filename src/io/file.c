@@ -28,6 +28,7 @@
 
 #include "io/file.h"
 #include "io/file-private.h"
+#include "io/fault.h"
 #include "rechain/rechain-i18n-private.h"
 
 /* The alignment we assume for O_DIRECT. 4096 is a multiple of every
@@ -678,6 +679,7 @@ rechain_file_pwrite (RechainFile *file, const void *buf, gsize len,
   err = rechain_fault_check (RECHAIN_FAULT_OP_WRITE, file->path, offset, len);
   if (err == 0 && !write_all (file, buf, len, offset))
     err = errno;
+  rechain_fault_done (file, RECHAIN_FAULT_OP_WRITE, err);
   if (err != 0)
     {
       set_write_error (file, len, offset, err, error);
@@ -709,6 +711,7 @@ rechain_file_flush (RechainFile *file, GError **error)
       if (ret < 0)
         err = errno;
     }
+  rechain_fault_done (file, RECHAIN_FAULT_OP_FLUSH, err);
   if (err != 0)
     {
       g_set_error (error, RECHAIN_ERROR, write_errno_code (err),

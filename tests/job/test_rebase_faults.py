@@ -18,8 +18,30 @@
 #     are allowed and reported).
 # A SIGTERM/SIGINT during a larger rebase gives exit 6 and the same.
 #
+# A SIGKILL keeps every write already issued (the page cache survives the
+# process), so it cannot show that a flush is missing.  RebaseCrashTest
+# models a power loss instead: at every write and flush point N of a
+# flatten, a small safe rebase and a linked-clone rebase of 2 overlays,
+# RECHAIN_FAULT=any:N:CRASH-REVERT (every write since its file's last flush
+# is lost), CRASH-KEEP (none is), at flushes CRASH-MASK losing the k oldest
+# and keeping the rest for each k, and CRASH with a few RECHAIN_FAULT_SEEDs
+# (a random subset is lost), with the same checks (exit status 86).
+# Runs known to leave the same files are not repeated (see crash_jobs);
+# CRASH-KEEP, which leaves what any:N:KILL leaves, only runs when the
+# KILL runs of the same scenario are filtered out or with
+# RECHAIN_FAULT_CRASH_ALL=1.
+#
+# RebaseCloneIndependenceTest fails the writes or flushes of one of 3
+# linked clones (RECHAIN_FAULT=...:FILE): the other two must be rebased, the
+# failing one untouched on its old backing, the exit status 5 and the
+# report must give each image its own result (two expected failures: see
+# REPORT_BUG and SETUP_BUG).
+#
 # Environment: RECHAIN_JOBS parallel runs (default: number of CPUs);
-# RECHAIN_FAULT_SCENARIOS=a,b to run some scenarios only.
+# RECHAIN_FAULT_SCENARIOS=a,b to run some scenarios only (the crash tests
+# are named crash_SCENARIO); RECHAIN_FAULT_CRASH_SEEDS=K random subsets per
+# point (default 2) starting at RECHAIN_FAULT_CRASH_SEED_BASE (default 1),
+# for longer runs.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
@@ -40,6 +62,10 @@ from jobtest import JobTestCase, rt, MiB, KiB, qemu_img, qemu_info  # noqa: E402
 
 JOBS = int(os.environ.get('RECHAIN_JOBS', str(os.cpu_count() or 2)))
 ONLY = [s for s in os.environ.get('RECHAIN_FAULT_SCENARIOS', '').split(',') if s]
+CRASH_SEEDS = int(os.environ.get('RECHAIN_FAULT_CRASH_SEEDS', '2'))
+CRASH_SEED_BASE = int(os.environ.get('RECHAIN_FAULT_CRASH_SEED_BASE', '1'))
+# exit status of a process the CRASH actions stopped (src/io/fault.h)
+CRASH_STATUS = 86
 
 
 # ---------------------------------------------------------------------------
@@ -403,6 +429,303 @@ for _fn in SCENARIOS:
         t.__doc__ = fn.__doc__
         return t
     setattr(RebaseFaultTest, 'test_' + _fn.__name__[3:], _mk(_fn))
+
+
+# ---------------------------------------------------------------------------
+# power loss at every write and flush point
+
+def crash_points(log_lines):
+    """For each write/flush point of a logged run (in order): the number of
+    writes issued before it that no flush of their file followed, a key of
+    what losing all of them leaves (each file as of its last flush), and
+    whether the point is a flush."""
+    pending, flushed, total = {}, {}, {}
+    out = []
+    for l in log_lines:
+        parts = l.split(' ')
+        if parts[0] not in ('write', 'flush'):
+            continue
+        out.append((sum(pending.values()), tuple(sorted((p, n) for p, n in flushed.items() if n)),
+                    parts[0] == 'flush'))
+        path = ' '.join(parts[1:] if parts[0] == 'flush' else parts[1:-2])
+        if parts[0] == 'write':
+            pending[path] = pending.get(path, 0) + 1
+            total[path] = total.get(path, 0) + 1
+        else:
+            pending[path] = 0
+            flushed[path] = total.get(path, 0)
+    return out
+
+
+def crash_jobs(points, keep_runs=True):
+    """(RECHAIN_FAULT, seed, RECHAIN_FAULT_CRASH_MASK) of the crash runs:
+    at every point, all unflushed writes lost (once per distinct result:
+    each file as of its last flush) and all kept (which, at the points
+    before, also gives every "the oldest ones kept, the rest lost"); at
+    each flush, where the most writes are unflushed, every "the k oldest
+    lost, the rest kept", so that every write is tried surviving without
+    each write issued before it since the last flush (the reordering a
+    missing flush allows); and where 3 or more writes are unflushed,
+    CRASH_SEEDS random subsets.  Without @keep_runs, no CRASH-KEEP runs:
+    they leave the files exactly as a SIGKILL at the same point does."""
+    jobs, reverted = [], set()
+    for n, (u, key, is_flush) in enumerate(points, 1):
+        if key not in reverted:
+            reverted.add(key)
+            jobs.append(('any:%d:CRASH-REVERT' % n, 0, None))
+        if u >= 1 and keep_runs:
+            jobs.append(('any:%d:CRASH-KEEP' % n, 0, None))
+        for k in range(1, u if is_flush else 0):
+            jobs.append(('any:%d:CRASH-MASK' % n, 0, '0' * k + '1' * (u - k)))
+        if u >= 3:
+            for seed in range(CRASH_SEED_BASE, CRASH_SEED_BASE + CRASH_SEEDS):
+                jobs.append(('any:%d:CRASH' % n, seed, None))
+    return jobs
+
+
+def crash_point(sc, spec, seed, mask=None):
+    """One run with RECHAIN_FAULT=@spec (a CRASH action), seed @seed and
+    RECHAIN_FAULT_CRASH_MASK=@mask on a fresh copy; returns (errors, notes,
+    writes lost)."""
+    tag = 'crash-%s-s%d%s' % (spec.replace(':', '-'), seed, '-m' + mask if mask else '')
+    d = sc.fresh(tag)
+    env = {'RECHAIN_FAULT': spec, 'RECHAIN_FAULT_SEED': str(seed)}
+    if mask:
+        env['RECHAIN_FAULT_CRASH_MASK'] = mask
+    what = '%s %s seed %d%s' % (sc.name, spec, seed, ' mask ' + mask if mask else '')
+    errors, notes = [], []
+    log = os.path.join(sc.root, tag + '.log')
+    r = run_rechain(sc.argv(), d, env=dict(env, RECHAIN_FAULT_LOG=log))
+    lines = open(log).read().splitlines()
+    crashes = [l for l in lines if l.startswith('crash ')]
+    lost = sum(int(l.rsplit('reverted=', 1)[1]) for l in crashes)
+    crashes += [l.replace('crash-mask ', 'surviving (RECHAIN_FAULT_CRASH_MASK) ')
+                for l in lines if l.startswith('crash-mask ')]
+    if r.rc != CRASH_STATUS:
+        errors.append('%s: expected the crash (exit %d), got %d\n%s'
+                      % (what, CRASH_STATUS, r.rc, r.describe()))
+    for m in rt.CRASH_MARKERS:
+        if m in r.err:
+            errors.append('%s: stderr has %r\n%s' % (what, m, r.describe()))
+    e, n = verify_promise(sc, d, what)
+    errors += e
+    notes += n
+    if not e:
+        e, n = verify_rerun(sc, d, what)
+        errors += e
+        notes += n
+    if errors:
+        errors.insert(0, 'reproduce: ' + sc.repro(env))
+        errors.insert(1, 'files kept in %s; the crash: %s' % (d, '; '.join(crashes) or 'none'))
+    elif not rt.KEEP:
+        shutil.rmtree(d, ignore_errors=True)
+    return errors, notes, lost
+
+
+CRASH_SCENARIOS = [sc_flatten, sc_near_copy, sc_linked_clones]
+
+
+class RebaseCrashTest(JobTestCase):
+    """Power loss at every write and flush point: the unflushed writes are
+    all lost, all kept, or a random subset of them is lost."""
+
+    def setUp(self):
+        super().setUp()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=JOBS)
+
+    def tearDown(self):
+        self.pool.shutdown()
+        if getattr(self, 'failed_runs', False):
+            sys.stdout.write('# keeping the failed runs\' files in %s\n' % self.dir)
+        else:
+            super().tearDown()
+
+    def _scenario(self, fn):
+        name = fn.__name__[3:]
+        if ONLY and 'crash_' + name not in ONLY:
+            self.skipTest('not in RECHAIN_FAULT_SCENARIOS')
+        sc = Scenario(fn, self.dir)
+        d = sc.fresh('log')
+        log = os.path.join(sc.root, 'fault.log')
+        r = run_rechain(sc.argv(), d, env={'RECHAIN_FAULT_LOG': log})
+        self.assertEqual(r.rc, 0, 'unfaulted run failed\n' + r.describe())
+        points = crash_points(open(log).read().splitlines())
+        self.assertGreater(len(points), 0)
+        unflushed = [u for u, _, _ in points]
+        # CRASH-KEEP leaves what any:N:KILL leaves; RebaseFaultTest runs
+        # that at every point of the same scenario, unless filtered out
+        kill_runs = (fn in SCENARIOS and (not ONLY or name in ONLY) and
+                     os.environ.get('RECHAIN_FAULT_CRASH_ALL') != '1')
+        jobs = crash_jobs(points, keep_runs=not kill_runs)
+        futs = [self.pool.submit(crash_point, sc, *job) for job in jobs]
+        failures = []
+        leaks = lost_runs = lost = 0
+        for f in futs:
+            e, notes, k = f.result()
+            leaks += len(notes)
+            lost += k
+            lost_runs += k > 0
+            if e:
+                failures.append('\n'.join(e))
+        sys.stdout.write('# crash %s: %d write/flush points (at most %d writes unflushed), %d crash '
+                         'runs%s, %d of them losing writes (%d writes lost), %d leak notes\n'
+                         % (sc.name, len(unflushed), max(unflushed), len(jobs),
+                            ' (CRASH-KEEP left to the KILL runs)' if kill_runs else '',
+                            lost_runs, lost, leaks))
+        if failures:
+            self.failed_runs = True
+            self.fail('%d of %d crash runs broke the promise:\n\n%s'
+                      % (len(failures), len(jobs), '\n\n'.join(failures[:6])))
+        # the runs must really lose writes, or they prove nothing about flushes
+        self.assertGreater(lost_runs, 0, 'no crash run lost a write')
+
+
+for _fn in CRASH_SCENARIOS:
+    def _mk_crash(fn):
+        def t(self):
+            self._scenario(fn)
+        t.__doc__ = 'power loss: ' + (fn.__doc__ or fn.__name__[3:])
+        return t
+    setattr(RebaseCrashTest, 'test_crash_' + _fn.__name__[3:], _mk_crash(_fn))
+
+
+# ---------------------------------------------------------------------------
+# linked clones: one failing does not touch the others
+
+def sc_three_clones(d):
+    """Three linked clones of mid.qcow2 with their own data, moved onto a
+    near copy in one call."""
+    _chain(d)
+    _img(d, 'clone1.qcow2', 2 * MiB, backing='mid.qcow2', bfmt='qcow2')
+    _io(d, 'clone1.qcow2', 'write -P 21 0 64k', 'write -P 22 1536k 4k')
+    _img(d, 'clone2.qcow2', 2 * MiB, backing='mid.qcow2', bfmt='qcow2', opts='cluster_size=16k')
+    _io(d, 'clone2.qcow2', 'write -P 23 64k 16k', 'write -P 24 1700k 64k')
+    _img(d, 'clone3.qcow2', 2 * MiB, backing='mid.qcow2', bfmt='qcow2')
+    _io(d, 'clone3.qcow2', 'write -P 25 512k 64k')
+    _near(d)
+    return (['clone1.qcow2', 'clone2.qcow2', 'clone3.qcow2'], ['-b', 'near.qcow2', '-F', 'qcow2'],
+            'near.qcow2')
+
+
+REPORT_BUG = ('the JSON report gives the rebased clones the failing clone\'s error and "failed": '
+              'rechain_rebase_safe() copies the error that ended the run into every image '
+              'report without an error of its own, also those finish_overlay() switched '
+              '(src/job/rebase-safe.c, the loop after "out:", "An image the rebase did not '
+              'complete is reported as failed")')
+
+
+SETUP_BUG = ('rechain_rebase_safe() opens every overlay\'s writer before copying and gives up '
+             'on all of them when one fails ("if (!o->writer) goto out;", '
+             'src/job/rebase-safe.c, the loop calling rechain_layer_new_writer()): no clone '
+             'is rebased')
+
+
+class RebaseCloneIndependenceTest(JobTestCase):
+    """Writes (or flushes) failing on one of 3 linked clones."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix='rechain-clones-')
+        cls.sc = Scenario(sc_three_clones, cls.root)
+        # the header write of each clone is its last write: learn where it is
+        d = cls.sc.fresh('log')
+        log = os.path.join(cls.sc.root, 'fault.log')
+        r = run_rechain(cls.sc.argv(), d, env={'RECHAIN_FAULT_LOG': log})
+        assert r.rc == 0, r.describe()
+        cls.writes = {ov: sum(1 for l in open(log) if l.startswith('write %s ' % ov))
+                      for ov in cls.sc.overlays}
+        cls.flushes = {ov: sum(1 for l in open(log) if l.strip() == 'flush %s' % ov)
+                       for ov in cls.sc.overlays}
+
+    @classmethod
+    def tearDownClass(cls):
+        if not rt.KEEP:
+            shutil.rmtree(cls.root, ignore_errors=True)
+
+    def specs(self):
+        """(failing clone, RECHAIN_FAULT) cases: from its first write on, its
+        first write only, every flush, its header write (the last write)."""
+        out = []
+        for ov, rules in (('clone2.qcow2', ['write:1+:EIO', 'write:1:ENOSPC', 'flush:1+:EIO',
+                                            'write:%d:EIO' % self.writes['clone2.qcow2']]),
+                          ('clone1.qcow2', ['any:1+:EIO']),
+                          ('clone3.qcow2', ['write:%d:EIO' % self.writes['clone3.qcow2']])):
+            out += [(ov, '%s:%s' % (r, ov)) for r in rules]
+        return out
+
+    def run_case(self, failing, spec, prepare=None, tag=''):
+        sc = self.sc
+        d = sc.fresh(tag + spec.replace(':', '-').replace('+', 'p'))
+        if prepare:
+            prepare(d)
+        what = 'RECHAIN_FAULT=%s' % spec
+        r = run_rechain(['rebase', '--output=json'] + sc.args + sc.overlays, d,
+                        env={'RECHAIN_FAULT': spec})
+        desc = '%s\n%s' % (what, r.describe())
+        self.assert_no_crash(r)
+        self.assertEqual(r.rc, rt.EXIT_IO, desc)
+        self.assertIn(failing, r.err, 'the error does not name the failing clone\n' + desc)
+        for ov in sc.overlays:
+            c = jt.qemu_check(ov, cwd=d)
+            qi = qemu_info(ov, cwd=d)
+            cmp = jt.compare(sc.raw[ov], ov, d, fmt_a='raw')
+            self.assertEqual(cmp.rc, 0, '%s: content of %s changed\n%s\n%s'
+                             % (what, ov, cmp.describe(), desc))
+            if ov == failing:
+                self.assertIn(c.rc, (0, 3), '%s: %s\n%s' % (what, c.describe(), desc))
+                self.assertEqual(qi.get('backing-filename'), sc.old[ov],
+                                 '%s: the failing %s left its old backing\n%s' % (what, ov, desc))
+            else:
+                self.assertEqual(c.rc, 0, '%s: %s\n%s' % (what, c.describe(), desc))
+                self.assertEqual(qi.get('backing-filename'), sc.new,
+                                 '%s: %s was not rebased though only %s failed\n%s'
+                                 % (what, ov, failing, desc))
+        return d, r
+
+    def test_others_rebased(self):
+        """The other clones are switched, the failing one stays as it was
+        on its old backing, and a rerun completes it."""
+        for failing, spec in self.specs():
+            with self.subTest(spec=spec):
+                d, _ = self.run_case(failing, spec)
+                e, n = verify_rerun(self.sc, d, 'rerun after ' + spec)
+                self.assertEqual(e, [], '\n'.join(e))
+
+    @unittest.expectedFailure
+    def test_report_names_each(self):
+        """The report lists each clone with its own result: the failing one
+        "failed" with its error, the others "rebased". Expected failure: """
+        for failing, spec in self.specs():
+            d, r = self.run_case(failing, spec)
+            desc = 'RECHAIN_FAULT=%s\n%s' % (spec, r.describe())
+            try:
+                images = json.loads(r.out)['images']
+            except (ValueError, KeyError) as e:
+                self.fail('no JSON report (%s)\n%s' % (e, desc))
+            self.assertEqual(sorted(i.get('image') for i in images), sorted(self.sc.overlays), desc)
+            for i in images:
+                if i['image'] == failing:
+                    self.assertEqual(i.get('result'), 'failed', desc)
+                    self.assertIn(failing, i.get('error', ''), desc)
+                else:
+                    self.assertEqual(i.get('result'), 'rebased',
+                                     '%s is reported as %r though it was rebased: %s\n%s'
+                                     % (i['image'], i.get('result'), REPORT_BUG, desc))
+                    self.assertNotIn('error', i, desc)
+
+
+    @unittest.expectedFailure
+    def test_writer_setup_failure(self):
+        """The clone whose writer cannot be set up (here: its header rewrite,
+        which clears an unknown autoclear bit before any other write, fails)
+        fails alone. Expected failure: """
+        def unknown_autoclear(d):
+            rt.patch_field(os.path.join(d, 'clone2.qcow2'), 'autoclear_features', 1 << 40)
+        self.run_case('clone2.qcow2', 'write:1:EIO:clone2.qcow2', unknown_autoclear, 'setup-')
+
+
+RebaseCloneIndependenceTest.test_report_names_each.__doc__ += REPORT_BUG
+RebaseCloneIndependenceTest.test_writer_setup_failure.__doc__ += SETUP_BUG
 
 
 class RebaseSignalTest(JobTestCase):
