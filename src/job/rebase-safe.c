@@ -1289,7 +1289,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
 {
   Rebase rb = { 0 };
   gint64 t0 = g_get_monotonic_time ();
-  gboolean ok = FALSE;
+  gboolean ok = FALSE, whole_run_failed = TRUE;
 
   g_return_val_if_fail (options->images && options->images[0], FALSE);
   rb.options = options;
@@ -1318,9 +1318,11 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
     for (guint k = 0; k < rb.overlays->len; k++)
       {
         Overlay *o = g_ptr_array_index (rb.overlays, k);
-        o->writer = rechain_layer_new_writer (o->top, error);
+        GError *local = NULL;
+        /* one overlay that cannot be written does not stop the others */
+        o->writer = rechain_layer_new_writer (o->top, &local);
         if (!o->writer)
-          goto out;
+          overlay_fail (o, local);
       }
 
   /* Two views read in parallel, one chunk ahead. */
@@ -1349,6 +1351,8 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
       finish_overlay (&rb, o);
       collect_stats (o);
     }
+  /* from here on, each overlay's report says how it ended */
+  whole_run_failed = FALSE;
   ok = TRUE;
   for (guint k = 0; k < rb.overlays->len && ok; k++)
     {
@@ -1361,9 +1365,10 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
     }
 
 out:
-  /* An image the rebase did not complete is reported as failed, with the
-   * error that stopped it if it had none of its own. */
-  if (!ok && error && *error)
+  /* When the whole run stopped, an image the rebase did not complete is
+   * reported as failed, with the error that stopped it if it had none of
+   * its own (clones switched independently keep their own result). */
+  if (!ok && whole_run_failed && error && *error)
     for (guint k = 0; k < report->images->len; k++)
       {
         RechainRebaseImageReport *ir = g_ptr_array_index (report->images, k);
