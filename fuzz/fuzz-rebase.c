@@ -10,9 +10,12 @@
  * also: when the guest content of the overlay could be read before (virtual
  * size up to 4 MiB), a successful rebase keeps it, and so does a failed one
  * (the image is left as it was); the rebased image opens again. Strict mode
- * is off by default because a crafted image whose refcounts say "free" for
- * clusters its L2 tables use (qemu-img check: errors, not leaks) makes any
- * writer, QEMU's too, overwrite live data: see fuzz/findings/README.md.
+ * is off by default: it fails within minutes on crafted images in which a
+ * metadata cluster (the L1 table, a refcount block) is also mapped as guest
+ * data (qemu-img check: "cluster N refcount=1 reference=2"), because the
+ * rebase's metadata updates then change guest bytes -- qemu-img rebase's
+ * too. The inputs and the bytes are in fuzz/findings/README.md; turn it on
+ * by default once the writer refuses such images.
  *
  * An external data file may only be called top.data (an empty one is
  * provided), so a fuzzed name never makes the rebase write into the fixed
