@@ -11,7 +11,7 @@ libvirt-dev libvirt-daemon libvirt-clients qemu-system-x86"
 # the tests also make loop file systems (ext4 for ENOSPC; XFS with reflink
 # and btrfs for copy offload), run valgrind, and build the fuzzers (clang)
 [ "${1:-}" = "--tests" ] && packages="$packages clang libclang-rt-14-dev valgrind e2fsprogs
-xfsprogs btrfs-progs util-linux zstd"
+xfsprogs btrfs-progs util-linux zstd strace"
 
 missing=""
 for p in $packages; do

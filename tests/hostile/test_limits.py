@@ -94,7 +94,9 @@ class Limits(HostileCase):
         ht.rt.patch_field(self.path('v.qcow2'), 'size', 1 << 62)
         for args in (['info', 'v.qcow2'], ['map', 'v.qcow2']):
             r = self.rc(args, 'size 2^62')
-            self.assertIn(r.rc, (0, 3), r.describe())
+            self.assertEqual(r.rc, 3, r.describe())
+            self.assertIn('v.qcow2', r.err, r.describe())
+            self.assertIn('too small for the virtual size', r.err, r.describe())
 
 
 if __name__ == '__main__':
