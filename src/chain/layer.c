@@ -40,6 +40,7 @@ struct _RechainLayer {
   RechainQcow2Header *header;
   RechainQcow2Geometry geom;
   guint64 *l2_offsets; /* decoded L1 table: L2 table offsets, 0 = none */
+  gsize l1_bytes;      /* its share of the process's L1 budget */
   guint32 l1_size;
 
   GMutex cache_lock;
@@ -198,16 +199,44 @@ qcow2_open_data_file (RechainLayer *layer, RechainLayerOpenFlags flags,
   return lock_file (layer->data_file, flags, error);
 }
 
+/* The decoded L1 tables of all the images a process has open share one
+ * budget: each is bounded (32 MiB, as QEMU bounds it), but a crafted chain
+ * of 64 images, or linked clones each opening such a chain, must not make
+ * the process hold gigabytes of metadata. Real images need far less: a
+ * 64 TiB image with 64 KiB clusters has a 1 MiB L1 table. */
+#define L1_BUDGET_BYTES ((gsize) 128 << 20)
+static gsize l1_bytes_held; /* atomic */
+
 static gboolean
 qcow2_load_l1 (RechainLayer *layer, GError **error)
 {
   const RechainQcow2Header *h = layer->header;
   g_autofree guint64 *raw = NULL;
   guint64 needed;
+  gsize bytes, held;
 
-  layer->l1_size = h->l1_size;
+  layer->l1_size = 0;
   if (h->l1_size == 0)
     return TRUE;
+
+  /* Only the entries that cover the virtual size are ever used (and
+   * kept); entries past it must still be well-formed, but nothing is read
+   * through them. */
+  needed = (layer->virtual_size + (layer->geom.l2_entries << layer->geom.cluster_bits) - 1)
+           / (layer->geom.l2_entries << layer->geom.cluster_bits);
+  bytes = (gsize) MIN (needed, (guint64) h->l1_size) * 8;
+  held = (gsize) g_atomic_pointer_add (&l1_bytes_held, (gssize) bytes);
+  if (held + bytes > L1_BUDGET_BYTES)
+    {
+      g_atomic_pointer_add (&l1_bytes_held, -(gssize) bytes);
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   _("its L1 table (%zu bytes used) would bring the L1 tables of the images "
+                     "open to more than the limit of %zu MiB"), bytes, L1_BUDGET_BYTES >> 20);
+      return FALSE;
+    }
+  layer->l1_bytes = bytes;
+  layer->l2_offsets = g_new0 (guint64, MAX (bytes / 8, 1));
+  layer->l1_size = (guint32) (bytes / 8);
 
   raw = g_new (guint64, h->l1_size);
   if (!rechain_file_pread (layer->file, raw, (gsize) h->l1_size * 8, h->l1_table_offset, error))
@@ -216,11 +245,6 @@ qcow2_load_l1 (RechainLayer *layer, GError **error)
       return FALSE;
     }
 
-  layer->l2_offsets = g_new0 (guint64, h->l1_size);
-  /* Only the entries that cover the virtual size are ever used; entries
-   * past it must still be well-formed, but nothing is read through them. */
-  needed = (layer->virtual_size + (layer->geom.l2_entries << layer->geom.cluster_bits) - 1)
-           / (layer->geom.l2_entries << layer->geom.cluster_bits);
   for (guint32 i = 0; i < h->l1_size; i++)
     {
       guint64 l2_offset;
@@ -239,7 +263,8 @@ qcow2_load_l1 (RechainLayer *layer, GError **error)
                        i, l2_offset, layer->file_size);
           return FALSE;
         }
-      layer->l2_offsets[i] = i < needed ? l2_offset : 0;
+      if (i < layer->l1_size)
+        layer->l2_offsets[i] = l2_offset;
     }
   return TRUE;
 }
@@ -311,6 +336,8 @@ rechain_layer_free (RechainLayer *layer)
   g_free (layer->cache);
   g_mutex_clear (&layer->cache_lock);
   g_free (layer->l2_offsets);
+  if (layer->l1_bytes > 0)
+    g_atomic_pointer_add (&l1_bytes_held, -(gssize) layer->l1_bytes);
   g_clear_pointer (&layer->header, rechain_qcow2_header_free);
   g_clear_pointer (&layer->data_file, rechain_file_close);
   g_clear_pointer (&layer->file, rechain_file_close);

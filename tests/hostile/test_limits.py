@@ -61,6 +61,23 @@ class Limits(HostileCase):
             self.assertEqual(r.rc, 3, r.describe())
             self.assertIn('64', r.err, r.describe())
 
+    def test_chain_metadata_memory(self):
+        """Each L1 table is bounded (32 MiB), and so are all of them
+        together (128 MiB per process): a chain of images with 32 MiB L1
+        tables (512-byte clusters, 127 GiB) is refused at the fifth, naming
+        an image, under a 1 GiB address-space limit; four are fine."""
+        self.img('m0.qcow2', 127 << 30, opts='cluster_size=512')
+        for i in range(1, 5):
+            self.img('m%d.qcow2' % i, 127 << 30, opts='cluster_size=512',
+                     backing='m%d.qcow2' % (i - 1), bfmt='qcow2')
+        r = self.rc(['info', '--backing-chain', 'm3.qcow2'], '4 x 32 MiB L1')
+        self.assertEqual(r.rc, 0, r.describe())
+        for args in (['info', '--backing-chain', 'm4.qcow2'], ['rebase', '-b', '', 'm4.qcow2']):
+            r = self.rc(args, '5 x 32 MiB L1')
+            self.assertEqual(r.rc, 3, r.describe())
+            self.assertIn('limit of 128 MiB', r.err, r.describe())
+            self.assertIn('.qcow2: ', r.err, r.describe())
+
     def with_extensions(self, n):
         self.img('e.qcow2', 1 * MiB, opts='cluster_size=64k')
         exts = [(0x10000000 + i, b'x' * 4) for i in range(n)]
