@@ -264,18 +264,27 @@ class MalformedTest(ToolTestCase):
         errors, _ = rt.compare_maps(rt.qemu_map('big.qcow2', cwd=self.dir), r.json())
         self.assertEqual(errors, [], r.describe())
 
+    def make_luks(self, name):
+        """A LUKS-encrypted qcow2 image. qemu-img times its key derivation
+        and, on a loaded machine, may fail with "Unable to get accurate CPU
+        usage": tried a few times."""
+        for attempt in range(5):
+            r = rt.run([rt.QEMU_IMG, 'create', '-q', '-f', 'qcow2', '--object',
+                        'secret,id=s0,data=password', '-o',
+                        'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10',
+                        name, '1M'], cwd=self.dir)
+            if r.rc == 0:
+                return
+        self.fail('qemu-img could not make a LUKS image\n' + r.describe())
+
     def test_luks_encryption(self):
-        qemu_img('create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=password',
-                 '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10',
-                 'luks.qcow2', '1M', cwd=self.dir)
+        self.make_luks('luks.qcow2')
         for cname, cmd in COMMANDS:
             with self.subTest(command=cname):
                 self.expect_refused('luks.qcow2', cmd, ['encrypt', 'not supported'])
 
     def test_luks_encryption_in_backing(self):
-        qemu_img('create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=password',
-                 '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10',
-                 'luks.qcow2', '1M', cwd=self.dir)
+        self.make_luks('luks.qcow2')
         qemu_img('create', '-q', '-f', 'qcow2', '-b', 'luks.qcow2', '-F', 'qcow2', '-u',
                  'over.qcow2', '1M', cwd=self.dir)
         r = self.rechain('map', 'over.qcow2', expect=3)
