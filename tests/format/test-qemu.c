@@ -23,26 +23,39 @@ tmp_path (const char *name)
   return g_build_filename (tmpdir, name, NULL);
 }
 
+/* Runs a program in tmpdir, up to @attempts times while it fails; aborts the
+ * test with its output when the last attempt fails too. */
+static char *
+run_attempts (const char *const *argv, guint attempts)
+{
+  g_autofree char *cmd = g_strjoinv (" ", (char **) argv);
+
+  for (guint i = 1;; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *out = NULL, *err = NULL;
+      int status;
+
+      if (!g_spawn_sync (tmpdir, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                         &out, &err, &status, &error))
+        g_error ("cannot run %s: %s", cmd, error->message);
+      if (g_spawn_check_wait_status (status, &error))
+        return g_steal_pointer (&out);
+      if (i >= attempts)
+        g_error ("%s failed: %s\n%s%s", cmd, error->message, out, err);
+    }
+}
+
 /* Runs a program in tmpdir; aborts the test with its output on failure. */
 static char *
 run (const char *const *argv)
 {
-  g_autoptr (GError) error = NULL;
-  g_autofree char *out = NULL, *err = NULL;
-  g_autofree char *cmd = g_strjoinv (" ", (char **) argv);
-  int status;
-
-  if (!g_spawn_sync (tmpdir, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                     &out, &err, &status, &error))
-    g_error ("cannot run %s: %s", cmd, error->message);
-  if (!g_spawn_check_wait_status (status, &error))
-    g_error ("%s failed: %s\n%s%s", cmd, error->message, out, err);
-  return g_steal_pointer (&out);
+  return run_attempts (argv, 1);
 }
 
 static void
-qemu_img_create (const char *name, const char *options, const char *size,
-                 const char *const *extra)
+qemu_img_create_attempts (const char *name, const char *options, const char *size,
+                          const char *const *extra, guint attempts)
 {
   GPtrArray *argv = g_ptr_array_new ();
 
@@ -61,8 +74,15 @@ qemu_img_create (const char *name, const char *options, const char *size,
   g_ptr_array_add (argv, (char *) name);
   g_ptr_array_add (argv, (char *) size);
   g_ptr_array_add (argv, NULL);
-  g_free (run ((const char *const *) argv->pdata));
+  g_free (run_attempts ((const char *const *) argv->pdata, attempts));
   g_ptr_array_free (argv, TRUE);
+}
+
+static void
+qemu_img_create (const char *name, const char *options, const char *size,
+                 const char *const *extra)
+{
+  qemu_img_create_attempts (name, options, size, extra, 1);
 }
 
 static JsonNode *
@@ -392,8 +412,11 @@ test_luks (void)
   g_autoptr (GError) error = NULL;
   g_autoptr (RechainQcow2Header) h = NULL;
 
-  qemu_img_create ("luks.qcow2", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
-                   "16M", extra);
+  /* qemu-img times its key derivation and, on a loaded machine, may fail
+   * with "Unable to get accurate CPU usage": tried a few times. */
+  qemu_img_create_attempts ("luks.qcow2",
+                            "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
+                            "16M", extra, 5);
   b = read_file ("luks.qcow2");
   h = parse (b, &error);
   g_assert_null (h);
