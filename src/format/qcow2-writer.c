@@ -122,11 +122,85 @@ beyond_eof (GError **error, const char *what, guint64 offset, guint64 file_size)
   return FALSE;
 }
 
+/* The clusters this writer may update in place (header, L1 table, refcount
+ * table and blocks, L2 tables), cluster index -> what it is. A data cluster
+ * among them is a corrupt image (qemu-img check: "refcount=1 reference=2"):
+ * updating the metadata would change the guest's bytes too. */
+static const char L2_TABLE[] = N_("an L2 table");
+
+static void
+mark_metadata (RechainQcow2Writer *w, GHashTable *meta, guint64 offset, guint64 bytes,
+               const char *what)
+{
+  if (bytes == 0)
+    return;
+  for (guint64 c = offset / w->cluster_size; c <= (offset + bytes - 1) / w->cluster_size; c++)
+    g_hash_table_insert (meta, GSIZE_TO_POINTER ((gsize) c), (gpointer) what);
+}
+
+/* Refuses a guest mapping (@host, @bytes long) that overlaps the metadata. */
+static gboolean
+check_not_metadata (RechainQcow2Writer *w, GHashTable *meta, guint64 guest, guint64 host,
+                    guint64 bytes, GError **error)
+{
+  if (bytes == 0)
+    return TRUE;
+  for (guint64 c = host / w->cluster_size; c <= (host + bytes - 1) / w->cluster_size; c++)
+    {
+      const char *what = g_hash_table_lookup (meta, GSIZE_TO_POINTER ((gsize) c));
+      if (what)
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                       _("guest offset 0x%" PRIx64 " is mapped to host cluster 0x%" PRIx64
+                       ", which is also %s: the image is corrupt ('qemu-img check' reports it); "
+                       "writing to it would change the guest's data"),
+                       guest, c * w->cluster_size, _(what));
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* Marks the L2 tables the L1 table at @l1 (host order, @l1_size entries)
+ * names as metadata. */
+static gboolean
+mark_l2_tables (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file_size,
+                GHashTable *meta, guint64 *end, GError **error)
+{
+  for (guint32 i = 0; i < l1_size; i++)
+    {
+      guint64 l2_offset;
+
+      if (!rechain_qcow2_l1_entry_decode (&w->geom, l1[i], &l2_offset, error))
+        return FALSE;
+      if (l2_offset == 0)
+        continue;
+      if (l2_offset >= file_size || file_size - l2_offset < w->cluster_size)
+        return beyond_eof (error, _("an L2 table"), l2_offset, file_size);
+      *end = MAX (*end, l2_offset + w->cluster_size);
+      {
+        const char *what = g_hash_table_lookup (meta, GSIZE_TO_POINTER ((gsize) (l2_offset / w->cluster_size)));
+        /* the same L2 table named twice is sharing (snapshots); an L2 table
+         * on other metadata is corrupt */
+        if (what && what != L2_TABLE)
+          {
+            g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                         _("the L2 table at 0x%" PRIx64 " is also %s: the image is corrupt "
+                         "('qemu-img check' reports it)"), l2_offset, _(what));
+            return FALSE;
+          }
+      }
+      mark_metadata (w, meta, l2_offset, w->cluster_size, L2_TABLE);
+    }
+  return TRUE;
+}
+
 /* Raises *@end to the end of every cluster the L1 table at @l1 (host
- * order, @l1_size entries) references through its L2 tables. */
+ * order, @l1_size entries) references through its L2 tables, and refuses
+ * data that overlaps the metadata in @meta. */
 static gboolean
 scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file_size,
-         GHashTable *seen, guint64 *end, GError **error)
+         GHashTable *meta, GHashTable *seen, guint64 *end, GError **error)
 {
   g_autofree guint8 *table = g_malloc (w->cluster_size);
   const gsize entry_size = w->geom.extended_l2 ? 16 : 8;
@@ -139,13 +213,10 @@ scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file
         return FALSE;
       if (l2_offset == 0)
         continue;
-      if (l2_offset >= file_size || file_size - l2_offset < w->cluster_size)
-        return beyond_eof (error, _("an L2 table"), l2_offset, file_size);
       /* Tables shared by snapshots (or, in a crafted image, named many
        * times) are read once: the work is bounded by the file's size. */
       if (!g_hash_table_add (seen, GSIZE_TO_POINTER (l2_offset / w->cluster_size)))
         continue;
-      *end = MAX (*end, l2_offset + w->cluster_size);
       if (!w->io.pread (w->io.user, table, w->cluster_size, l2_offset, error))
         return FALSE;
       for (guint64 j = 0; j < w->geom.l2_entries; j++)
@@ -153,6 +224,7 @@ scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file
           RechainQcow2L2Entry e;
           guint64 word = rd64 (table + j * entry_size);
           guint64 bitmap = w->geom.extended_l2 ? rd64 (table + j * entry_size + 8) : 0;
+          guint64 guest = ((guint64) i * w->geom.l2_entries + j) * w->cluster_size;
 
           if (word == 0 && bitmap == 0)
             continue;
@@ -163,83 +235,123 @@ scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file
               if (e.compressed_offset >= file_size)
                 return beyond_eof (error, _("a compressed cluster"), e.compressed_offset, file_size);
               *end = MAX (*end, e.compressed_offset + e.compressed_length);
+              if (!check_not_metadata (w, meta, guest, e.compressed_offset,
+                                       MIN (e.compressed_length, file_size - e.compressed_offset),
+                                       error))
+                return FALSE;
             }
           else if (e.host_offset != 0 && !w->external)
             {
               if (e.host_offset >= file_size)
                 return beyond_eof (error, _("a data cluster"), e.host_offset, file_size);
               *end = MAX (*end, e.host_offset + w->cluster_size);
+              if (!check_not_metadata (w, meta, guest, e.host_offset, w->cluster_size, error))
+                return FALSE;
             }
         }
     }
   return TRUE;
 }
 
+/* Reads the L1 table of snapshot @sn (host order) into *@raw, or returns
+ * FALSE with @error set. */
+static gboolean
+read_snapshot_l1 (RechainQcow2Writer *w, const RechainQcow2Snapshot *sn, guint64 **raw,
+                  GError **error)
+{
+  guint64 bytes = (guint64) sn->l1_size * 8;
+
+  if (bytes > RECHAIN_QCOW2_MAX_L1_BYTES)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                   _("snapshot %s: its L1 table (%u entries) exceeds the limit"), sn->id, sn->l1_size);
+      return FALSE;
+    }
+  *raw = g_realloc (*raw, MAX (bytes, 8));
+  if (bytes > 0 && !w->io.pread (w->io.user, *raw, bytes, sn->l1_table_offset, error))
+    return FALSE;
+  for (guint32 i = 0; i < sn->l1_size; i++)
+    (*raw)[i] = GUINT64_FROM_BE ((*raw)[i]);
+  return TRUE;
+}
+
 /* The end of everything the active L1 table and the snapshots' L1 tables
- * reference. Costs one read per L2 table: metadata, not data. */
+ * reference, and the check that no guest data lies on the metadata this
+ * writer updates. Costs one read per L2 table: metadata, not data. */
 static gboolean
 scan_references (RechainQcow2Writer *w, guint64 file_size, guint64 *end, GError **error)
 {
   const RechainQcow2Header *h = w->header;
   g_autofree guint64 *raw = NULL;
-  /* L2 tables (cluster numbers) and snapshot L1 tables (offsets) scanned */
+  /* L2 tables scanned (cluster numbers) */
   g_autoptr(GHashTable) seen = g_hash_table_new (g_direct_hash, g_direct_equal);
+  /* snapshot L1 tables to scan: offset -> largest size in bytes */
   g_autoptr(GHashTable) seen_l1 = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+  g_autoptr(GHashTable) meta = g_hash_table_new (g_direct_hash, g_direct_equal);
+  g_autoptr(GArray) snapshots = NULL;
+  g_autoptr(GPtrArray) snapshot_l1s = g_ptr_array_new ();
 
   *end = MAX (*end, h->l1_table_offset + (guint64) h->l1_size * 8);
-  {
-    g_autofree guint64 *l1 = g_new (guint64, MAX (w->l1_size, 1));
-    for (guint32 i = 0; i < w->l1_size; i++)
-      l1[i] = w->l1[i];
-    if (!scan_l1 (w, l1, w->l1_size, file_size, seen, end, error))
-      return FALSE;
-  }
+  mark_metadata (w, meta, 0, 1, N_("the image header"));
+  mark_metadata (w, meta, h->l1_table_offset, (guint64) h->l1_size * 8, N_("the L1 table"));
+  mark_metadata (w, meta, h->refcount_table_offset,
+                 (guint64) h->refcount_table_clusters * w->cluster_size, N_("the refcount table"));
+  for (guint64 i = 0; i < w->reftable_entries; i++)
+    if (w->reftable[i] != 0)
+      mark_metadata (w, meta, w->reftable[i], w->cluster_size, N_("a refcount block"));
 
   if (h->nb_snapshots > 0)
     {
       guint64 size = MIN (file_size - MIN (h->snapshots_offset, file_size), (guint64) 64 << 20);
       g_autofree guint8 *buf = g_malloc (MAX (size, 1));
-      g_autoptr(GArray) snapshots = NULL;
 
       if (!w->io.pread (w->io.user, buf, size, h->snapshots_offset, error))
         return FALSE;
       snapshots = rechain_qcow2_snapshots_parse (buf, size, h->nb_snapshots, &w->geom, file_size, error);
       if (!snapshots)
         return FALSE;
+      /* an L1 table named by several snapshots is scanned once (with its
+       * largest size) */
       for (guint k = 0; k < snapshots->len; k++)
         {
-          const RechainQcow2Snapshot *sn = &g_array_index (snapshots, RechainQcow2Snapshot, k);
-          guint64 bytes = (guint64) sn->l1_size * 8;
+          RechainQcow2Snapshot *sn = &g_array_index (snapshots, RechainQcow2Snapshot, k);
+          guint64 *known = g_hash_table_lookup (seen_l1, &sn->l1_table_offset);
 
-          if (bytes > RECHAIN_QCOW2_MAX_L1_BYTES)
+          *end = MAX (*end, sn->l1_table_offset + (guint64) sn->l1_size * 8);
+          if (known && known[1] >= sn->l1_size)
+            continue;
+          if (!known)
             {
-              g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                           _("snapshot %s: its L1 table (%u entries) exceeds the limit"), sn->id, sn->l1_size);
-              return FALSE;
+              known = g_new (guint64, 3);
+              known[0] = sn->l1_table_offset;
+              g_hash_table_insert (seen_l1, known, known);
+              g_ptr_array_add (snapshot_l1s, known);
             }
-          *end = MAX (*end, sn->l1_table_offset + bytes);
-          /* an L1 table named by several snapshots is scanned once (with
-           * its largest size) */
-          {
-            guint64 *known = g_hash_table_lookup (seen_l1, &sn->l1_table_offset);
-            if (known && known[1] >= bytes)
-              continue;
-            if (!known)
-              {
-                known = g_new (guint64, 2);
-                known[0] = sn->l1_table_offset;
-                g_hash_table_insert (seen_l1, known, known);
-              }
-            known[1] = bytes;
-          }
-          raw = g_realloc (raw, MAX (bytes, 8));
-          if (bytes > 0 && !w->io.pread (w->io.user, raw, bytes, sn->l1_table_offset, error))
-            return FALSE;
-          for (guint32 i = 0; i < sn->l1_size; i++)
-            raw[i] = GUINT64_FROM_BE (raw[i]);
-          if (!scan_l1 (w, raw, sn->l1_size, file_size, seen, end, error))
-            return FALSE;
+          known[1] = sn->l1_size;
+          known[2] = k;
         }
+    }
+
+  /* First every L2 table any L1 table names, then the data they map. */
+  if (!mark_l2_tables (w, w->l1, w->l1_size, file_size, meta, end, error))
+    return FALSE;
+  for (guint k = 0; k < snapshot_l1s->len; k++)
+    {
+      const guint64 *known = g_ptr_array_index (snapshot_l1s, k);
+      const RechainQcow2Snapshot *sn = &g_array_index (snapshots, RechainQcow2Snapshot, known[2]);
+      if (!read_snapshot_l1 (w, sn, &raw, error) ||
+          !mark_l2_tables (w, raw, sn->l1_size, file_size, meta, end, error))
+        return FALSE;
+    }
+  if (!scan_l1 (w, w->l1, w->l1_size, file_size, meta, seen, end, error))
+    return FALSE;
+  for (guint k = 0; k < snapshot_l1s->len; k++)
+    {
+      const guint64 *known = g_ptr_array_index (snapshot_l1s, k);
+      const RechainQcow2Snapshot *sn = &g_array_index (snapshots, RechainQcow2Snapshot, known[2]);
+      if (!read_snapshot_l1 (w, sn, &raw, error) ||
+          !scan_l1 (w, raw, sn->l1_size, file_size, meta, seen, end, error))
+        return FALSE;
     }
   return TRUE;
 }

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -363,6 +364,38 @@ class MalformedTest(ToolTestCase):
                 self.expect_refused('corrupt.qcow2', cmd, ['corrupt'])
         self.rechain('info', 'corrupt.qcow2', expect=0)
         self.rechain('map', 'corrupt.qcow2', expect=0)
+
+    def test_guest_data_on_metadata_refused_for_rebase(self):
+        """An L2 entry mapping guest data onto a cluster the rebase updates in
+        place (the L1 table, a refcount block, an L2 table): qemu-img check
+        calls it an error, and writing the metadata would change the guest's
+        bytes. The safe rebase refuses it, naming both; the image stays as
+        it was. (fuzz-rebase found it: fuzz/findings/README.md.)"""
+        pristine = make_base(self.dir, 'pristine.qcow2')
+        qemu_img('create', '-q', '-f', 'qcow2', 'other.qcow2', '4M', cwd=self.dir)
+        h = read_header(pristine)
+        with open(pristine, 'rb') as f:
+            f.seek(h['l1_table_offset'])
+            l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+            f.seek(h['refcount_table_offset'])
+            refblock = struct.unpack('>Q', f.read(8))[0] & ~0x1ff
+        self.assertNotEqual(l2, 0)
+        cases = [('l1', h['l1_table_offset'], 'the L1 table'),
+                 ('refblock', refblock, 'a refcount block'),
+                 ('l2', l2, 'an L2 table')]
+        for name, host, what in cases:
+            img = 'on-%s.qcow2' % name
+            shutil.copyfile(pristine, self.path(img))
+            # guest cluster 8 (0x80000), not allocated by make_base
+            patch(self.path(img), l2 + 8 * 8, '>Q', (1 << 63) | host)
+            q = run([rt.QEMU_IMG, 'check', img], cwd=self.dir)
+            self.assertNotEqual(q.rc, 0, 'qemu-img check should see the corruption\n' + q.describe())
+            for cname, cmd in SAFE_COMMANDS:
+                with self.subTest(metadata=name, command=cname):
+                    self.expect_refused(
+                        img, cmd,
+                        pattern=r'guest offset 0x80000 is mapped to host cluster 0x%x, which is also %s'
+                        % (host, what))
 
     def test_no_crash_on_random_header_bytes(self):
         """Flipping single header bytes: any outcome but a crash or a modified
