@@ -57,4 +57,44 @@ guint64 rechain_chunk_stream_get_bytes_read (RechainChunkStream *stream);
 void rechain_chunk_stream_free (RechainChunkStream *stream);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainChunkStream, rechain_chunk_stream_free)
 
+/* A compare stream reads two views of [start, end) in chunks and compares
+ * them on the pool's threads: each chunk is handled whole by one worker,
+ * piece by piece (both views of a piece, then memcmp while the data is
+ * still in the CPU's cache), several chunks at once. The caller receives
+ * the chunks' results in order. Chunks are large so that handing them
+ * between threads costs little; pieces small, to stay in cache. Memory:
+ * 2 x @piece_size per pool thread, kept by the thread for the next stream. */
+typedef struct _RechainCompareStream RechainCompareStream;
+
+/* A range where the two views differ. */
+typedef struct {
+  guint64 offset;
+  guint64 length;
+} RechainDiffSpan;
+
+/* @granularity (a power of two dividing @piece_size, which divides
+ * @chunk_size) is the unit in which differences are reported: a span
+ * starts and ends on it (or at @end). */
+RechainCompareStream *rechain_compare_stream_new (RechainReadPool *pool,
+                                                  RechainChain *a_chain, guint a_first,
+                                                  RechainChain *b_chain, guint b_first,
+                                                  guint64 start, guint64 end,
+                                                  gsize chunk_size, gsize piece_size,
+                                                  gsize granularity, guint slots);
+
+/* The next chunk in order: its offset, length and the spans (in order,
+ * adjacent ones merged) where the views differ, valid until the next call.
+ * Returns FALSE at the end (no error) or on a read error. */
+gboolean rechain_compare_stream_next (RechainCompareStream *stream,
+                                      guint64 *offset, gsize *length,
+                                      const RechainDiffSpan **spans, guint *n_spans,
+                                      GError **error);
+
+/* Bytes read from files so far (both views). */
+guint64 rechain_compare_stream_get_bytes_read (RechainCompareStream *stream);
+
+/* Waits for work in flight and frees the stream. */
+void rechain_compare_stream_free (RechainCompareStream *stream);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainCompareStream, rechain_compare_stream_free)
+
 G_END_DECLS
