@@ -66,7 +66,7 @@ rechain_file_clone_range (RechainFile *src, guint64 src_offset, RechainFile *dst
     return RECHAIN_COPY_DONE;
   err = rechain_fault_check (RECHAIN_FAULT_OP_WRITE, dst->path, dst_offset, len);
   if (err == 0 && ioctl (dst->fd, FICLONERANGE, &range) == 0)
-    return RECHAIN_COPY_DONE;
+    return RECHAIN_COPY_DONE; /* shared blocks: nothing to write back */
   if (err == 0)
     err = errno;
   if (unsupported (err))
@@ -108,6 +108,7 @@ rechain_file_copy_range (RechainFile *src, guint64 src_offset, RechainFile *dst,
            * and the destination clusters are new, so zeros already */
           return RECHAIN_COPY_DONE;
         }
+      rechain_file_note_written (dst, dst_offset, (guint64) n);
       src_offset += (guint64) n;
       dst_offset += (guint64) n;
       len -= (guint64) n;

@@ -27,7 +27,19 @@ struct _RechainFile {
    * do not share permission i"). Owned by lock.c. */
   guint lock_bytes;
   gboolean lock_unsupported; /* the file system has no OFD locks */
+
+  /* Written since writeback was last started (cache mode writeback only):
+   * the range and the bytes. See rechain_file_note_written(). */
+  guint64 wb_start, wb_end, wb_bytes;
 };
+
+/* Called after a write of [offset, offset+len) to @file (by the thread
+ * that writes it). With cache mode writeback, once some megabytes are
+ * written the kernel is asked to start writing them to the disk
+ * (sync_file_range SYNC_FILE_RANGE_WRITE), so that the disk works while
+ * rechain goes on copying and the flush that makes them durable has less
+ * left to wait for. Durability is unchanged: only the flush promises it. */
+void rechain_file_note_written (RechainFile *file, guint64 offset, guint64 len);
 
 /* The operations the fault injector counts. */
 typedef enum {

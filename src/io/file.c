@@ -680,12 +680,42 @@ rechain_file_pwrite (RechainFile *file, const void *buf, gsize len,
   if (err == 0 && !write_all (file, buf, len, offset))
     err = errno;
   rechain_fault_done (file, RECHAIN_FAULT_OP_WRITE, err);
+  if (err == 0)
+    rechain_file_note_written (file, offset, len);
   if (err != 0)
     {
       set_write_error (file, len, offset, err, error);
       return FALSE;
     }
   return TRUE;
+}
+
+/* Writeback is started in batches of this size: large enough that the
+ * system call is rare, small enough that the disk starts early. */
+#define WRITEBACK_BATCH (8u << 20)
+
+void
+rechain_file_note_written (RechainFile *file, guint64 offset, guint64 len)
+{
+  if (file->cache != RECHAIN_CACHE_WRITEBACK || len == 0)
+    return;
+  if (file->wb_bytes == 0)
+    {
+      file->wb_start = offset;
+      file->wb_end = offset + len;
+    }
+  else
+    {
+      file->wb_start = MIN (file->wb_start, offset);
+      file->wb_end = MAX (file->wb_end, offset + len);
+    }
+  file->wb_bytes += len;
+  if (file->wb_bytes < WRITEBACK_BATCH)
+    return;
+  /* a hint: errors show up in the flush that follows */
+  (void) sync_file_range (file->fd, (off_t) file->wb_start, (off_t) (file->wb_end - file->wb_start),
+                          SYNC_FILE_RANGE_WRITE);
+  file->wb_bytes = 0;
 }
 
 gboolean
