@@ -135,13 +135,25 @@ static gboolean
 qcow2_load_header (RechainLayer *layer, GError **error)
 {
   /* The header and its extensions fill at most the first cluster, whose
-   * size the header itself says: read the largest possible cluster, or the
-   * whole file if it is smaller. */
-  gsize len = (gsize) MIN (layer->file_size, (guint64) 1 << RECHAIN_QCOW2_MAX_CLUSTER_BITS);
-  g_autofree guint8 *buf = g_malloc (MAX (len, 1));
+   * size the header itself says: read the first 4 KiB, then the rest of
+   * the cluster (or of the file, if it is smaller). When cluster_bits is
+   * out of range, the largest possible cluster is read and the parser
+   * says what is wrong. */
+  const gsize max_len = (gsize) MIN (layer->file_size, (guint64) 1 << RECHAIN_QCOW2_MAX_CLUSTER_BITS);
+  gsize len = MIN (max_len, 4096);
+  g_autofree guint8 *buf = g_malloc (MAX (max_len, 1));
 
   if (!rechain_file_pread (layer->file, buf, len, 0, error))
     return FALSE;
+  if (len < max_len)
+    {
+      guint32 bits = len >= 24 ? rd32 (buf + 20) : 0;
+      gsize want = (bits >= 9 && bits <= RECHAIN_QCOW2_MAX_CLUSTER_BITS)
+                   ? MIN (max_len, (gsize) 1 << bits) : max_len;
+      if (want > len && !rechain_file_pread (layer->file, buf + len, want - len, len, error))
+        return FALSE;
+      len = MAX (len, want);
+    }
   layer->header = rechain_qcow2_header_parse (buf, len, layer->file_size, error);
   if (!layer->header)
     return FALSE;
@@ -399,6 +411,7 @@ qcow2_get_l2 (RechainLayer *layer, guint64 l2_offset, GError **error)
 {
   L2CacheSlot *victim = NULL;
   GBytes *table = NULL;
+  GBytes *recycled = NULL;
   g_autofree guint8 *buf = NULL;
 
   g_mutex_lock (&layer->cache_lock);
@@ -412,11 +425,35 @@ qcow2_get_l2 (RechainLayer *layer, guint64 l2_offset, GError **error)
           break;
         }
     }
+  /* A miss with the cache full: the least recently used table leaves now,
+   * and its buffer takes the new table. A walk through a large image reads
+   * each table once; fresh buffers would cost a page fault per page. */
+  if (!table && layer->cache_slots > 0 && layer->cache[layer->cache_slots - 1].table)
+    {
+      L2CacheSlot *lru = &layer->cache[0];
+      for (guint i = 1; i < layer->cache_slots; i++)
+        if (layer->cache[i].last_use < lru->last_use)
+          lru = &layer->cache[i];
+      recycled = g_steal_pointer (&lru->table);
+    }
   g_mutex_unlock (&layer->cache_lock);
   if (table)
     return table;
 
-  buf = g_malloc (layer->geom.cluster_size);
+  if (recycled)
+    {
+      gsize size;
+      /* the buffer itself when the cache held the last reference */
+      buf = g_bytes_unref_to_data (g_steal_pointer (&recycled), &size);
+      if (size != layer->geom.cluster_size)
+        g_clear_pointer (&buf, g_free);
+    }
+  if (!buf)
+    {
+      /* page-aligned (freed with g_free: it is free()) and faulted in at once */
+      buf = rechain_io_buffer_alloc (layer->geom.cluster_size);
+      rechain_io_buffer_prefault (buf, layer->geom.cluster_size);
+    }
   if (!rechain_file_pread (layer->file, buf, layer->geom.cluster_size, l2_offset, error))
     {
       g_prefix_error (error, _("reading the L2 table at offset 0x%" PRIx64 ": "), l2_offset);

@@ -20,11 +20,20 @@ typedef struct {
   gboolean dirty;
 } RefBlock;
 
+/* A new L2 table is written block by block: only the blocks that hold
+ * entries, so a table with a few entries costs a few small writes, and
+ * the untouched blocks of its buffer are never read (nor faulted in). */
+#define FRESH_BLOCK 4096u
+#define MAX_FRESH_BLOCKS ((2u << 20) / FRESH_BLOCK) /* clusters are at most 2 MiB */
+
 typedef struct {
   guint64 offset;  /* host offset the table is (or will be) written at */
   guint8 *data;
   gboolean is_new; /* not referenced by the L1 table on disk yet */
   gboolean dirty;
+  /* blocks of data that may hold non-zero bytes (bit i: bytes
+   * [i * FRESH_BLOCK, (i + 1) * FRESH_BLOCK)) */
+  guint64 used_blocks[MAX_FRESH_BLOCKS / 64];
 } L2Table;
 
 struct _RechainQcow2Writer {
@@ -46,6 +55,7 @@ struct _RechainQcow2Writer {
   guint32 l1_size;
   guint64 l1_dirty_min, l1_dirty_max; /* dirty range, min > max when clean */
   GHashTable *l2s;           /* L1 index -> L2Table* */
+  GPtrArray *spare_l2s;      /* tables written by a commit, for reuse */
 
   guint64 next_free;         /* cluster index where the search for free clusters starts */
   guint64 fresh_from;        /* from here on the file was never written: holes, zeros */
@@ -81,6 +91,49 @@ l2_free (gpointer p)
   g_free (t);
 }
 
+/* A zeroed table: a spare one when there is one (zeroing only the blocks
+ * it used: a fresh buffer would cost a page fault per page, and a rebase
+ * of a sparse image makes thousands of tables with a few entries each). */
+static L2Table *
+l2_new (RechainQcow2Writer *w)
+{
+  L2Table *t;
+
+  if (w->spare_l2s->len == 0)
+    {
+      t = g_new0 (L2Table, 1);
+      t->data = g_malloc0 (w->cluster_size);
+      return t;
+    }
+  t = g_ptr_array_steal_index_fast (w->spare_l2s, w->spare_l2s->len - 1);
+  for (guint64 b = 0; b < w->cluster_size / FRESH_BLOCK; b++)
+    if ((t->used_blocks[b / 64] >> (b % 64)) & 1)
+      memset (t->data + b * FRESH_BLOCK, 0, FRESH_BLOCK);
+  if (w->cluster_size < FRESH_BLOCK)
+    memset (t->data, 0, w->cluster_size);
+  t->offset = 0;
+  t->is_new = t->dirty = FALSE;
+  memset (t->used_blocks, 0, sizeof t->used_blocks);
+  return t;
+}
+
+/* Empties the table of L2 tables after a commit, keeping the tables as
+ * spares. */
+static void
+l2s_recycle (RechainQcow2Writer *w)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_hash_table_iter_init (&iter, w->l2s);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      g_hash_table_iter_steal (&iter);
+      g_free (key);
+      g_ptr_array_add (w->spare_l2s, value);
+    }
+}
+
 void
 rechain_qcow2_writer_free (RechainQcow2Writer *w)
 {
@@ -91,6 +144,7 @@ rechain_qcow2_writer_free (RechainQcow2Writer *w)
   g_clear_pointer (&w->refblocks, g_hash_table_unref);
   g_free (w->l1);
   g_clear_pointer (&w->l2s, g_hash_table_unref);
+  g_clear_pointer (&w->spare_l2s, g_ptr_array_unref);
   g_clear_pointer (&w->deferred_frees, g_array_unref);
   g_clear_pointer (&w->gather, g_byte_array_unref);
   g_free (w);
@@ -387,6 +441,7 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
                     : (G_GUINT64_CONSTANT (1) << (1u << header->refcount_order)) - 1;
   w->refblocks = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, refblock_free);
   w->l2s = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, l2_free);
+  w->spare_l2s = g_ptr_array_new_with_free_func (l2_free);
   w->deferred_frees = g_array_new (FALSE, FALSE, sizeof (guint64));
   w->gather = g_byte_array_new ();
   w->l1_dirty_min = G_MAXUINT64;
@@ -750,8 +805,7 @@ get_l2 (RechainQcow2Writer *w, guint64 l1_index, GError **error)
   if (t)
     return t;
 
-  t = g_new0 (L2Table, 1);
-  t->data = g_malloc0 (w->cluster_size);
+  t = l2_new (w);
   old_offset = w->l1[l1_index] & RECHAIN_QCOW2_OFFSET_MASK;
   if (old_offset != 0)
     {
@@ -760,6 +814,7 @@ get_l2 (RechainQcow2Writer *w, guint64 l1_index, GError **error)
       if (!w->io.pread (w->io.user, t->data, w->cluster_size, old_offset, error) ||
           !get_refcount (w, old_offset / w->cluster_size, &rc, error))
         goto fail;
+      memset (t->used_blocks, 0xff, sizeof t->used_blocks);
       if (rc == 0)
         {
           g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
@@ -901,10 +956,13 @@ sc_mask (const Target *t)
 static void
 store (RechainQcow2Writer *w, Target *t, guint64 word, guint64 bitmap)
 {
+  gsize block = (gsize) (t->slot - t->table->data) / FRESH_BLOCK;
+
   wr64 (t->slot, word);
   if (w->geom.extended_l2)
     wr64 (t->slot + 8, bitmap);
   t->table->dirty = TRUE;
+  t->table->used_blocks[block / 64] |= G_GUINT64_CONSTANT (1) << (block % 64);
 }
 
 gboolean
@@ -1093,32 +1151,39 @@ rechain_qcow2_writer_write_compressed (RechainQcow2Writer *w, guint64 offset, gs
 
 /* ---- commit ---- */
 
-/* Writes a table into a newly allocated cluster. Past the end the file had
- * when the writer started, the cluster is a hole that reads as zeros: only
- * the blocks holding non-zero entries are written, and the last one, so
+/* Writes a new table into its newly allocated cluster. Past the end the
+ * file had when the writer started, the cluster is a hole that reads as
+ * zeros: only the blocks holding entries are written, and the last one, so
  * that the file covers the whole table. An L2 table of a sparse image is
  * mostly zeros: for a 64 KiB cluster with a few entries this writes 8 KiB
  * instead of 64. */
-#define FRESH_BLOCK 4096u
-
 static gboolean
-write_fresh_table (RechainQcow2Writer *w, const guint8 *data, guint64 offset, GError **error)
+write_fresh_table (RechainQcow2Writer *w, const L2Table *t, GError **error)
 {
   static const guint8 zeros[FRESH_BLOCK];
+  const guint64 blocks = w->cluster_size / FRESH_BLOCK;
+  const guint64 last = blocks - 1;
 
-  if (offset < w->fresh_from || w->cluster_size < 2 * FRESH_BLOCK)
-    return image_write (w, data, w->cluster_size, offset, error);
-  for (guint64 b = 0; b < w->cluster_size; b += FRESH_BLOCK)
+  if (t->offset < w->fresh_from || w->cluster_size < 2 * FRESH_BLOCK)
+    return image_write (w, t->data, w->cluster_size, t->offset, error);
+  for (guint64 b = 0; b < blocks; b++)
     {
       guint64 run = b;
       /* a run of consecutive blocks to write, in one call */
-      while (run < w->cluster_size &&
-             (memcmp (data + run, zeros, FRESH_BLOCK) != 0 || run + FRESH_BLOCK == w->cluster_size))
-        run += FRESH_BLOCK;
-      if (run > b && !image_write (w, data + b, run - b, offset + b, error))
+      while (run < blocks && (t->used_blocks[run / 64] >> (run % 64)) & 1)
+        run++;
+      if (run > b &&
+          !image_write (w, t->data + b * FRESH_BLOCK, (run - b) * FRESH_BLOCK,
+                        t->offset + b * FRESH_BLOCK, error))
         return FALSE;
       b = run;
     }
+  /* the last block, so that the file covers the table: from a shared zero
+   * block when the table's own was never touched (reading that would fault
+   * its page in) */
+  if (!((t->used_blocks[last / 64] >> (last % 64)) & 1) &&
+      !image_write (w, zeros, FRESH_BLOCK, t->offset + last * FRESH_BLOCK, error))
+    return FALSE;
   return TRUE;
 }
 
@@ -1134,7 +1199,7 @@ write_l2_tables (RechainQcow2Writer *w, gboolean new_ones, GError **error)
       L2Table *t = value;
       if (t->is_new != new_ones || !(t->dirty || t->is_new))
         continue;
-      if (!(t->is_new ? write_fresh_table (w, t->data, t->offset, error)
+      if (!(t->is_new ? write_fresh_table (w, t, error)
                       : image_write (w, t->data, w->cluster_size, t->offset, error)))
         return FALSE;
       t->dirty = FALSE;
@@ -1238,7 +1303,7 @@ rechain_qcow2_writer_commit (RechainQcow2Writer *w, GError **error)
     return FALSE;
 
   /* Everything is on disk: drop the caches, so memory stays bounded. */
-  g_hash_table_remove_all (w->l2s);
+  l2s_recycle (w);
   g_hash_table_remove_all (w->refblocks);
   w->pending = 0;
   w->pending_data = 0;

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -80,6 +81,22 @@ void
 rechain_io_buffer_free (void *buf)
 {
   free (buf);
+}
+
+void
+rechain_io_buffer_prefault (void *buf, gsize len)
+{
+#ifdef MADV_POPULATE_WRITE
+  const guintptr page = 4096;
+  guintptr start = ((guintptr) buf + page - 1) & ~(page - 1);
+  guintptr end = ((guintptr) buf + len) & ~(page - 1);
+
+  if (end > start)
+    (void) madvise ((void *) start, end - start, MADV_POPULATE_WRITE);
+#else
+  (void) buf;
+  (void) len;
+#endif
 }
 
 /* ---- Open and close ---- */
