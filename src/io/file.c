@@ -43,8 +43,8 @@
 
 /* ---- Cache modes ---- */
 
-static gboolean
-cache_mode_is_direct (RechainCacheMode cache)
+gboolean
+rechain_cache_mode_is_direct (RechainCacheMode cache)
 {
   return cache == RECHAIN_CACHE_NONE || cache == RECHAIN_CACHE_DIRECTSYNC;
 }
@@ -147,7 +147,7 @@ rechain_file_open (const char *path,
                    GError **error)
 {
   gboolean writable = (flags & RECHAIN_FILE_READ_WRITE) != 0;
-  gboolean direct = cache_mode_is_direct (cache);
+  gboolean direct = rechain_cache_mode_is_direct (cache);
   struct stat st;
   int open_flags;
   int fd;

@@ -120,6 +120,9 @@ gboolean rechain_file_same_filesystem (RechainFile *a, RechainFile *b);
  * clones one block between two anonymous files in its directory. */
 gboolean rechain_file_probe_reflink (RechainFile *file, GError **error);
 
+/* Whether @cache bypasses the page cache (none, directsync: O_DIRECT). */
+gboolean rechain_cache_mode_is_direct (RechainCacheMode cache);
+
 /* Buffers suitable for any file's O_DIRECT I/O (aligned to 4096). */
 void *rechain_io_buffer_alloc (gsize len);
 void rechain_io_buffer_free (void *buf);
