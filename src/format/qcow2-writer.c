@@ -59,6 +59,8 @@ struct _RechainQcow2Writer {
 
   guint64 next_free;         /* cluster index where the search for free clusters starts */
   guint64 fresh_from;        /* from here on the file was never written: holes, zeros */
+  guint64 file_end;          /* the file is at least this long: its size at the
+                              * start, raised by every write made here */
   GArray *deferred_frees;    /* cluster indexes to decrement after the L1 update */
 
   /* gathered data write */
@@ -154,7 +156,10 @@ static gboolean
 image_write (RechainQcow2Writer *w, const void *buf, gsize len, guint64 offset, GError **error)
 {
   w->stats.metadata_bytes += len;
-  return w->io.pwrite (w->io.user, buf, len, offset, error);
+  if (!w->io.pwrite (w->io.user, buf, len, offset, error))
+    return FALSE;
+  w->file_end = MAX (w->file_end, offset + len);
+  return TRUE;
 }
 
 static gboolean
@@ -492,6 +497,7 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
       return NULL;
     w->next_free = MAX ((end + w->cluster_size - 1) / w->cluster_size, 1);
     w->fresh_from = w->next_free * w->cluster_size;
+    w->file_end = file_size;
   }
   return g_steal_pointer (&w);
 }
@@ -874,7 +880,11 @@ gather_flush (RechainQcow2Writer *w, GError **error)
       w->data_written = TRUE;
     }
   else
-    ok = w->io.pwrite (w->io.user, w->gather->data, w->gather->len, w->gather_offset, error);
+    {
+      ok = w->io.pwrite (w->io.user, w->gather->data, w->gather->len, w->gather_offset, error);
+      if (ok)
+        w->file_end = MAX (w->file_end, w->gather_offset + w->gather->len);
+    }
   g_byte_array_set_size (w->gather, 0);
   return ok;
 }
@@ -1153,10 +1163,10 @@ rechain_qcow2_writer_write_compressed (RechainQcow2Writer *w, guint64 offset, gs
 
 /* Writes a new table into its newly allocated cluster. Past the end the
  * file had when the writer started, the cluster is a hole that reads as
- * zeros: only the blocks holding entries are written, and the last one, so
- * that the file covers the whole table. An L2 table of a sparse image is
- * mostly zeros: for a 64 KiB cluster with a few entries this writes 8 KiB
- * instead of 64. */
+ * zeros: only the blocks holding entries are written, and the last one
+ * when the file does not reach the table's end yet (the file must cover
+ * the whole table). An L2 table of a sparse image is mostly zeros: for a
+ * 64 KiB cluster with a few entries this writes 4 KiB instead of 64. */
 static gboolean
 write_fresh_table (RechainQcow2Writer *w, const L2Table *t, GError **error)
 {
@@ -1178,11 +1188,12 @@ write_fresh_table (RechainQcow2Writer *w, const L2Table *t, GError **error)
         return FALSE;
       b = run;
     }
-  /* the last block, so that the file covers the table: from a shared zero
-   * block when the table's own was never touched (reading that would fault
-   * its page in) */
-  if (!((t->used_blocks[last / 64] >> (last % 64)) & 1) &&
-      !image_write (w, zeros, FRESH_BLOCK, t->offset + last * FRESH_BLOCK, error))
+  /* from a shared zero block when the table's own was never touched
+   * (reading that would fault its page in) */
+  if (w->file_end < t->offset + w->cluster_size &&
+      !image_write (w, ((t->used_blocks[last / 64] >> (last % 64)) & 1)
+                         ? t->data + last * FRESH_BLOCK : zeros,
+                    FRESH_BLOCK, t->offset + last * FRESH_BLOCK, error))
     return FALSE;
   return TRUE;
 }
@@ -1193,11 +1204,31 @@ write_l2_tables (RechainQcow2Writer *w, gboolean new_ones, GError **error)
   GHashTableIter iter;
   gpointer value;
 
+  L2Table *furthest = NULL;
+
+  /* New tables: the one furthest into the file first, so that the file
+   * reaches past all the others once it is written (see write_fresh_table) */
+  if (new_ones)
+    {
+      g_hash_table_iter_init (&iter, w->l2s);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        {
+          L2Table *t = value;
+          if (t->is_new && (!furthest || t->offset > furthest->offset))
+            furthest = t;
+        }
+      if (furthest)
+        {
+          if (!write_fresh_table (w, furthest, error))
+            return FALSE;
+          furthest->dirty = FALSE;
+        }
+    }
   g_hash_table_iter_init (&iter, w->l2s);
   while (g_hash_table_iter_next (&iter, NULL, &value))
     {
       L2Table *t = value;
-      if (t->is_new != new_ones || !(t->dirty || t->is_new))
+      if (t->is_new != new_ones || !(t->dirty || t->is_new) || t == furthest)
         continue;
       if (!(t->is_new ? write_fresh_table (w, t, error)
                       : image_write (w, t->data, w->cluster_size, t->offset, error)))

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 
 #include "job/chunk-stream.h"
+#include "job/window-mapper.h"
 #include "job/rebase.h"
 #include "rechain/rechain-i18n-private.h"
 
@@ -84,6 +85,9 @@ typedef struct {
   /* the old view of the current window's ranges, as diff_range() mapped
    * it: what the copy then needs, without mapping the old chain again */
   GArray *old_map;          /* of RechainExtent, sorted, over the union U */
+  /* the new view of the current window, when it was mapped ahead (the
+   * old one is then in old_map, over the whole window) */
+  GArray *new_map;          /* of RechainExtent, or NULL */
 } Rebase;
 
 /* A backing file as it was when the rebase planned from it. Nothing may
@@ -214,27 +218,6 @@ commit_overlay (Rebase *rb, Overlay *o, GError **error)
 
 /* ---- views ---- */
 
-/* Map of [offset, offset+length) as seen through layers @first.. of
- * @chain: zeros past the end of layer @first or with no layer at all. */
-static gboolean
-map_view (RechainChain *chain, guint first, guint64 offset, guint64 length,
-          GArray *out, GError **error)
-{
-  guint64 size, inside;
-  RechainExtent beyond = { 0, 0, RECHAIN_EXTENT_UNALLOCATED, -1, RECHAIN_NO_HOST_OFFSET, FALSE };
-
-  if (!chain || first >= rechain_chain_get_depth (chain))
-    size = 0;
-  else
-    size = rechain_layer_get_virtual_size (rechain_chain_get_layer (chain, first));
-  inside = offset < size ? MIN (length, size - offset) : 0;
-  if (inside > 0 && !rechain_chain_map (chain, first, offset, inside, out, error))
-    return FALSE;
-  beyond.offset = offset + inside;
-  beyond.length = length - inside;
-  rechain_extent_append (out, &beyond);
-  return TRUE;
-}
 
 static RechainLayer *
 extent_layer (RechainChain *chain, const RechainExtent *e)
@@ -328,6 +311,39 @@ compare_range (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 leng
   return !(error && *error);
 }
 
+/* Appends to @out the part of @map (sorted extents) covering [offset,
+ * offset+length). FALSE when @map does not cover all of it (@out then holds
+ * a part). */
+static gboolean
+slice_map (GArray *map, guint64 offset, guint64 length, GArray *out)
+{
+  const RechainExtent *ex = (const RechainExtent *) (void *) map->data;
+  guint lo = 0, hi = map->len;
+  guint64 pos = offset, end = offset + length;
+
+  /* the first extent that ends after @offset */
+  while (lo < hi)
+    {
+      guint mid = lo + (hi - lo) / 2;
+      if (ex[mid].offset + ex[mid].length <= offset)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  for (guint i = lo; i < map->len && pos < end && ex[i].offset <= pos; i++)
+    {
+      RechainExtent e = ex[i];
+      guint64 a = pos, b = MIN (end, e.offset + e.length);
+      if (e.host_offset != RECHAIN_NO_HOST_OFFSET)
+        e.host_offset += a - e.offset;
+      e.offset = a;
+      e.length = b - a;
+      rechain_extent_append (out, &e);
+      pos = b;
+    }
+  return pos == end;
+}
+
 /* Step 2 for one range of U: where the old and new views differ. */
 static gboolean
 diff_range (Rebase *rb, const Range *r, GArray *diffs, GError **error)
@@ -338,10 +354,20 @@ diff_range (Rebase *rb, const Range *r, GArray *diffs, GError **error)
   guint i = 0, j = 0;
   guint64 pos = r->offset;
 
-  if (!map_view (old_chain, 1, r->offset, r->length, old_map, error) ||
-      !map_view (rb->new_chain, 0, r->offset, r->length, new_map, error))
-    return FALSE;
-  g_array_append_vals (rb->old_map, old_map->data, old_map->len);
+  if (rb->new_map)
+    {
+      /* both views were mapped ahead for the whole window */
+      if (!slice_map (rb->old_map, r->offset, r->length, old_map) ||
+          !slice_map (rb->new_map, r->offset, r->length, new_map))
+        g_return_val_if_reached (FALSE);
+    }
+  else
+    {
+      if (!rechain_view_map (old_chain, 1, r->offset, r->length, old_map, error) ||
+          !rechain_view_map (rb->new_chain, 0, r->offset, r->length, new_map, error))
+        return FALSE;
+      g_array_append_vals (rb->old_map, old_map->data, old_map->len);
+    }
 
   while (pos < r->offset + r->length)
     {
@@ -387,34 +413,10 @@ static gboolean
 old_view_map (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 length,
               GArray *out, GError **error)
 {
-  const RechainExtent *ex = (const RechainExtent *) (void *) rb->old_map->data;
-  guint lo = 0, hi = rb->old_map->len;
-  guint64 pos = offset, end = offset + length;
-
-  /* the first extent that ends after @offset */
-  while (lo < hi)
-    {
-      guint mid = lo + (hi - lo) / 2;
-      if (ex[mid].offset + ex[mid].length <= offset)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-  for (guint i = lo; i < rb->old_map->len && pos < end && ex[i].offset <= pos; i++)
-    {
-      RechainExtent e = ex[i];
-      guint64 a = pos, b = MIN (end, e.offset + e.length);
-      if (e.host_offset != RECHAIN_NO_HOST_OFFSET)
-        e.host_offset += a - e.offset;
-      e.offset = a;
-      e.length = b - a;
-      rechain_extent_append (out, &e);
-      pos = b;
-    }
-  if (pos == end)
+  if (slice_map (rb->old_map, offset, length, out))
     return TRUE;
   g_array_set_size (out, 0);
-  return map_view (old_chain, 1, offset, length, out, error);
+  return rechain_view_map (old_chain, 1, offset, length, out, error);
 }
 
 static gboolean
@@ -897,7 +899,7 @@ reflink_precheck (Rebase *rb, GArray *u, GError **error)
       const Range *r = &g_array_index (u, Range, i);
       g_autoptr(GArray) old_map = rechain_extent_list_new ();
 
-      if (!map_view (ref->chain, 1, r->offset, r->length, old_map, error))
+      if (!rechain_view_map (ref->chain, 1, r->offset, r->length, old_map, error))
         return FALSE;
       for (guint j = 0; j < old_map->len; j++)
         {
@@ -1022,6 +1024,7 @@ run_windows (Rebase *rb, GError **error)
   guint64 size = max_vsize (rb);
   g_autoptr(GArray) u = g_array_new (FALSE, FALSE, sizeof (Range));
   g_autoptr(GArray) diffs = g_array_new (FALSE, FALSE, sizeof (Diff));
+  g_autoptr(RechainWindowMapper) mapper = NULL;
 
   /* A first pass over the metadata alone sizes the work for progress. */
   for (guint64 start = 0; start < size; start += WINDOW)
@@ -1036,14 +1039,40 @@ run_windows (Rebase *rb, GError **error)
   rb->report->bytes_examined = rb->total;
   report_progress (rb);
 
+  /* both views of the windows ahead are mapped on a thread of their own */
+  if (rb->reference)
+    mapper = rechain_window_mapper_new (rb->reference->chain, 1, rb->new_chain, 0, size, WINDOW);
+
   for (guint64 start = 0; start < size; start += WINDOW)
     {
+      g_autoptr(GArray) window_old = NULL;
+      g_autoptr(GArray) window_new = NULL;
+      guint64 mapped_start;
+
+      if (mapper &&
+          (!rechain_window_mapper_next (mapper, &mapped_start, &window_old, &window_new, error) ||
+           mapped_start != start))
+        {
+          if (error && !*error)
+            g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_FAILED,
+                         "window mapper out of step at 0x%" PRIx64, start);
+          return FALSE;
+        }
+
       map_window (rb, start, MIN (size, start + WINDOW), u);
       g_array_set_size (diffs, 0);
       g_array_set_size (rb->old_map, 0);
+      if (window_old)
+        g_array_append_vals (rb->old_map, window_old->data, window_old->len);
+      rb->new_map = window_new;
       for (guint i = 0; i < u->len; i++)
         if (!diff_range (rb, &g_array_index (u, Range, i), diffs, error))
-          return FALSE;
+          {
+            rb->new_map = NULL;
+            return FALSE;
+          }
+      /* the copy below uses old_map only */
+      rb->new_map = NULL;
 
       for (guint k = 0; k < rb->overlays->len; k++)
         {
