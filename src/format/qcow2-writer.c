@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <sys/mman.h>
 
 #include "format/be.h"
 #include "format/qcow2-writer.h"
@@ -31,6 +32,10 @@ typedef struct {
   guint8 *data;
   gboolean is_new; /* not referenced by the L1 table on disk yet */
   gboolean dirty;
+  gboolean in_arena; /* data lies in one of the writer's arenas */
+  /* a new table counted as a quarter cluster plus its used blocks (see
+   * get_l2), not as a whole cluster */
+  gboolean sparse;
   /* blocks of data that may hold non-zero bytes (bit i: bytes
    * [i * FRESH_BLOCK, (i + 1) * FRESH_BLOCK)) */
   guint64 used_blocks[MAX_FRESH_BLOCKS / 64];
@@ -56,6 +61,8 @@ struct _RechainQcow2Writer {
   guint64 l1_dirty_min, l1_dirty_max; /* dirty range, min > max when clean */
   GHashTable *l2s;           /* L1 index -> L2Table* */
   GPtrArray *spare_l2s;      /* tables written by a commit, for reuse */
+  GPtrArray *arenas;         /* of Arena: memory for new L2 tables */
+  gsize arena_used;          /* bytes handed out from the last arena */
 
   guint64 next_free;         /* cluster index where the search for free clusters starts */
   guint64 fresh_from;        /* from here on the file was never written: holes, zeros */
@@ -89,8 +96,53 @@ static void
 l2_free (gpointer p)
 {
   L2Table *t = p;
-  g_free (t->data);
+  if (!t->in_arena)
+    g_free (t->data);
   g_free (t);
+}
+
+/* New L2 tables come from arenas of anonymous memory: pages nobody has
+ * touched read as zeros and take no memory, so a table of a sparse image
+ * costs the pages its entries are in, not a whole cluster, and no time is
+ * spent zeroing it (malloc's reused memory must be cleared, and a cluster
+ * of fresh pages faulted in page by page). The arenas live as long as the
+ * writer; tables are reused after each commit. */
+#define ARENA_BYTES ((gsize) 2 << 20)
+
+typedef struct {
+  guint8 *base;
+  gsize size;
+} Arena;
+
+static void
+arena_free (gpointer p)
+{
+  Arena *a = p;
+  munmap (a->base, a->size);
+  g_free (a);
+}
+
+/* A zeroed cluster from an arena, or NULL when no memory can be mapped. */
+static guint8 *
+arena_alloc (RechainQcow2Writer *w)
+{
+  Arena *a = w->arenas->len ? g_ptr_array_index (w->arenas, w->arenas->len - 1) : NULL;
+
+  if (!a || a->size - w->arena_used < w->cluster_size)
+    {
+      gsize size = MAX (ARENA_BYTES, w->cluster_size);
+      void *base = mmap (NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+      if (base == MAP_FAILED)
+        return NULL;
+      a = g_new (Arena, 1);
+      a->base = base;
+      a->size = size;
+      g_ptr_array_add (w->arenas, a);
+      w->arena_used = 0;
+    }
+  w->arena_used += w->cluster_size;
+  return a->base + w->arena_used - w->cluster_size;
 }
 
 /* A zeroed table: a spare one when there is one (zeroing only the blocks
@@ -104,7 +156,10 @@ l2_new (RechainQcow2Writer *w)
   if (w->spare_l2s->len == 0)
     {
       t = g_new0 (L2Table, 1);
-      t->data = g_malloc0 (w->cluster_size);
+      t->data = w->cluster_size >= 2 * FRESH_BLOCK ? arena_alloc (w) : NULL;
+      t->in_arena = t->data != NULL;
+      if (!t->data)
+        t->data = g_malloc0 (w->cluster_size);
       return t;
     }
   t = g_ptr_array_steal_index_fast (w->spare_l2s, w->spare_l2s->len - 1);
@@ -114,7 +169,7 @@ l2_new (RechainQcow2Writer *w)
   if (w->cluster_size < FRESH_BLOCK)
     memset (t->data, 0, w->cluster_size);
   t->offset = 0;
-  t->is_new = t->dirty = FALSE;
+  t->is_new = t->dirty = t->sparse = FALSE;
   memset (t->used_blocks, 0, sizeof t->used_blocks);
   return t;
 }
@@ -130,9 +185,20 @@ l2s_recycle (RechainQcow2Writer *w)
   g_hash_table_iter_init (&iter, w->l2s);
   while (g_hash_table_iter_next (&iter, &key, &value))
     {
+      L2Table *t = value;
+      guint used = 0;
+
       g_hash_table_iter_steal (&iter);
       g_free (key);
-      g_ptr_array_add (w->spare_l2s, value);
+      for (guint i = 0; i < G_N_ELEMENTS (t->used_blocks); i++)
+        used += (guint) __builtin_popcountll (t->used_blocks[i]);
+      /* A spare keeps the few pages a sparse table used (zeroed when it is
+       * reused); a table with more goes back to untouched zero pages, so
+       * spares hold little memory. */
+      if (t->in_arena && used > 2 &&
+          madvise (t->data, w->cluster_size, MADV_DONTNEED) == 0)
+        memset (t->used_blocks, 0, sizeof t->used_blocks);
+      g_ptr_array_add (w->spare_l2s, t);
     }
 }
 
@@ -147,6 +213,7 @@ rechain_qcow2_writer_free (RechainQcow2Writer *w)
   g_free (w->l1);
   g_clear_pointer (&w->l2s, g_hash_table_unref);
   g_clear_pointer (&w->spare_l2s, g_ptr_array_unref);
+  g_clear_pointer (&w->arenas, g_ptr_array_unref); /* after the tables in them */
   g_clear_pointer (&w->deferred_frees, g_array_unref);
   g_clear_pointer (&w->gather, g_byte_array_unref);
   g_free (w);
@@ -447,6 +514,7 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
   w->refblocks = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, refblock_free);
   w->l2s = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, l2_free);
   w->spare_l2s = g_ptr_array_new_with_free_func (l2_free);
+  w->arenas = g_ptr_array_new_with_free_func (arena_free);
   w->deferred_frees = g_array_new (FALSE, FALSE, sizeof (guint64));
   w->gather = g_byte_array_new ();
   w->l1_dirty_min = G_MAXUINT64;
@@ -857,7 +925,12 @@ get_l2 (RechainQcow2Writer *w, guint64 l1_index, GError **error)
   key = g_new (guint64, 1);
   *key = l1_index;
   g_hash_table_insert (w->l2s, key, t);
-  w->pending += w->cluster_size;
+  /* Memory held until the commit. A table read from the file is all in
+   * memory; a new one (zero pages, see arena_alloc) holds the blocks its
+   * entries are written to, counted by store(), and is counted a quarter
+   * cluster besides: the untouched rest is address space, bounded too. */
+  t->sparse = old_offset == 0 && t->in_arena;
+  w->pending += t->sparse ? w->cluster_size / 4 : w->cluster_size;
   return t;
 
 fail:
@@ -972,6 +1045,8 @@ store (RechainQcow2Writer *w, Target *t, guint64 word, guint64 bitmap)
   if (w->geom.extended_l2)
     wr64 (t->slot + 8, bitmap);
   t->table->dirty = TRUE;
+  if (t->table->sparse && !((t->table->used_blocks[block / 64] >> (block % 64)) & 1))
+    w->pending += FRESH_BLOCK;
   t->table->used_blocks[block / 64] |= G_GUINT64_CONSTANT (1) << (block % 64);
 }
 

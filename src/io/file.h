@@ -168,9 +168,15 @@ void rechain_file_unlock (RechainFile *file);
  *   RECHAIN_FAULT=any:7:KILL       seventh write-or-flush raises SIGKILL
  *                                  before doing anything
  *   RECHAIN_FAULT=read:2:EIO       second read fails
- * Errors: EIO ENOSPC EDQUOT EFBIG; KILL raises SIGKILL. Only the Nth
- * operation fails. Operations are counted from 1 across all files of the
- * process (one per rechain_file_pread*, pwrite or flush call; flushes
+ * Errors: EIO ENOSPC EDQUOT EFBIG; KILL raises SIGKILL; CRASH,
+ * CRASH-REVERT, CRASH-KEEP and CRASH-MASK simulate a power loss at that
+ * point (writes not flushed yet are lost: a random subset, all, none, or
+ * the ones a mask names) and end the process (see src/io/fault.c for their
+ * variables). A number N+ fails the Nth operation and every one after it;
+ * a fourth field :FILE counts only operations on files whose path matches
+ * that glob. Without N+, only the Nth operation fails. Operations are
+ * counted from 1 across all files of the process (one per
+ * rechain_file_pread*, pwrite, copy or flush call; flushes
  * skipped in cache mode unsafe are not counted). Invalid syntax is warned
  * about once and ignored.
  * RECHAIN_FAULT_LOG=FILE appends one line per counted operation

@@ -497,7 +497,7 @@ typedef struct {
 typedef enum { COPY_SHARE, COPY_IN_KERNEL, COPY_BUFFERED } CopyWay;
 
 static CopyWay
-copy_way (Rebase *rb, Overlay *o, const CopyOp *op)
+copy_way (Overlay *o, const CopyOp *op)
 {
   guint64 bs = o->block_size;
   const RechainQcow2Geometry *g = rechain_layer_get_qcow2_geometry (o->top);
@@ -530,7 +530,7 @@ copy_op (Rebase *rb, Overlay *o, const CopyOp *op, GError **error)
 
   if (op->length == 0)
     return TRUE;
-  way = copy_way (rb, o, op);
+  way = copy_way (o, op);
   /* the pre-check refuses such layouts before anything is written */
   if (rb->options->copy_mode == RECHAIN_COPY_MODE_REFLINK && way != COPY_SHARE)
     return reflink_refused (o, op, error);
