@@ -1013,8 +1013,15 @@ locate (RechainQcow2Writer *w, guint64 offset, gsize length, Target *t, GError *
   if (!t->table)
     return FALSE;
   t->slot = t->table->data + index * (g->extended_l2 ? 16 : 8);
-  word = rd64 (t->slot);
-  t->bitmap = g->extended_l2 ? rd64 (t->slot + 8) : 0;
+  {
+    gsize block = (gsize) (t->slot - t->table->data) / FRESH_BLOCK;
+    /* a block of a new table that no entry was written to is zeros: not
+     * read, so that its untouched page is faulted in once, by the write */
+    gboolean used = !t->table->in_arena ||
+                    ((t->table->used_blocks[block / 64] >> (block % 64)) & 1);
+    word = used ? rd64 (t->slot) : 0;
+    t->bitmap = used && g->extended_l2 ? rd64 (t->slot + 8) : 0;
+  }
   if (!rechain_qcow2_l2_entry_decode (g, word, t->bitmap, &t->entry, error))
     return FALSE;
   t->sc_first = (guint) ((offset - t->cluster_start) >> g->subcluster_bits);
