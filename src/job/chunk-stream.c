@@ -34,13 +34,12 @@ typedef struct {
 typedef struct {
   guint64 offset;
   gsize length;
-  ReadJob a, b;
+  ReadJob job;
   gboolean submitted;
 } Slot;
 
 struct _RechainChunkStream {
   RechainReadPool *pool;
-  gboolean b_enabled;
   gsize chunk_size;
   guint64 next, end;
   Slot slots[2];
@@ -109,45 +108,41 @@ rechain_read_pool_free (RechainReadPool *pool)
   g_free (pool);
 }
 
-static void
-submit_job (RechainChunkStream *s, ReadJob *job, guint64 offset, gsize length)
+/* The next chunk of [*next, end): FALSE at the end. Shared by both kinds
+ * of stream. */
+static gboolean
+take_chunk (guint64 *next, guint64 end, gsize chunk_size, guint64 *offset, gsize *length)
 {
-  job->offset = offset;
-  job->length = length;
-  job->busy = TRUE;
-  g_thread_pool_push (s->pool->threads, job, NULL);
+  if (*next >= end)
+    return FALSE;
+  *offset = *next;
+  *length = (gsize) MIN ((guint64) chunk_size, end - *next);
+  *next += *length;
+  return TRUE;
 }
 
 static void
 submit_slot (RechainChunkStream *s, Slot *slot)
 {
-  if (s->next >= s->end)
-    {
-      slot->submitted = FALSE;
-      return;
-    }
-  slot->offset = s->next;
-  slot->length = (gsize) MIN ((guint64) s->chunk_size, s->end - s->next);
-  s->next += slot->length;
-  slot->submitted = TRUE;
+  slot->submitted = take_chunk (&s->next, s->end, s->chunk_size, &slot->offset, &slot->length);
+  if (!slot->submitted)
+    return;
   g_mutex_lock (&s->lock);
-  submit_job (s, &slot->a, slot->offset, slot->length);
-  if (s->b_enabled)
-    submit_job (s, &slot->b, slot->offset, slot->length);
+  slot->job.offset = slot->offset;
+  slot->job.length = slot->length;
+  slot->job.busy = TRUE;
+  g_thread_pool_push (s->pool->threads, &slot->job, NULL);
   g_mutex_unlock (&s->lock);
 }
 
 RechainChunkStream *
-rechain_chunk_stream_new (RechainReadPool *pool,
-                          RechainChain *a_chain, guint a_first,
-                          gboolean b_enabled, RechainChain *b_chain, guint b_first,
+rechain_chunk_stream_new (RechainReadPool *pool, RechainChain *chain, guint first,
                           guint64 start, guint64 end, gsize chunk_size)
 {
   RechainChunkStream *s = g_new0 (RechainChunkStream, 1);
 
   s->pool = pool;
   s->chunk_size = chunk_size;
-  s->b_enabled = b_enabled;
   s->next = start;
   s->end = end;
   g_mutex_init (&s->lock);
@@ -155,10 +150,7 @@ rechain_chunk_stream_new (RechainReadPool *pool,
   for (guint i = 0; i < 2; i++)
     {
       Slot *slot = &s->slots[i];
-      slot->a = (ReadJob) { { run_read_job }, s, a_chain, a_first, 0, 0,
-                            rechain_io_buffer_alloc (chunk_size), 0, NULL, FALSE };
-      if (b_enabled)
-        slot->b = (ReadJob) { { run_read_job }, s, b_chain, b_first, 0, 0,
+      slot->job = (ReadJob) { { run_read_job }, s, chain, first, 0, 0,
                               rechain_io_buffer_alloc (chunk_size), 0, NULL, FALSE };
     }
   return s;
@@ -168,14 +160,14 @@ static void
 wait_slot (RechainChunkStream *s, Slot *slot)
 {
   g_mutex_lock (&s->lock);
-  while (slot->a.busy || slot->b.busy)
+  while (slot->job.busy)
     g_cond_wait (&s->cond, &s->lock);
   g_mutex_unlock (&s->lock);
 }
 
 gboolean
 rechain_chunk_stream_next (RechainChunkStream *s, guint64 *offset, gsize *length,
-                           const guint8 **a, const guint8 **b, GError **error)
+                           const guint8 **buf, GError **error)
 {
   Slot *slot;
 
@@ -195,19 +187,15 @@ rechain_chunk_stream_next (RechainChunkStream *s, guint64 *offset, gsize *length
     return FALSE;
 
   wait_slot (s, slot);
-  s->bytes_read += slot->a.bytes_read + slot->b.bytes_read;
-  if (slot->a.error || slot->b.error)
+  s->bytes_read += slot->job.bytes_read;
+  if (slot->job.error)
     {
-      g_propagate_error (error, slot->a.error ? slot->a.error : slot->b.error);
-      g_clear_error (slot->a.error ? &slot->b.error : &slot->a.error);
-      slot->a.error = slot->b.error = NULL;
+      g_propagate_error (error, g_steal_pointer (&slot->job.error));
       return FALSE;
     }
   *offset = slot->offset;
   *length = slot->length;
-  *a = slot->a.buf;
-  if (b)
-    *b = s->b_enabled ? slot->b.buf : NULL;
+  *buf = slot->job.buf;
   return TRUE;
 }
 
@@ -226,10 +214,8 @@ rechain_chunk_stream_free (RechainChunkStream *s)
     {
       Slot *slot = &s->slots[i];
       wait_slot (s, slot);
-      g_clear_error (&slot->a.error);
-      g_clear_error (&slot->b.error);
-      rechain_io_buffer_free (slot->a.buf);
-      rechain_io_buffer_free (slot->b.buf);
+      g_clear_error (&slot->job.error);
+      rechain_io_buffer_free (slot->job.buf);
     }
   g_mutex_clear (&s->lock);
   g_cond_clear (&s->cond);
@@ -371,15 +357,9 @@ run_compare_job (PoolJob *base)
 static void
 compare_submit (RechainCompareStream *s, CompareSlot *slot)
 {
-  if (s->next >= s->end)
-    {
-      slot->submitted = FALSE;
-      return;
-    }
-  slot->offset = s->next;
-  slot->length = (gsize) MIN ((guint64) s->chunk_size, s->end - s->next);
-  s->next += slot->length;
-  slot->submitted = TRUE;
+  slot->submitted = take_chunk (&s->next, s->end, s->chunk_size, &slot->offset, &slot->length);
+  if (!slot->submitted)
+    return;
   g_mutex_lock (&s->lock);
   slot->busy = TRUE;
   g_thread_pool_push (s->pool->threads, slot, NULL);

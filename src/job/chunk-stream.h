@@ -1,10 +1,10 @@
 /* chunk-stream.h: reading a guest range in large chunks ahead of their use.
  *
- * A stream walks [start, end) in chunks and reads each from one or two
- * views (a chain from a given layer down; zeros past its end) on worker
- * threads, one chunk ahead: while the caller compares or writes chunk i,
- * chunk i+1 is being read, and the two views of a chunk are read in
- * parallel. Memory: two chunks per view.
+ * A chunk stream walks [start, end) in chunks and reads each from a view
+ * (a chain from a given layer down; zeros past its end) on a worker
+ * thread, one chunk ahead: while the caller writes chunk i, chunk i+1 is
+ * being read. Memory: two chunks. A compare stream (below) reads two views
+ * and compares them on the workers.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -32,23 +32,19 @@ gboolean rechain_view_read (RechainChain *chain, guint first, guint64 offset, gs
 
 typedef struct _RechainChunkStream RechainChunkStream;
 
-/* A stream over [start, end) reading view A (and view B unless
- * @b_enabled is FALSE), in chunks of @chunk_size bytes (the last may be
- * shorter): callers that write whole clusters pass a multiple of the
- * cluster size. */
+/* A stream over [start, end) reading the view of @chain from layer
+ * @first, in chunks of @chunk_size bytes (the last may be shorter):
+ * callers that write whole clusters pass a multiple of the cluster size. */
 RechainChunkStream *rechain_chunk_stream_new (RechainReadPool *pool,
-                                              RechainChain *a_chain, guint a_first,
-                                              gboolean b_enabled,
-                                              RechainChain *b_chain, guint b_first,
+                                              RechainChain *chain, guint first,
                                               guint64 start, guint64 end,
                                               gsize chunk_size);
 
-/* The next chunk: its offset, length and buffers (valid until the next
+/* The next chunk: its offset, length and buffer (valid until the next
  * call). Returns FALSE at the end (no error) or on a read error. */
 gboolean rechain_chunk_stream_next (RechainChunkStream *stream,
                                     guint64 *offset, gsize *length,
-                                    const guint8 **a, const guint8 **b,
-                                    GError **error);
+                                    const guint8 **buf, GError **error);
 
 /* Bytes read from files so far. */
 guint64 rechain_chunk_stream_get_bytes_read (RechainChunkStream *stream);

@@ -760,9 +760,9 @@ write_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **erro
       return TRUE;
     }
 
-  stream = rechain_chunk_stream_new (rb->pool, o->chain, 1, FALSE, NULL, 0, offset, offset + length,
+  stream = rechain_chunk_stream_new (rb->pool, o->chain, 1, offset, offset + length,
                                      chunk);
-  while (rechain_chunk_stream_next (stream, &pos, &len, &buf, NULL, &local))
+  while (rechain_chunk_stream_next (stream, &pos, &len, &buf, &local))
     if (!write_chunk (rb, o, pos, len, buf, FALSE, error))
       break;
   rb->report->bytes_read += rechain_chunk_stream_get_bytes_read (stream);
