@@ -145,7 +145,10 @@ class PathHelperTest(unittest.TestCase):
         writer = None
         try:
             deadline = time.monotonic() + 60
-            while not helper.get_users(top, None):
+            # the shell opens the file, then execs sleep: until the exec the
+            # user is "sh" (a race the test lost once on a loaded machine)
+            while (not helper.get_users(top, None) or
+                   open('/proc/%d/comm' % reader.pid).read().strip() != 'sleep'):
                 self.assertLess(time.monotonic(), deadline, 'the reader never showed up')
                 time.sleep(0.05)
             users = helper.get_users(top, None)
