@@ -14,11 +14,16 @@
 #include "chain/path.h"
 #include "rechain/rechain-i18n-private.h"
 
-/* L2 tables are cached per layer up to this many bytes, so that reading a
- * region cluster by cluster does not re-read the table each time, while a
- * crafted image with huge clusters cannot make the cache grow without
- * bound. */
-#define L2_CACHE_BYTES (16u * 1024 * 1024)
+/* L2 tables are cached per layer up to this many bytes (and at least four
+ * tables), so that reading a region cluster by cluster does not re-read the
+ * table each time, while a crafted image with huge clusters cannot make the
+ * cache grow without bound. rechain walks images in order, window by
+ * window, so a few tables per layer are all it reuses; a larger cache only
+ * costs fresh memory. Measured on `rechain map` of a 1 TiB base with 1024
+ * L2 tables of 64 KiB (a VM, where a page touched for the first time costs
+ * ~10 us): 29 ms with 1 MiB, 35 ms with 2 MiB, 44 ms with 4 MiB, 75 ms with
+ * 16 MiB. A miss costs one pread of one table. */
+#define L2_CACHE_BYTES (1u * 1024 * 1024)
 
 typedef struct {
   guint64 offset; /* 0: empty slot */

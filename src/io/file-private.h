@@ -31,6 +31,15 @@ struct _RechainFile {
   /* Written since writeback was last started (cache mode writeback only):
    * the range and the bytes. See rechain_file_note_written(). */
   guint64 wb_start, wb_end, wb_bytes;
+
+  /* Background flushes (see rechain_file_note_written()). bg_bytes is the
+   * writer thread's own; the rest is under bg_lock. */
+  guint64 bg_bytes;         /* written since the last background flush was asked for */
+  GMutex bg_lock;
+  GCond bg_cond;
+  gboolean bg_busy;         /* one is queued or running */
+  gboolean fg_flushing;     /* rechain_file_flush() is running: ask for none */
+  int bg_error;             /* errno of a failed one: every later flush fails */
 };
 
 /* Called after a write of [offset, offset+len) to @file (by the thread
@@ -38,7 +47,15 @@ struct _RechainFile {
  * written the kernel is asked to start writing them to the disk
  * (sync_file_range SYNC_FILE_RANGE_WRITE), so that the disk works while
  * rechain goes on copying and the flush that makes them durable has less
- * left to wait for. Durability is unchanged: only the flush promises it. */
+ * left to wait for. With cache modes writeback and none, every few tens
+ * of megabytes an fdatasync() is also run on a thread of its own: a
+ * flush costs the storage below in proportion to what it has not yet
+ * made durable (a virtual disk's host flushes its own cache), and the
+ * final flush, which the writer waits for, is then left with the last
+ * megabytes only. Durability is unchanged: only rechain_file_flush()
+ * promises it. A background flush that fails makes every later
+ * rechain_file_flush() of the file fail with its error, since the kernel
+ * reports a writeback error to one fdatasync() only. */
 void rechain_file_note_written (RechainFile *file, guint64 offset, guint64 len);
 
 /* The operations the fault injector counts. */
@@ -46,6 +63,7 @@ typedef enum {
   RECHAIN_FAULT_OP_READ,
   RECHAIN_FAULT_OP_WRITE,
   RECHAIN_FAULT_OP_FLUSH,
+  RECHAIN_FAULT_OP_BACKGROUND_FLUSH,
 } RechainFaultOp;
 
 /* Called by file.c once per rechain_file_pread(_zero_fill), pwrite or flush, before any

@@ -242,6 +242,8 @@ rechain_file_open (const char *path,
   file->alignment = direct ? probe_direct_alignment (fd, file->is_block_device) : 1;
   file->dev = st.st_dev;
   file->ino = st.st_ino;
+  g_mutex_init (&file->bg_lock);
+  g_cond_init (&file->bg_cond);
   return file;
 }
 
@@ -255,6 +257,13 @@ rechain_file_close (RechainFile *file)
    * dup() of it survives (a caller may have dup'ed rechain_file_get_fd());
    * release them explicitly so they never outlive the RechainFile. */
   rechain_file_unlock (file);
+  /* a background flush still running uses the descriptor */
+  g_mutex_lock (&file->bg_lock);
+  while (file->bg_busy)
+    g_cond_wait (&file->bg_cond, &file->bg_lock);
+  g_mutex_unlock (&file->bg_lock);
+  g_mutex_clear (&file->bg_lock);
+  g_cond_clear (&file->bg_cond);
   /* close() errors are not reported: data integrity is the business of
    * rechain_file_flush(), and after close() the descriptor is gone either
    * way (retrying on EINTR could close someone else's descriptor). */
@@ -711,10 +720,74 @@ rechain_file_pwrite (RechainFile *file, const void *buf, gsize len,
  * system call is rare, small enough that the disk starts early. */
 #define WRITEBACK_BATCH (8u << 20)
 
+/* A background flush is asked for after this many bytes are written (at
+ * most one runs per file: requests while it runs are dropped). Measured on
+ * a virtual disk (ext4 in the guest): after 64 MiB written in 100 ms with
+ * early writeback, the final fdatasync() took 32 ms without background
+ * flushes and 5 ms with one every 8 MiB; the 1 TiB sparse flatten of the
+ * bench (64 MiB copied) took 262 ms without, 188-193 ms with 4 MiB, 198 ms
+ * with 8 MiB and 206 ms with 16 MiB. */
+#define BACKGROUND_FLUSH_BATCH (4u << 20)
+
+static void
+background_flush (gpointer data, gpointer user_data)
+{
+  RechainFile *file = data;
+  int err, ret;
+
+  err = rechain_fault_check (RECHAIN_FAULT_OP_BACKGROUND_FLUSH, file->path, 0, 0);
+  if (err == 0)
+    {
+      do
+        ret = fdatasync (file->fd);
+      while (ret < 0 && errno == EINTR);
+      if (ret < 0)
+        err = errno;
+    }
+  g_mutex_lock (&file->bg_lock);
+  if (err != 0 && file->bg_error == 0)
+    file->bg_error = err;
+  file->bg_busy = FALSE;
+  g_cond_broadcast (&file->bg_cond);
+  g_mutex_unlock (&file->bg_lock);
+}
+
+static void
+request_background_flush (RechainFile *file)
+{
+  static GThreadPool *pool;
+
+  if (g_once_init_enter (&pool))
+    /* a few files may be written at once (linked clones); fdatasync()
+     * mostly waits, so threads are cheap */
+    g_once_init_leave (&pool, g_thread_pool_new (background_flush, NULL, 4, FALSE, NULL));
+
+  g_mutex_lock (&file->bg_lock);
+  /* one at a time per file; none once one failed (the error waits for the
+   * next flush) or while the writer flushes itself */
+  if (!file->bg_busy && !file->fg_flushing && file->bg_error == 0)
+    {
+      file->bg_busy = TRUE;
+      g_thread_pool_push (pool, file, NULL);
+    }
+  g_mutex_unlock (&file->bg_lock);
+}
+
 void
 rechain_file_note_written (RechainFile *file, guint64 offset, guint64 len)
 {
-  if (file->cache != RECHAIN_CACHE_WRITEBACK || len == 0)
+  if (len == 0)
+    return;
+  if (file->cache == RECHAIN_CACHE_WRITEBACK || file->cache == RECHAIN_CACHE_NONE)
+    {
+      file->bg_bytes += len;
+      if (file->bg_bytes >= BACKGROUND_FLUSH_BATCH)
+        {
+          file->bg_bytes = 0;
+          request_background_flush (file);
+        }
+    }
+  if (file->cache != RECHAIN_CACHE_WRITEBACK)
     return;
   if (file->wb_bytes == 0)
     {
@@ -752,11 +825,28 @@ rechain_file_flush (RechainFile *file, GError **error)
     {
       int ret;
 
-      do
-        ret = fdatasync (file->fd);
-      while (ret < 0 && errno == EINTR);
-      if (ret < 0)
-        err = errno;
+      /* A background flush that saw a writeback error took it from the
+       * kernel: it is ours to report. Wait for one still running, so that
+       * an error it is about to see is not lost between the two. */
+      g_mutex_lock (&file->bg_lock);
+      file->fg_flushing = TRUE;
+      while (file->bg_busy)
+        g_cond_wait (&file->bg_cond, &file->bg_lock);
+      err = file->bg_error;
+      g_mutex_unlock (&file->bg_lock);
+
+      if (err == 0)
+        {
+          do
+            ret = fdatasync (file->fd);
+          while (ret < 0 && errno == EINTR);
+          if (ret < 0)
+            err = errno;
+        }
+      g_mutex_lock (&file->bg_lock);
+      file->fg_flushing = FALSE;
+      file->bg_bytes = 0;
+      g_mutex_unlock (&file->bg_lock);
     }
   rechain_fault_done (file, RECHAIN_FAULT_OP_FLUSH, err);
   if (err != 0)

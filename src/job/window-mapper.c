@@ -109,7 +109,8 @@ mapper_thread (gpointer data)
         m->done = TRUE;
       /* the consumer is woken for a batch of windows, not for each one */
       if (m->consumer_waits &&
-          (m->done || m->queue.length >= RECHAIN_WINDOW_MAPPER_MAX_WINDOWS / 2 || queue_full (m)))
+          (m->done || m->queue.length >= RECHAIN_WINDOW_MAPPER_BATCH ||
+           m->queued_extents >= RECHAIN_WINDOW_MAPPER_MAX_EXTENTS / 2))
         g_cond_broadcast (&m->cond);
       g_mutex_unlock (&m->lock);
       if (failed)

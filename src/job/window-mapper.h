@@ -11,8 +11,13 @@
  *
  * Memory is bounded: the mapper stops when its queue holds
  * RECHAIN_WINDOW_MAPPER_MAX_WINDOWS windows or RECHAIN_WINDOW_MAPPER_MAX_EXTENTS
- * extents, and goes on when the queue is half empty (so the two threads
- * hand over windows in batches, not one by one).
+ * extents, and goes on when the queue is half empty; a consumer that found
+ * the queue empty is woken when RECHAIN_WINDOW_MAPPER_BATCH windows (or
+ * half the extents) are ready, so the threads hand over windows in
+ * batches, not one by one. The batch is much smaller than the queue: with
+ * both at 16, a 1 TiB sparse flatten (4096 windows, a quarter of a cluster
+ * of data in each) spent 40 ms of its 120 ms with each thread waiting for
+ * the other to fill or drain half the queue.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -22,7 +27,8 @@
 
 G_BEGIN_DECLS
 
-#define RECHAIN_WINDOW_MAPPER_MAX_WINDOWS 16u
+#define RECHAIN_WINDOW_MAPPER_MAX_WINDOWS 64u
+#define RECHAIN_WINDOW_MAPPER_BATCH 8u
 #define RECHAIN_WINDOW_MAPPER_MAX_EXTENTS (256u * 1024)
 
 /* Map of [offset, offset+length) as seen through layers @first.. of

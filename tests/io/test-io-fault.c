@@ -265,6 +265,7 @@ test_invalid (Fixture *f, gconstpointer data)
     "write:0:EIO", "write:x:EIO", "write:1:EPERM", "frob:1:EIO", "write:1",
     "write:1:EIO,", "write:1:EIO:", "write:1x+:EIO", "write:0+:EIO", "write:+:EIO",
     "write:1:CRASH-SOME", "any:1:crash",
+    "background-flush:1:CRASH", "background-flush:1:CRASH-KEEP", "background-flush:0:EIO",
   };
   GError *error = NULL;
 
@@ -279,6 +280,80 @@ test_invalid (Fixture *f, gconstpointer data)
           g_assert_no_error (error);
         }
     }
+}
+
+/* Writes @mib MiB at offset 0, in 1 MiB pieces. */
+static void
+write_mib (Fixture *f, guint mib)
+{
+  g_autofree guint8 *buf = g_malloc (1 << 20);
+  GError *error = NULL;
+
+  memset (buf, 0xa5, 1 << 20);
+  for (guint i = 0; i < mib; i++)
+    {
+      g_assert_true (rechain_file_pwrite (f->file, buf, 1 << 20, (guint64) i << 20, &error));
+      g_assert_no_error (error);
+    }
+}
+
+/* After 4 MiB written, the io layer flushes on a thread of its own; the
+ * kernel reports a writeback error to one fdatasync() only, so an error
+ * that background flush saw must make the next flush of the file fail,
+ * and every later one (the data it lost is not written again). */
+static void
+test_background_flush (Fixture *f, gconstpointer data)
+{
+  g_autofree char *expected = g_strdup_printf ("Failed to flush %s: %s", f->path, g_strerror (EIO));
+  GError *error = NULL;
+
+  set_fault ("background-flush:1:EIO");
+  write_mib (f, 5);
+  g_assert_false (rechain_file_flush (f->file, &error));
+  g_assert_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO);
+  g_assert_cmpstr (error->message, ==, expected);
+  g_clear_error (&error);
+  g_assert_false (rechain_file_flush (f->file, &error));
+  g_assert_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO);
+  g_clear_error (&error);
+}
+
+/* Background flushes happen when timing says: "any" does not count them
+ * and the log does not list them, so that both stay reproducible. */
+static void
+test_background_flush_uncounted (Fixture *f, gconstpointer data)
+{
+  g_autofree char *log_path = g_build_filename (f->dir, "fault.log", NULL);
+  g_autofree char *contents = NULL;
+  GError *error = NULL;
+
+  g_setenv ("RECHAIN_FAULT_LOG", log_path, TRUE);
+  set_fault ("any:7:EIO");
+  write_mib (f, 5);                                       /* 1..5 */
+  g_assert_true (rechain_file_flush (f->file, &error));   /* 6 */
+  g_assert_no_error (error);
+  g_assert_false (do_write (f, 0, &error));               /* 7 */
+  g_assert_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO);
+  g_clear_error (&error);
+  g_assert_true (g_file_get_contents (log_path, &contents, NULL, NULL));
+  g_assert_null (strstr (contents, "background"));
+  {
+    g_auto (GStrv) lines = g_strsplit (contents, "\n", -1);
+
+    g_assert_cmpuint (g_strv_length (lines), ==, 8); /* seven lines and "" */
+  }
+}
+
+/* None in cache mode unsafe (nothing is ever flushed there). */
+static void
+test_background_flush_unsafe (Fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+
+  set_fault ("background-flush:1+:EIO");
+  write_mib (f, 9);
+  g_assert_true (rechain_file_flush (f->file, &error));
+  g_assert_no_error (error);
 }
 
 /* KILL stops the process before the write: checked in a forked child,
@@ -947,6 +1022,9 @@ main (int argc, char **argv)
   ADD ("log", test_log, NULL);
   ADD ("invalid", test_invalid, NULL);
   ADD ("kill", test_kill, NULL);
+  ADD ("background-flush", test_background_flush, NULL);
+  ADD ("background-flush-uncounted", test_background_flush_uncounted, NULL);
+  ADD ("background-flush-unsafe", test_background_flush_unsafe, GINT_TO_POINTER (RECHAIN_CACHE_UNSAFE));
   ADD ("threads", test_threads, NULL);
   ADD ("filter", test_filter, NULL);
   ADD ("crash/revert-keep", test_crash_revert_keep, NULL);

@@ -31,6 +31,9 @@
 # KILL runs of the same scenario are filtered out or with
 # RECHAIN_FAULT_CRASH_ALL=1.
 #
+# RebaseBackgroundFlushTest fails (or kills at) the first of the io layer's
+# background flushes during a 12 MiB flatten: exit 5 and the same promise.
+#
 # RebaseCloneIndependenceTest fails the writes or flushes of one of 3
 # linked clones (RECHAIN_FAULT=...:FILE): the other two must be rebased, the
 # failing one untouched on its old backing, the exit status 5 and the
@@ -429,6 +432,35 @@ for _fn in SCENARIOS:
         t.__doc__ = fn.__doc__
         return t
     setattr(RebaseFaultTest, 'test_' + _fn.__name__[3:], _mk(_fn))
+
+
+def sc_flatten_large(d):
+    """12 MiB to copy: more than the 4 MiB after which the io layer flushes
+    on a thread of its own (src/io/file.c), with no commit of the writer
+    before (a flush of its own starts the count again).  How many more
+    follow depends on timing: only the first is certain."""
+    _img(d, 'base.qcow2', 16 * MiB)
+    _io(d, 'base.qcow2', 'write -P 1 0 6M', 'write -P 2 8M 6M')
+    _img(d, 'top.qcow2', 16 * MiB, backing='base.qcow2', bfmt='qcow2')
+    _io(d, 'top.qcow2', 'write -P 3 1M 64k')
+    return ['top.qcow2'], ['-b', ''], ''
+
+
+class RebaseBackgroundFlushTest(JobTestCase):
+    """A background flush that fails (or a kill while one runs): the error
+    reaches the exit status through the writer's next flush, the header is
+    not switched, and a rerun completes.  The EIO runs also prove that the
+    background flushes happen: without one, the run would succeed."""
+
+    def test_background_flush(self):
+        sc = Scenario(sc_flatten_large, self.dir)
+        failures = []
+        for spec, expect in (('background-flush:1:EIO', 'error'),
+                             ('background-flush:1:KILL', 'kill')):
+            e, n = fault_point(sc, spec, expect)
+            if e:
+                failures.append('\n'.join(e))
+        self.assertEqual(failures, [], '\n\n'.join(failures))
 
 
 # ---------------------------------------------------------------------------
