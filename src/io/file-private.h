@@ -35,9 +35,12 @@ struct _RechainFile {
   /* Background flushes (see rechain_file_note_written()). bg_bytes is the
    * writer thread's own; the rest is under bg_lock. */
   guint64 bg_bytes;         /* written since the last background flush was asked for */
+  GThread *bg_thread;       /* the file's flusher, started on the first request */
+  gboolean bg_unavailable;  /* it could not be started */
   GMutex bg_lock;
   GCond bg_cond;
-  gboolean bg_busy;         /* one is queued or running */
+  gboolean bg_busy;         /* one is asked for or running */
+  gboolean bg_stop;         /* the file is being closed */
   gboolean fg_flushing;     /* rechain_file_flush() is running: ask for none */
   int bg_error;             /* errno of a failed one: every later flush fails */
 };
