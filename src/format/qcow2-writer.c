@@ -287,15 +287,26 @@ check_not_metadata (RechainQcow2Writer *w, GHashTable *meta, guint64 guest, guin
   return TRUE;
 }
 
+/* An L2 table to scan, and the L1 index that named it first (for the
+ * guest offsets in messages). */
+typedef struct {
+  guint64 l2_offset;
+  guint64 l1_index;
+} L2Ref;
+
 /* Marks the L2 tables the L1 table at @l1 (host order, @l1_size entries)
- * names as metadata. */
+ * names as metadata, and appends to @refs those no L1 table named before
+ * (@seen: their cluster numbers). Tables shared by snapshots (or, in a
+ * crafted image, named many times) are scanned once: the work is bounded
+ * by the file's size. */
 static gboolean
 mark_l2_tables (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file_size,
-                GHashTable *meta, guint64 *end, GError **error)
+                GHashTable *meta, GHashTable *seen, GArray *refs, guint64 *end, GError **error)
 {
   for (guint32 i = 0; i < l1_size; i++)
     {
       guint64 l2_offset;
+      const char *what;
 
       if (!rechain_qcow2_l1_entry_decode (&w->geom, l1[i], &l2_offset, error))
         return FALSE;
@@ -304,53 +315,47 @@ mark_l2_tables (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint
       if (l2_offset >= file_size || file_size - l2_offset < w->cluster_size)
         return beyond_eof (error, _("an L2 table"), l2_offset, file_size);
       *end = MAX (*end, l2_offset + w->cluster_size);
-      {
-        const char *what = g_hash_table_lookup (meta, GSIZE_TO_POINTER ((gsize) (l2_offset / w->cluster_size)));
-        /* the same L2 table named twice is sharing (snapshots); an L2 table
-         * on other metadata is corrupt */
-        if (what && what != L2_TABLE)
-          {
-            g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                         _("the L2 table at 0x%" PRIx64 " is also %s: the image is corrupt "
-                         "('qemu-img check' reports it)"), l2_offset, _(what));
-            return FALSE;
-          }
-      }
+      what = g_hash_table_lookup (meta, GSIZE_TO_POINTER ((gsize) (l2_offset / w->cluster_size)));
+      /* the same L2 table named twice is sharing (snapshots); an L2 table
+       * on other metadata is corrupt */
+      if (what && what != L2_TABLE)
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                       _("the L2 table at 0x%" PRIx64 " is also %s: the image is corrupt "
+                       "('qemu-img check' reports it)"), l2_offset, _(what));
+          return FALSE;
+        }
       mark_metadata (w, meta, l2_offset, w->cluster_size, L2_TABLE);
+      if (g_hash_table_add (seen, GSIZE_TO_POINTER ((gsize) (l2_offset / w->cluster_size))))
+        {
+          L2Ref ref = { l2_offset, i };
+          g_array_append_val (refs, ref);
+        }
     }
   return TRUE;
 }
 
-/* Raises *@end to the end of every cluster the L1 table at @l1 (host
- * order, @l1_size entries) references through its L2 tables, and refuses
- * data that overlaps the metadata in @meta. */
+/* Raises *@end to the end of every cluster the L2 tables in @refs
+ * reference, and refuses data that overlaps the metadata in @meta. */
 static gboolean
-scan_l1 (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file_size,
-         GHashTable *meta, GHashTable *seen, guint64 *end, GError **error)
+scan_l2_tables (RechainQcow2Writer *w, GArray *refs, guint64 file_size, GHashTable *meta,
+                guint64 *end, GError **error)
 {
   g_autofree guint8 *table = g_malloc (w->cluster_size);
   const gsize entry_size = w->geom.extended_l2 ? 16 : 8;
 
-  for (guint32 i = 0; i < l1_size; i++)
+  for (guint k = 0; k < refs->len; k++)
     {
-      guint64 l2_offset;
+      const L2Ref *ref = &g_array_index (refs, L2Ref, k);
 
-      if (!rechain_qcow2_l1_entry_decode (&w->geom, l1[i], &l2_offset, error))
-        return FALSE;
-      if (l2_offset == 0)
-        continue;
-      /* Tables shared by snapshots (or, in a crafted image, named many
-       * times) are read once: the work is bounded by the file's size. */
-      if (!g_hash_table_add (seen, GSIZE_TO_POINTER (l2_offset / w->cluster_size)))
-        continue;
-      if (!w->io.pread (w->io.user, table, w->cluster_size, l2_offset, error))
+      if (!w->io.pread (w->io.user, table, w->cluster_size, ref->l2_offset, error))
         return FALSE;
       for (guint64 j = 0; j < w->geom.l2_entries; j++)
         {
           RechainQcow2L2Entry e;
           guint64 word = rd64 (table + j * entry_size);
           guint64 bitmap = w->geom.extended_l2 ? rd64 (table + j * entry_size + 8) : 0;
-          guint64 guest = ((guint64) i * w->geom.l2_entries + j) * w->cluster_size;
+          guint64 guest = (ref->l1_index * w->geom.l2_entries + j) * w->cluster_size;
 
           if (word == 0 && bitmap == 0)
             continue;
@@ -409,7 +414,8 @@ scan_references (RechainQcow2Writer *w, guint64 file_size, guint64 *end, GError 
 {
   const RechainQcow2Header *h = w->header;
   g_autofree guint64 *raw = NULL;
-  /* L2 tables scanned (cluster numbers) */
+  /* L2 tables to scan, and their cluster numbers */
+  g_autoptr(GArray) refs = g_array_new (FALSE, FALSE, sizeof (L2Ref));
   g_autoptr(GHashTable) seen = g_hash_table_new (g_direct_hash, g_direct_equal);
   /* snapshot L1 tables to scan: offset -> largest size in bytes */
   g_autoptr(GHashTable) seen_l1 = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
@@ -458,28 +464,20 @@ scan_references (RechainQcow2Writer *w, guint64 file_size, guint64 *end, GError 
         }
     }
 
-  /* First every L2 table any L1 table names, then the data they map. */
-  if (!mark_l2_tables (w, w->l1, w->l1_size, file_size, meta, end, error))
+  /* First every L2 table any L1 table names (each L1 table read once),
+   * then the data they map: a data cluster on an L2 table named by a
+   * later L1 table is refused too. */
+  if (!mark_l2_tables (w, w->l1, w->l1_size, file_size, meta, seen, refs, end, error))
     return FALSE;
   for (guint k = 0; k < snapshot_l1s->len; k++)
     {
       const guint64 *known = g_ptr_array_index (snapshot_l1s, k);
       const RechainQcow2Snapshot *sn = &g_array_index (snapshots, RechainQcow2Snapshot, known[2]);
       if (!read_snapshot_l1 (w, sn, &raw, error) ||
-          !mark_l2_tables (w, raw, sn->l1_size, file_size, meta, end, error))
+          !mark_l2_tables (w, raw, sn->l1_size, file_size, meta, seen, refs, end, error))
         return FALSE;
     }
-  if (!scan_l1 (w, w->l1, w->l1_size, file_size, meta, seen, end, error))
-    return FALSE;
-  for (guint k = 0; k < snapshot_l1s->len; k++)
-    {
-      const guint64 *known = g_ptr_array_index (snapshot_l1s, k);
-      const RechainQcow2Snapshot *sn = &g_array_index (snapshots, RechainQcow2Snapshot, known[2]);
-      if (!read_snapshot_l1 (w, sn, &raw, error) ||
-          !scan_l1 (w, raw, sn->l1_size, file_size, meta, seen, end, error))
-        return FALSE;
-    }
-  return TRUE;
+  return scan_l2_tables (w, refs, file_size, meta, end, error);
 }
 
 RechainQcow2Writer *

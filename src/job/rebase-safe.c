@@ -1061,9 +1061,14 @@ run_windows (Rebase *rb, GError **error)
 
       map_window (rb, start, MIN (size, start + WINDOW), u);
       g_array_set_size (diffs, 0);
-      g_array_set_size (rb->old_map, 0);
+      /* the mapper's old view of the window becomes old_map (no copy) */
       if (window_old)
-        g_array_append_vals (rb->old_map, window_old->data, window_old->len);
+        {
+          g_array_unref (rb->old_map);
+          rb->old_map = g_steal_pointer (&window_old);
+        }
+      else
+        g_array_set_size (rb->old_map, 0);
       rb->new_map = window_new;
       for (guint i = 0; i < u->len; i++)
         if (!diff_range (rb, &g_array_index (u, Range, i), diffs, error))
