@@ -731,6 +731,18 @@ rechain_file_pwrite (RechainFile *file, const void *buf, gsize len,
  * with 8 MiB and 206 ms with 16 MiB (the same build otherwise). */
 #define BACKGROUND_FLUSH_BATCH (4u << 20)
 
+/* fdatasync(): 0, or the errno it failed with. */
+static int
+datasync (RechainFile *file)
+{
+  int ret;
+
+  do
+    ret = fdatasync (file->fd);
+  while (ret < 0 && errno == EINTR);
+  return ret < 0 ? errno : 0;
+}
+
 /* The file's flusher thread: one fdatasync() per request, until the file
  * is closed (a request made before that is carried out first). */
 static gpointer
@@ -741,7 +753,7 @@ background_flusher (gpointer data)
   g_mutex_lock (&file->bg_lock);
   for (;;)
     {
-      int err, ret;
+      int err;
 
       while (!file->bg_busy && !file->bg_stop)
         g_cond_wait (&file->bg_cond, &file->bg_lock);
@@ -751,13 +763,7 @@ background_flusher (gpointer data)
 
       err = rechain_fault_check (RECHAIN_FAULT_OP_BACKGROUND_FLUSH, file->path, 0, 0);
       if (err == 0)
-        {
-          do
-            ret = fdatasync (file->fd);
-          while (ret < 0 && errno == EINTR);
-          if (ret < 0)
-            err = errno;
-        }
+        err = datasync (file);
 
       g_mutex_lock (&file->bg_lock);
       if (err != 0 && file->bg_error == 0)
@@ -843,8 +849,6 @@ rechain_file_flush (RechainFile *file, GError **error)
   err = rechain_fault_check (RECHAIN_FAULT_OP_FLUSH, file->path, 0, 0);
   if (err == 0)
     {
-      int ret;
-
       /* A background flush that saw a writeback error took it from the
        * kernel: it is ours to report. Wait for one still running, so that
        * an error it is about to see is not lost between the two. */
@@ -856,13 +860,7 @@ rechain_file_flush (RechainFile *file, GError **error)
       g_mutex_unlock (&file->bg_lock);
 
       if (err == 0)
-        {
-          do
-            ret = fdatasync (file->fd);
-          while (ret < 0 && errno == EINTR);
-          if (ret < 0)
-            err = errno;
-        }
+        err = datasync (file);
       g_mutex_lock (&file->bg_lock);
       file->fg_flushing = FALSE;
       file->bg_bytes = 0;
