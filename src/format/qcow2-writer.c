@@ -296,9 +296,9 @@ typedef struct {
 
 /* Marks the L2 tables the L1 table at @l1 (host order, @l1_size entries)
  * names as metadata, and appends to @refs those no L1 table named before
- * (@seen: their cluster numbers). Tables shared by snapshots (or, in a
- * crafted image, named many times) are scanned once: the work is bounded
- * by the file's size. */
+ * (@seen: cluster number -> how many L1 entries name it). Tables shared by
+ * snapshots (or, in a crafted image, named many times) are scanned once:
+ * the work is bounded by the file's size. */
 static gboolean
 mark_l2_tables (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint64 file_size,
                 GHashTable *meta, GHashTable *seen, GArray *refs, guint64 *end, GError **error)
@@ -326,10 +326,50 @@ mark_l2_tables (RechainQcow2Writer *w, const guint64 *l1, guint32 l1_size, guint
           return FALSE;
         }
       mark_metadata (w, meta, l2_offset, w->cluster_size, L2_TABLE);
-      if (g_hash_table_add (seen, GSIZE_TO_POINTER ((gsize) (l2_offset / w->cluster_size))))
+      {
+        gpointer key = GSIZE_TO_POINTER ((gsize) (l2_offset / w->cluster_size));
+        guint named = GPOINTER_TO_UINT (g_hash_table_lookup (seen, key));
+
+        if (named == 0)
+          {
+            L2Ref ref = { l2_offset, i };
+            g_array_append_val (refs, ref);
+          }
+        g_hash_table_insert (seen, key, GUINT_TO_POINTER (named < G_MAXUINT ? named + 1 : named));
+      }
+    }
+  return TRUE;
+}
+
+static gboolean get_refcount (RechainQcow2Writer *w, guint64 cluster, guint64 *value, GError **error);
+
+/* An L2 table is updated in place when its refcount is 1: one named by
+ * more L1 entries than its refcount says (the same table twice in one L1
+ * table, or a snapshot's table with a refcount never raised) would change
+ * the guest data behind the other names too. qemu-img check reports such
+ * an image ("refcount=1 reference=2"); it is refused. */
+static gboolean
+check_l2_sharing (RechainQcow2Writer *w, GArray *refs, GHashTable *seen, GError **error)
+{
+  for (guint k = 0; k < refs->len; k++)
+    {
+      const L2Ref *ref = &g_array_index (refs, L2Ref, k);
+      guint named = GPOINTER_TO_UINT (g_hash_table_lookup (
+          seen, GSIZE_TO_POINTER ((gsize) (ref->l2_offset / w->cluster_size))));
+      guint64 rc;
+
+      if (named < 2)
+        continue;
+      if (!get_refcount (w, ref->l2_offset / w->cluster_size, &rc, error))
+        return FALSE;
+      if (rc < named)
         {
-          L2Ref ref = { l2_offset, i };
-          g_array_append_val (refs, ref);
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                       _("the L2 table at 0x%" PRIx64 " is named by %u L1 table entries but its "
+                       "refcount is %" PRIu64 ": the image is corrupt ('qemu-img check' reports "
+                       "it); writing to it would change the guest's data"),
+                       ref->l2_offset, named, rc);
+          return FALSE;
         }
     }
   return TRUE;
@@ -414,7 +454,7 @@ scan_references (RechainQcow2Writer *w, guint64 file_size, guint64 *end, GError 
 {
   const RechainQcow2Header *h = w->header;
   g_autofree guint64 *raw = NULL;
-  /* L2 tables to scan, and their cluster numbers */
+  /* L2 tables to scan, and how many L1 entries name each (by cluster number) */
   g_autoptr(GArray) refs = g_array_new (FALSE, FALSE, sizeof (L2Ref));
   g_autoptr(GHashTable) seen = g_hash_table_new (g_direct_hash, g_direct_equal);
   /* snapshot L1 tables to scan: offset -> largest size in bytes */
@@ -477,7 +517,8 @@ scan_references (RechainQcow2Writer *w, guint64 file_size, guint64 *end, GError 
           !mark_l2_tables (w, raw, sn->l1_size, file_size, meta, seen, refs, end, error))
         return FALSE;
     }
-  return scan_l2_tables (w, refs, file_size, meta, end, error);
+  return check_l2_sharing (w, refs, seen, error) &&
+         scan_l2_tables (w, refs, file_size, meta, end, error);
 }
 
 RechainQcow2Writer *
@@ -489,7 +530,6 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
 {
   g_autoptr(RechainQcow2Writer) w = g_new0 (RechainQcow2Writer, 1);
   guint64 reftable_bytes;
-  g_autofree guint64 *raw = NULL;
 
   w->header = header;
   rechain_qcow2_geometry_init (&w->geom, header);

@@ -397,6 +397,52 @@ class MalformedTest(ToolTestCase):
                         pattern=r'guest offset 0x80000 is mapped to host cluster 0x%x, which is also %s'
                         % (host, what))
 
+    def test_l2_table_named_beyond_its_refcount_refused(self):
+        """An L2 table named by two L1 entries -- twice in the active L1
+        table, or by the active one and a snapshot's -- with refcount 1:
+        updated in place, it would change the guest data behind the other
+        name too; qemu-img check reports "refcount=1 reference=2". The safe
+        rebase refuses it and the image stays as it was. (fuzz-rebase found
+        the first: fuzz/regression/rebase/l2-table-named-twice-refcount-1.)"""
+        d = self.dir
+        qemu_img('create', '-q', '-f', 'qcow2', 'other.qcow2', '1G', cwd=d)
+        qemu_img('create', '-q', '-f', 'qcow2', 'big-base.qcow2', '1G', cwd=d)
+        qemu_io('big-base.qcow2', 'write -P 0x11 0 1M', 'write -P 0x12 512M 1M', cwd=d)
+
+        def overlay(name):
+            qemu_img('create', '-q', '-f', 'qcow2', '-b', 'big-base.qcow2', '-F', 'qcow2',
+                     name, '1G', cwd=d)
+            qemu_io(name, 'write -P 0x55 64k 64k', cwd=d)
+            h = read_header(self.path(name))
+            with open(self.path(name), 'rb') as f:
+                f.seek(h['l1_table_offset'])
+                l1 = struct.unpack('>QQ', f.read(16))
+                f.seek(h['refcount_table_offset'])
+                refblock = struct.unpack('>Q', f.read(8))[0] & ~0x1ff
+            self.assertEqual(l1[1], 0)
+            return h, l1[0], l1[0] & 0x00fffffffffffe00, refblock
+
+        # the same table at L1 indexes 0 and 1
+        h, entry, l2, _ = overlay('twice.qcow2')
+        patch(self.path('twice.qcow2'), h['l1_table_offset'] + 8, '>Q', entry)
+        # a snapshot's table whose refcount went back to 1 (16-bit refcounts)
+        qemu_img('create', '-q', '-f', 'qcow2', '-b', 'big-base.qcow2', '-F', 'qcow2',
+                 'snap.qcow2', '1G', cwd=d)
+        _, _, snap_l2, refblock = overlay('snap.qcow2')
+        qemu_img('snapshot', '-c', 's1', 'snap.qcow2', cwd=d)
+        patch(self.path('snap.qcow2'), refblock + 2 * (snap_l2 // 65536), '>H', 1)
+
+        for img, table in (('twice.qcow2', l2), ('snap.qcow2', snap_l2)):
+            q = run([rt.QEMU_IMG, 'check', img], cwd=d)
+            self.assertNotEqual(q.rc, 0, 'qemu-img check should see the corruption\n' + q.describe())
+            self.assertIn('refcount=1 reference=2', q.out + q.err)
+            for cname, cmd in SAFE_COMMANDS:
+                with self.subTest(image=img, command=cname):
+                    self.expect_refused(
+                        img, cmd,
+                        pattern=r'the L2 table at 0x%x is named by 2 L1 table entries but its '
+                                r'refcount is 1' % table)
+
     def test_no_crash_on_random_header_bytes(self):
         """Flipping single header bytes: any outcome but a crash or a modified
         image; when rechain accepts the header, qemu-img must accept it too."""
