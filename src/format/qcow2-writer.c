@@ -375,12 +375,100 @@ check_l2_sharing (RechainQcow2Writer *w, GArray *refs, GHashTable *seen, GError 
   return TRUE;
 }
 
+/* With extended L2, the writer fills the free subclusters of a cluster the
+ * overlay already holds in place when its refcount is 1. A cluster that
+ * more L2 entries map than its refcount says (qemu-img check: "refcount=1
+ * reference=2") would change the guest data behind the other entry: the
+ * partly allocated clusters are collected (up to this many; a larger image
+ * is not checked for it) and their references counted in a second pass. */
+#define MAX_PARTIAL_CLUSTERS (4u << 20)
+
+static gboolean
+cluster_is_partial (RechainQcow2Writer *w, const RechainQcow2L2Entry *e)
+{
+  for (guint sc = 0; sc < w->geom.subclusters; sc++)
+    if (e->type[sc] != RECHAIN_QCOW2_SUBCLUSTER_DATA)
+      return TRUE;
+  return FALSE;
+}
+
+static gint
+cmp_u64 (gconstpointer a, gconstpointer b)
+{
+  guint64 x = *(const guint64 *) a, y = *(const guint64 *) b;
+  return x < y ? -1 : x > y;
+}
+
+/* Refuses a partly allocated cluster (@partial: sorted host cluster
+ * numbers) that more L2 entries of the tables in @refs map than its
+ * refcount allows. */
+static gboolean
+check_partial_sharing (RechainQcow2Writer *w, GArray *refs, GArray *partial, GError **error)
+{
+  g_autofree guint8 *table = g_malloc (w->cluster_size);
+  g_autofree guint32 *counts = g_new0 (guint32, MAX (partial->len, 1));
+
+  for (guint k = 0; k < refs->len; k++)
+    {
+      const L2Ref *ref = &g_array_index (refs, L2Ref, k);
+
+      if (!w->io.pread (w->io.user, table, w->cluster_size, ref->l2_offset, error))
+        return FALSE;
+      for (guint64 j = 0; j < w->geom.l2_entries; j++)
+        {
+          guint64 word = rd64 (table + j * 16);
+          guint64 host = word & RECHAIN_QCOW2_OFFSET_MASK;
+          guint lo = 0, hi = partial->len;
+
+          /* compressed entries name byte ranges: not clusters filled in place */
+          if (host == 0 || (word & RECHAIN_QCOW2_OFLAG_COMPRESSED))
+            continue;
+          host /= w->cluster_size;
+          while (lo < hi)
+            {
+              guint mid = lo + (hi - lo) / 2;
+              if (g_array_index (partial, guint64, mid) < host)
+                lo = mid + 1;
+              else
+                hi = mid;
+            }
+          if (lo < partial->len && g_array_index (partial, guint64, lo) == host &&
+              counts[lo] < G_MAXUINT32)
+            counts[lo]++;
+        }
+    }
+  for (guint i = 0; i < partial->len; i++)
+    {
+      guint64 cluster = g_array_index (partial, guint64, i);
+      guint64 rc;
+
+      if (counts[i] < 2)
+        continue;
+      if (!get_refcount (w, cluster, &rc, error))
+        return FALSE;
+      if (rc < counts[i])
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                       _("the data cluster at 0x%" PRIx64 " is mapped by %u L2 entries but its "
+                       "refcount is %" PRIu64 ": the image is corrupt ('qemu-img check' reports "
+                       "it); writing to it would change the guest's data"),
+                       cluster * w->cluster_size, counts[i], rc);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 /* Raises *@end to the end of every cluster the L2 tables in @refs
  * reference, and refuses data that overlaps the metadata in @meta. */
 static gboolean
 scan_l2_tables (RechainQcow2Writer *w, GArray *refs, guint64 file_size, GHashTable *meta,
                 guint64 *end, GError **error)
 {
+  /* the writer's in-place fills need the extended L2 bitmaps, and an
+   * external data file is not shared by clusters */
+  g_autoptr(GArray) partial = w->geom.extended_l2 && !w->external
+                              ? g_array_new (FALSE, FALSE, sizeof (guint64)) : NULL;
   g_autofree guint8 *table = g_malloc (w->cluster_size);
   const gsize entry_size = w->geom.extended_l2 ? 16 : 8;
 
@@ -418,10 +506,25 @@ scan_l2_tables (RechainQcow2Writer *w, GArray *refs, guint64 file_size, GHashTab
               *end = MAX (*end, e.host_offset + w->cluster_size);
               if (!check_not_metadata (w, meta, guest, e.host_offset, w->cluster_size, error))
                 return FALSE;
+              if (partial && partial->len < MAX_PARTIAL_CLUSTERS && cluster_is_partial (w, &e))
+                {
+                  guint64 cluster = e.host_offset / w->cluster_size;
+                  g_array_append_val (partial, cluster);
+                }
             }
         }
     }
-  return TRUE;
+  if (!partial || partial->len == 0)
+    return TRUE;
+  g_array_sort (partial, cmp_u64);
+  {
+    guint n = 0;
+    for (guint i = 0; i < partial->len; i++)
+      if (n == 0 || g_array_index (partial, guint64, i) != g_array_index (partial, guint64, n - 1))
+        g_array_index (partial, guint64, n++) = g_array_index (partial, guint64, i);
+    g_array_set_size (partial, n);
+  }
+  return check_partial_sharing (w, refs, partial, error);
 }
 
 /* Reads the L1 table of snapshot @sn (host order) into *@raw, or returns

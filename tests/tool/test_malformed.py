@@ -443,6 +443,39 @@ class MalformedTest(ToolTestCase):
                         pattern=r'the L2 table at 0x%x is named by 2 L1 table entries but its '
                                 r'refcount is 1' % table)
 
+    def test_partial_cluster_mapped_beyond_its_refcount_refused(self):
+        """Extended L2: a cluster whose free subclusters the rebase fills in
+        place (refcount 1) but which a second L2 entry also maps, with a
+        subcluster the first one leaves free: filling it would change the
+        second guest cluster. qemu-img check reports "refcount=1
+        reference=2"; the safe rebase refuses it and the image stays as
+        it was."""
+        d = self.dir
+        qemu_img('create', '-q', '-f', 'qcow2', 'other.qcow2', '1M', cwd=d)
+        qemu_img('create', '-q', '-f', 'qcow2', 'xbase.qcow2', '1M', cwd=d)
+        qemu_io('xbase.qcow2', 'write -P 0x11 0 1M', cwd=d)
+        qemu_img('create', '-q', '-f', 'qcow2', '-o', 'extended_l2=on,cluster_size=64k',
+                 '-b', 'xbase.qcow2', '-F', 'qcow2', 'partial.qcow2', '1M', cwd=d)
+        qemu_io('partial.qcow2', 'write -P 0x22 0 4k', 'write -P 0x33 68k 4k', cwd=d)
+        h = read_header(self.path('partial.qcow2'))
+        with open(self.path('partial.qcow2'), 'rb') as f:
+            f.seek(h['l1_table_offset'])
+            l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+            f.seek(l2)
+            word, bitmap = struct.unpack('>QQ', f.read(16))
+        self.assertEqual(bitmap, 0x3)  # subclusters 0 and 1 of guest cluster 0
+        # guest cluster 1 -> the same host cluster, its subcluster 5 allocated
+        patch(self.path('partial.qcow2'), l2 + 16, '>QQ', word, 1 << 5)
+        host = word & 0x00fffffffffffe00
+        q = run([rt.QEMU_IMG, 'check', 'partial.qcow2'], cwd=d)
+        self.assertIn('refcount=1 reference=2', q.out + q.err, q.describe())
+        for cname, cmd in SAFE_COMMANDS:
+            with self.subTest(command=cname):
+                self.expect_refused(
+                    'partial.qcow2', cmd,
+                    pattern=r'the data cluster at 0x%x is mapped by 2 L2 entries but its '
+                            r'refcount is 1' % host)
+
     def test_no_crash_on_random_header_bytes(self):
         """Flipping single header bytes: any outcome but a crash or a modified
         image; when rechain accepts the header, qemu-img must accept it too."""
