@@ -102,34 +102,56 @@ rechain_chain_open (const char *path,
   return rechain_chain_open_full (path, format, flags, cache, backing_cache, NULL, error);
 }
 
+/* Refuses @backing_path, named by @named_by as @field, outside the
+ * directories the chain is confined to. */
+static gboolean
+check_confinement (const RechainChainConfinement *confine, const char *backing_path,
+                   const char *named_by, const char *field, GError **error)
+{
+  if (!confine)
+    return TRUE;
+  if (confine->backing_root &&
+      !rechain_path_check_root (confine->backing_root, backing_path, named_by, error))
+    return FALSE;
+  if (confine->storage_dirs &&
+      !rechain_path_check_dirs (confine->storage_dirs, confine->storage_name, backing_path,
+                                named_by, field, error))
+    return FALSE;
+  return TRUE;
+}
+
 RechainChain *
 rechain_chain_open_full (const char *path,
                          const char *format,
                          RechainChainOpenFlags flags,
                          RechainCacheMode cache,
                          RechainCacheMode backing_cache,
-                         const char *backing_root,
+                         const RechainChainConfinement *confine,
                          GError **error)
 {
   g_autoptr(RechainChain) chain = g_new0 (RechainChain, 1);
   RechainLayerOpenFlags layer_flags = 0;
+  RechainLayerOpenFlags top_flags;
   RechainLayer *layer;
 
   chain->layers = g_ptr_array_new_with_free_func ((GDestroyNotify) rechain_layer_free);
   chain->warnings = g_ptr_array_new_with_free_func (g_free);
   g_ptr_array_add (chain->warnings, NULL);
-  if (backing_root && !rechain_path_check_root (backing_root, path, path, error))
+  if (confine && confine->backing_root &&
+      !rechain_path_check_root (confine->backing_root, path, path, error))
     return NULL;
 
   if (flags & RECHAIN_CHAIN_OPEN_FORCE_SHARE)
     layer_flags |= RECHAIN_LAYER_OPEN_NO_LOCK;
+  if (flags & RECHAIN_CHAIN_OPEN_TRUST_NAMES)
+    layer_flags |= RECHAIN_LAYER_OPEN_TRUST_NAMES;
   /* As in QEMU, force-share applies to images opened read-only: an image
    * rechain writes is always locked, so -U can never let it write under a
    * running VM. */
-  layer = rechain_layer_open (path, format,
-                              (flags & RECHAIN_CHAIN_OPEN_WRITE)
-                                ? RECHAIN_LAYER_OPEN_WRITE : layer_flags,
-                              cache, error);
+  top_flags = (flags & RECHAIN_CHAIN_OPEN_WRITE)
+                ? RECHAIN_LAYER_OPEN_WRITE | (layer_flags & RECHAIN_LAYER_OPEN_TRUST_NAMES)
+                : layer_flags;
+  layer = rechain_layer_open (path, format, top_flags, cache, NULL, error);
   if (!layer)
     return NULL;
   g_ptr_array_add (chain->layers, layer);
@@ -140,6 +162,8 @@ rechain_chain_open_full (const char *path,
       const char *backing_format = rechain_layer_get_backing_format (layer);
       const char *named_by = rechain_layer_get_path (layer);
       g_autofree char *backing_path = NULL;
+      g_autofree char *field = NULL;
+      RechainNameOrigin origin;
       RechainLayer *backing;
 
       if (!name)
@@ -157,36 +181,20 @@ rechain_chain_open_full (const char *path,
           g_prefix_error (error, _("%s: backing file: "), named_by);
           return NULL;
         }
-      if ((backing_root && !rechain_path_check_root (backing_root, backing_path, named_by, error)) ||
+      field = g_strdup_printf (_("the backing file at depth %u"), chain->layers->len);
+      if (!check_confinement (confine, backing_path, named_by, field, error) ||
           !check_loop (chain, backing_path, named_by, error))
         return NULL;
 
-      if (!backing_format)
-        {
-          /* QEMU still opens such chains, probing the backing file's format
-           * (and only refuses to create new ones). Do the same, but say so:
-           * a probed raw file whose content starts like a qcow2 header would
-           * be misread, and the fix is one command. */
-          g_autoptr(RechainFile) probe_file = NULL;
-          RechainFormat probed;
-
-          probe_file = rechain_file_open (backing_path, RECHAIN_FILE_READ_ONLY,
-                                          RECHAIN_CACHE_WRITEBACK, error);
-          if (!probe_file || !rechain_format_probe (probe_file, &probed, error))
-            {
-              g_prefix_error (error, _("%s: backing file: "), named_by);
-              return NULL;
-            }
-          backing_format = rechain_format_to_string (probed);
-          add_warning (chain,
-                       g_strdup_printf (_("%s: the backing file '%s' has no recorded format; "
-                                          "probed as %s (record it with: rechain rebase -u -b '%s' -F %s '%s')"),
-                                        named_by, name, backing_format, name, backing_format,
-                                        named_by));
-        }
-
+      /* The file is checked against the owner of the image that names it
+       * once it is open, before anything of it is read (trust.h). Where
+       * no format is recorded, QEMU still opens such chains, probing the
+       * backing file's format (and only refuses to create new ones): do
+       * the same, but say so, since a probed raw file whose content starts
+       * like a qcow2 header would be misread, and the fix is one command. */
+      origin = (RechainNameOrigin) { rechain_layer_get_owner (layer), named_by, field };
       backing = rechain_layer_open (backing_path, backing_format, layer_flags,
-                                    backing_cache, error);
+                                    backing_cache, &origin, error);
       if (!backing)
         {
           if (g_error_matches (*error, RECHAIN_ERROR, RECHAIN_ERROR_BACKING_NOT_FOUND))
@@ -194,6 +202,15 @@ rechain_chain_open_full (const char *path,
           return NULL;
         }
       g_ptr_array_add (chain->layers, backing);
+      if (!backing_format)
+        {
+          const char *probed = rechain_format_to_string (rechain_layer_get_format (backing));
+
+          add_warning (chain,
+                       g_strdup_printf (_("%s: the backing file '%s' has no recorded format; "
+                                          "probed as %s (record it with: rechain rebase -u -b '%s' -F %s '%s')"),
+                                        named_by, name, probed, name, probed, named_by));
+        }
       layer = backing;
     }
 

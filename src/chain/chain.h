@@ -24,7 +24,23 @@ typedef enum {
   RECHAIN_CHAIN_OPEN_FORCE_SHARE = 1 << 1,
   /* Open only the top image, not its backing files. */
   RECHAIN_CHAIN_OPEN_NO_BACKING = 1 << 2,
+  /* Follow every name the headers record, whoever owns the images (see
+   * trust.h); without it, names in images of other users are checked. */
+  RECHAIN_CHAIN_OPEN_TRUST_NAMES = 1 << 3,
 } RechainChainOpenFlags;
+
+/* Directories the backing files of a chain must stay in (the images named
+ * by the caller need not). A backing file is resolved (symlinks followed)
+ * and refused with RECHAIN_ERROR_NOT_PERMITTED outside them. */
+typedef struct {
+  /* every backing file under this directory (--backing-root), or NULL */
+  const char *backing_root;
+  /* every backing file under one of these (the target directories of a
+   * storage manager's pools), or NULL; @storage_name says whose they are
+   * in messages ("the storage pools of qemu:///system") */
+  const char * const *storage_dirs;
+  const char *storage_name;
+} RechainChainConfinement;
 
 typedef struct _RechainChain RechainChain;
 
@@ -33,22 +49,25 @@ typedef struct _RechainChain RechainChain;
  * (qcow2 or raw), as QEMU does, and a warning says so through g_warning's
  * log domain "rechain" (the CLI prints it as "rechain: warning: ...").
  * Loops (a file that appears twice, by device and inode) and chains deeper
- * than RECHAIN_CHAIN_MAX_DEPTH are refused. */
+ * than RECHAIN_CHAIN_MAX_DEPTH are refused. Unless @flags has
+ * RECHAIN_CHAIN_OPEN_TRUST_NAMES, a file named by an image owned by another
+ * user is opened only if that user could open it (trust.h). */
 RechainChain *rechain_chain_open (const char *path,
                                   const char *format,
                                   RechainChainOpenFlags flags,
                                   RechainCacheMode cache,
                                   RechainCacheMode backing_cache,
                                   GError **error);
-/* Like rechain_chain_open(); with @backing_root, every backing file must
- * lie under that directory once symlinks are resolved (the images named
- * by the caller need not): RECHAIN_ERROR_INVALID_IMAGE otherwise. */
+/* Like rechain_chain_open(), with the backing files confined to the
+ * directories @confine names (NULL: anywhere). A backing file outside
+ * backing_root is RECHAIN_ERROR_INVALID_IMAGE, as it always was; one outside
+ * the storage directories is RECHAIN_ERROR_NOT_PERMITTED. */
 RechainChain *rechain_chain_open_full (const char *path,
                                        const char *format,
                                        RechainChainOpenFlags flags,
                                        RechainCacheMode cache,
                                        RechainCacheMode backing_cache,
-                                       const char *backing_root,
+                                       const RechainChainConfinement *confine,
                                        GError **error);
 void rechain_chain_free (RechainChain *chain);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainChain, rechain_chain_free)

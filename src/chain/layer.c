@@ -36,6 +36,7 @@ struct _RechainLayer {
   RechainFormat format;
   RechainFile *file;
   RechainFile *data_file; /* external data file, or NULL */
+  RechainOwner *owner;    /* whose names the header holds, when they are checked */
   guint64 file_size;
   guint64 virtual_size;
   dev_t dev;
@@ -213,6 +214,11 @@ qcow2_open_data_file (RechainLayer *layer, RechainLayerOpenFlags flags,
                                         cache, error);
   if (!layer->data_file)
     return FALSE;
+  if (!rechain_owner_check_file (layer->owner, rechain_file_get_fd (layer->data_file),
+                                 RECHAIN_TRUST_READ |
+                                   ((flags & RECHAIN_LAYER_OPEN_WRITE) ? RECHAIN_TRUST_WRITE : 0),
+                                 layer->path, _("the data file"), path, error))
+    return FALSE;
   return lock_file (layer->data_file, flags, error);
 }
 
@@ -291,10 +297,12 @@ rechain_layer_open (const char *path,
                     const char *format,
                     RechainLayerOpenFlags flags,
                     RechainCacheMode cache,
+                    const RechainNameOrigin *origin,
                     GError **error)
 {
   g_autoptr(RechainLayer) layer = g_new0 (RechainLayer, 1);
   struct stat st;
+  int fd;
 
   layer->path = g_strdup (path);
   g_mutex_init (&layer->cache_lock);
@@ -305,10 +313,30 @@ rechain_layer_open (const char *path,
                                    cache, error);
   if (!layer->file)
     return NULL;
-  if (fstat (rechain_file_get_fd (layer->file), &st) == 0)
+  fd = rechain_file_get_fd (layer->file);
+  /* Before anything is locked or read: the file the kernel opened, not
+   * whatever the name leads to now (trust.h). The message names the image
+   * that named it. */
+  if (origin && !rechain_owner_check_file (origin->owner, fd, RECHAIN_TRUST_READ |
+                                             ((flags & RECHAIN_LAYER_OPEN_WRITE)
+                                                ? RECHAIN_TRUST_WRITE : 0),
+                                           origin->named_by, origin->field, path, error))
+    return NULL;
+  if (fstat (fd, &st) == 0)
     {
       layer->dev = st.st_dev;
       layer->ino = st.st_ino;
+    }
+  if (!(flags & RECHAIN_LAYER_OPEN_TRUST_NAMES))
+    {
+      GError *local = NULL;
+
+      layer->owner = rechain_owner_new_for_fd (fd, &local);
+      if (local)
+        {
+          g_propagate_error (error, local);
+          goto fail;
+        }
     }
   if (!lock_file (layer->file, flags, error) ||
       !file_size_any (layer->file, &layer->file_size, error))
@@ -339,7 +367,9 @@ rechain_layer_open (const char *path,
   return g_steal_pointer (&layer);
 
 fail:
-  g_prefix_error (error, "%s: ", path);
+  /* a refused data file's message already starts with this image */
+  if (!error || !g_error_matches (*error, RECHAIN_ERROR, RECHAIN_ERROR_NOT_PERMITTED))
+    g_prefix_error (error, "%s: ", path);
   return NULL;
 }
 
@@ -358,11 +388,13 @@ rechain_layer_free (RechainLayer *layer)
   g_clear_pointer (&layer->header, rechain_qcow2_header_free);
   g_clear_pointer (&layer->data_file, rechain_file_close);
   g_clear_pointer (&layer->file, rechain_file_close);
+  g_clear_pointer (&layer->owner, rechain_owner_free);
   g_free (layer->path);
   g_free (layer);
 }
 
 const char *rechain_layer_get_path (RechainLayer *layer) { return layer->path; }
+const RechainOwner *rechain_layer_get_owner (RechainLayer *layer) { return layer->owner; }
 RechainFormat rechain_layer_get_format (RechainLayer *layer) { return layer->format; }
 RechainFile *rechain_layer_get_file (RechainLayer *layer) { return layer->file; }
 guint64 rechain_layer_get_virtual_size (RechainLayer *layer) { return layer->virtual_size; }

@@ -14,6 +14,7 @@
 #include "format/qcow2-writer.h"
 #include "io/file.h"
 #include "chain/extent.h"
+#include "chain/trust.h"
 
 G_BEGIN_DECLS
 
@@ -34,23 +35,41 @@ typedef enum {
   RECHAIN_LAYER_OPEN_WRITE = 1 << 0,
   /* Do not take QEMU image locks at all (-U / force share) */
   RECHAIN_LAYER_OPEN_NO_LOCK = 1 << 1,
+  /* Follow the names in this layer's header whoever owns it (see
+   * trust.h): its external data file is opened unchecked, and
+   * rechain_layer_get_owner() is NULL. */
+  RECHAIN_LAYER_OPEN_TRUST_NAMES = 1 << 2,
 } RechainLayerOpenFlags;
+
+/* Where the name of a file a layer opens comes from (see trust.h). */
+typedef struct {
+  const RechainOwner *owner; /* owner of @named_by; NULL: trusted, nothing checked */
+  const char *named_by;      /* the image whose header records the name */
+  const char *field;         /* which header field: "the backing file at depth 2" */
+} RechainNameOrigin;
 
 typedef struct _RechainLayer RechainLayer;
 
 /* Opens @path as @format (NULL: probe, see rechain_format_probe()).
  * qcow2 headers are validated (rechain_qcow2_header_parse), a dirty image
  * is refused for writing, a corrupt one too; the L1 table is loaded and
- * checked. @cache applies to the image and its external data file. */
+ * checked. @cache applies to the image and its external data file.
+ * @origin (NULL for a file the caller named) says which image's header
+ * named @path: if that image's owner could not open it, it is refused
+ * (RECHAIN_ERROR_NOT_PERMITTED) before anything is read or locked. */
 RechainLayer *rechain_layer_open (const char *path,
                                   const char *format,
                                   RechainLayerOpenFlags flags,
                                   RechainCacheMode cache,
+                                  const RechainNameOrigin *origin,
                                   GError **error);
 void rechain_layer_free (RechainLayer *layer);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainLayer, rechain_layer_free)
 
 const char *rechain_layer_get_path (RechainLayer *layer);
+/* The owner of the image file when the names in its header must be
+ * checked (another user, and not opened with TRUST_NAMES), else NULL. */
+const RechainOwner *rechain_layer_get_owner (RechainLayer *layer);
 RechainFormat rechain_layer_get_format (RechainLayer *layer);
 RechainFile *rechain_layer_get_file (RechainLayer *layer);
 /* The file guest data is stored in: the external data file if any, else

@@ -72,12 +72,21 @@ real_path_or_parent (const char *path)
   return real_dir ? g_build_filename (real_dir, base, NULL) : NULL;
 }
 
+/* Whether the resolved @real_path lies under the resolved @real_root. */
+static gboolean
+real_path_is_under (const char *real_root, const char *real_path)
+{
+  gsize n = strlen (real_root);
+
+  return real_path && (g_str_equal (real_root, "/") ||
+                       (strncmp (real_path, real_root, n) == 0 && real_path[n] == '/'));
+}
+
 gboolean
 rechain_path_check_root (const char *root, const char *path, const char *named_by, GError **error)
 {
   g_autofree char *real_root = realpath (root, NULL);
   g_autofree char *real_path = NULL;
-  gsize n;
 
   if (!real_root)
     {
@@ -87,9 +96,7 @@ rechain_path_check_root (const char *root, const char *path, const char *named_b
       return FALSE;
     }
   real_path = real_path_or_parent (path);
-  n = strlen (real_root);
-  if (real_path && (g_str_equal (real_root, "/") ||
-                    (strncmp (real_path, real_root, n) == 0 && real_path[n] == '/')))
+  if (real_path_is_under (real_root, real_path))
     return TRUE;
   if (g_str_equal (path, named_by))
     g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
@@ -99,5 +106,28 @@ rechain_path_check_root (const char *root, const char *path, const char *named_b
     g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
                  _("%s: backing file '%s' resolves to '%s', outside the backing root '%s'"),
                  named_by, path, real_path ? real_path : path, real_root);
+  return FALSE;
+}
+
+gboolean
+rechain_path_check_dirs (const char * const *dirs, const char *dirs_name, const char *path,
+                         const char *named_by, const char *field, GError **error)
+{
+  g_autofree char *real_path = real_path_or_parent (path);
+  g_autofree char *list = NULL;
+
+  for (guint i = 0; dirs[i]; i++)
+    {
+      g_autofree char *real_dir = realpath (dirs[i], NULL);
+
+      if (real_dir && real_path_is_under (real_dir, real_path))
+        return TRUE;
+    }
+  list = g_strjoinv (", ", (char **) dirs);
+  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NOT_PERMITTED,
+               _("%s: refusing to open %s '%s': it resolves to '%s', outside the directories "
+                 "of %s (%s) (allow it with --trust-chain if you trust this chain)"),
+               named_by, field, path, real_path ? real_path : path, dirs_name,
+               *list ? list : _("none"));
   return FALSE;
 }

@@ -28,4 +28,12 @@ gboolean rechain_path_is_pseudo (const char *name);
 gboolean rechain_path_check_root (const char *root, const char *path, const char *named_by,
                                   GError **error);
 
+/* Refuses @path, named in the header of @named_by as @field ("the backing
+ * file at depth 1"), unless it lies under one of @dirs once symlinks are
+ * resolved. @dirs_name says whose directories they are ("the storage
+ * pools of qemu:///system"). RECHAIN_ERROR_NOT_PERMITTED. */
+gboolean rechain_path_check_dirs (const char * const *dirs, const char *dirs_name,
+                                  const char *path, const char *named_by, const char *field,
+                                  GError **error);
+
 G_END_DECLS

@@ -1163,8 +1163,8 @@ open_overlays (Rebase *rb, GError **error)
 
       o->chain = rechain_chain_open_full (opts->images[k], opts->format,
                                           (opts->dry_run ? 0 : RECHAIN_CHAIN_OPEN_WRITE) |
-                                          (opts->force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0),
-                                          opts->cache, opts->source_cache, opts->backing_root, error);
+                                          rechain_rebase_chain_flags (opts),
+                                          opts->cache, opts->source_cache, &opts->confine, error);
       if (!o->chain)
         return FALSE;
       o->top = rechain_chain_get_top (o->chain);
@@ -1232,8 +1232,9 @@ open_new_chain (Rebase *rb, GError **error)
   /* Look at the new chain without locks first: if it contains an overlay
    * (which this process holds for writing), say so rather than report the
    * lock conflict with ourselves. */
-  unlocked = rechain_chain_open_full (path, opts->backing_format, RECHAIN_CHAIN_OPEN_FORCE_SHARE,
-                                      opts->source_cache, opts->source_cache, opts->backing_root,
+  unlocked = rechain_chain_open_full (path, opts->backing_format,
+                                      RECHAIN_CHAIN_OPEN_FORCE_SHARE | rechain_rebase_chain_flags (opts),
+                                      opts->source_cache, opts->source_cache, &opts->confine,
                                       error);
   if (!unlocked)
     {
@@ -1249,9 +1250,11 @@ open_new_chain (Rebase *rb, GError **error)
       return TRUE;
     }
   g_clear_pointer (&unlocked, rechain_chain_free);
-  rb->new_chain = rechain_chain_open_full (path, opts->backing_format, 0,
+  rb->new_chain = rechain_chain_open_full (path, opts->backing_format,
+                                           rechain_rebase_chain_flags (opts) &
+                                             ~RECHAIN_CHAIN_OPEN_FORCE_SHARE,
                                            opts->source_cache, opts->source_cache,
-                                           opts->backing_root, error);
+                                           &opts->confine, error);
   if (!rb->new_chain)
     {
       g_prefix_error (error, _("new backing file: "));

@@ -65,17 +65,18 @@ rechain_rebase_unsafe (const RechainRebaseOptions *options, GError **error)
   if (!rechain_rebase_check_target (options->backing_file, options->backing_format, error))
     return FALSE;
 
-  if (has_backing && options->backing_root)
+  if (has_backing && options->confine.backing_root)
     {
       g_autofree char *path = rechain_path_resolve (options->image, options->backing_file, error);
-      if (!path || !rechain_path_check_root (options->backing_root, path, options->image, error))
+      if (!path ||
+          !rechain_path_check_root (options->confine.backing_root, path, options->image, error))
         return FALSE;
     }
 
   chain = rechain_chain_open_full (options->image, options->format,
-                              RECHAIN_CHAIN_OPEN_WRITE | RECHAIN_CHAIN_OPEN_NO_BACKING |
-                                (options->force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0),
-                              options->cache, options->cache, options->backing_root, error);
+                                   RECHAIN_CHAIN_OPEN_WRITE | RECHAIN_CHAIN_OPEN_NO_BACKING |
+                                     rechain_rebase_chain_flags (options),
+                                   options->cache, options->cache, &options->confine, error);
   if (!chain)
     return FALSE;
 

@@ -21,7 +21,8 @@ typedef struct {
   gboolean compress;          /* -c: write copied clusters compressed */
   gboolean dry_run;           /* plan and report, write nothing */
   RechainCopyMode copy_mode;  /* how copied data gets into the image */
-  const char *backing_root;   /* every backing file must lie under it, or NULL */
+  RechainChainConfinement confine; /* directories the backing files must stay in */
+  gboolean trust_chain;       /* follow the names in other users' images unchecked (trust.h) */
 } RechainRebaseOptions;
 
 /* What a safe rebase did (or, for a dry run, would do) to one overlay. */
@@ -81,6 +82,15 @@ gboolean rechain_rebase_safe (const RechainRebaseOptions *options,
 gboolean rechain_rebase_check_target (const char *backing_file,
                                       const char *backing_format,
                                       GError **error);
+
+/* The chain open flags every rebase uses for the images it reads:
+ * FORCE_SHARE for -U, TRUST_NAMES when the chain is trusted. */
+static inline RechainChainOpenFlags
+rechain_rebase_chain_flags (const RechainRebaseOptions *options)
+{
+  return (options->force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0) |
+         (options->trust_chain ? RECHAIN_CHAIN_OPEN_TRUST_NAMES : 0);
+}
 
 /* Unsafe rebase (qemu-img rebase -u): rewrites the backing name and format
  * in the header and nothing else. The new backing file is not opened and

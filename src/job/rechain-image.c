@@ -202,8 +202,10 @@ rechain_image_open_full (const char *path, const char *format, RechainImageOpenF
     return NULL;
   chain = rechain_chain_open_full (path, format,
                                    ((flags & RECHAIN_IMAGE_OPEN_FORCE_SHARE) ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0) |
-                                   ((flags & RECHAIN_IMAGE_OPEN_NO_BACKING) ? RECHAIN_CHAIN_OPEN_NO_BACKING : 0),
-                                   RECHAIN_CACHE_WRITEBACK, RECHAIN_CACHE_WRITEBACK, backing_root, error);
+                                   ((flags & RECHAIN_IMAGE_OPEN_NO_BACKING) ? RECHAIN_CHAIN_OPEN_NO_BACKING : 0) |
+                                   ((flags & RECHAIN_IMAGE_OPEN_TRUST_CHAIN) ? RECHAIN_CHAIN_OPEN_TRUST_NAMES : 0),
+                                   RECHAIN_CACHE_WRITEBACK, RECHAIN_CACHE_WRITEBACK,
+                                   &(RechainChainConfinement) { .backing_root = backing_root }, error);
   if (!chain)
     return NULL;
   shared = g_rc_box_new0 (SharedChain);

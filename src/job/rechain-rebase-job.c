@@ -9,6 +9,7 @@
 #include "job/rebase.h"
 #include "rechain/rechain-enum-types.h"
 #include "rechain/rechain-rebase-job.h"
+#include "job/rechain-rebase-job-private.h"
 
 /* ---- RechainRebaseStats ---- */
 
@@ -391,6 +392,9 @@ struct _RechainRebaseJob {
   RechainCacheMode source_cache_mode;
   RechainCopyMode copy_mode;
   char *backing_root;
+  gboolean trust_chain;
+  char **storage_dirs;  /* set by a volume helper: its pools' directories */
+  char *storage_name;   /* whose they are, for messages */
   char **linked_images;
   RechainRebaseStats *stats;
 };
@@ -409,6 +413,7 @@ enum {
   PROP_LINKED_IMAGES,
   PROP_COPY_MODE,
   PROP_BACKING_ROOT,
+  PROP_TRUST_CHAIN,
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -424,6 +429,8 @@ rechain_rebase_job_finalize (GObject *object)
   g_free (self->backing_file);
   g_free (self->backing_format);
   g_free (self->backing_root);
+  g_strfreev (self->storage_dirs);
+  g_free (self->storage_name);
   g_strfreev (self->linked_images);
   g_clear_pointer (&self->stats, rechain_rebase_stats_unref);
   G_OBJECT_CLASS (rechain_rebase_job_parent_class)->finalize (object);
@@ -469,6 +476,9 @@ rechain_rebase_job_set_property (GObject *object, guint prop_id, const GValue *v
       break;
     case PROP_COPY_MODE:
       self->copy_mode = g_value_get_enum (value);
+      break;
+    case PROP_TRUST_CHAIN:
+      self->trust_chain = g_value_get_boolean (value);
       break;
     case PROP_BACKING_ROOT:
       self->backing_root = g_value_dup_string (value);
@@ -518,6 +528,9 @@ rechain_rebase_job_get_property (GObject *object, guint prop_id, GValue *value, 
     case PROP_COPY_MODE:
       g_value_set_enum (value, self->copy_mode);
       break;
+    case PROP_TRUST_CHAIN:
+      g_value_set_boolean (value, self->trust_chain);
+      break;
     case PROP_BACKING_ROOT:
       g_value_set_string (value, self->backing_root);
       break;
@@ -559,7 +572,13 @@ run_rebase (RechainRebaseJob *self, gboolean dry_run, GCancellable *cancellable,
   options.compress = self->compress;
   options.dry_run = dry_run;
   options.copy_mode = self->copy_mode;
-  options.backing_root = self->backing_root;
+  options.confine.backing_root = self->backing_root;
+  options.trust_chain = self->trust_chain;
+  if (!self->trust_chain)
+    {
+      options.confine.storage_dirs = (const char * const *) self->storage_dirs;
+      options.confine.storage_name = self->storage_name;
+    }
 
   if (self->mode == RECHAIN_REBASE_MODE_UNSAFE)
     {
@@ -697,6 +716,20 @@ rechain_rebase_job_class_init (RechainRebaseJobClass *klass)
    * handle images of untrusted users. %NULL: no restriction.
    */
   props[PROP_BACKING_ROOT] = g_param_spec_string ("backing-root", NULL, NULL, NULL, flags);
+  /**
+   * RechainRebaseJob:trust-chain:
+   *
+   * Follow every file name recorded in the headers of the chains. By
+   * default a file named by an image owned by another user (a backing
+   * file, an external data file) is opened only if that user could open
+   * it, and never when it is a device, FIFO or socket
+   * (%RECHAIN_ERROR_NOT_PERMITTED, before anything is written), so a job
+   * run as root cannot be made to read or write files for a user who could
+   * not. A volume helper's confinement to its storage pools is lifted too.
+   *
+   * Since: 0.2
+   */
+  props[PROP_TRUST_CHAIN] = g_param_spec_boolean ("trust-chain", NULL, NULL, FALSE, flags);
   g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -815,4 +848,18 @@ rechain_rebase_job_plan (RechainRebaseJob *job, GCancellable *cancellable, GErro
   if (!ok)
     g_clear_pointer (&stats, rechain_rebase_stats_unref);
   return stats;
+}
+
+/* Confines the backing files of the job's chains to @dirs (the target
+ * directories of a storage manager's pools, @name says whose), unless the
+ * job trusts the chain. */
+void
+rechain_rebase_job_set_storage_dirs (RechainRebaseJob *job, const char * const *dirs,
+                                     const char *name)
+{
+  g_return_if_fail (RECHAIN_IS_REBASE_JOB (job));
+  g_strfreev (job->storage_dirs);
+  job->storage_dirs = g_strdupv ((char **) dirs);
+  g_free (job->storage_name);
+  job->storage_name = g_strdup (name);
 }

@@ -40,6 +40,11 @@ typedef enum {
  *   another process is writing.
  * @RECHAIN_IMAGE_OPEN_NO_BACKING: open the image alone, not its backing
  *   files.
+ * @RECHAIN_IMAGE_OPEN_TRUST_CHAIN: follow every name recorded in the
+ *   headers of the chain. Without it, a file named by an image owned by
+ *   another user (a backing file, an external data file) is opened only if
+ *   that user could open it, and never when it is a device, FIFO or socket
+ *   (%RECHAIN_ERROR_NOT_PERMITTED). Since: 0.2
  *
  * Flags for rechain_image_open().
  */
@@ -47,6 +52,7 @@ typedef enum /*< flags >*/ {
   RECHAIN_IMAGE_OPEN_NONE = 0,
   RECHAIN_IMAGE_OPEN_FORCE_SHARE = 1 << 0,
   RECHAIN_IMAGE_OPEN_NO_BACKING = 1 << 1,
+  RECHAIN_IMAGE_OPEN_TRUST_CHAIN = 1 << 2,
 } RechainImageOpenFlags;
 
 /**

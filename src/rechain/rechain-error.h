@@ -39,6 +39,11 @@ G_BEGIN_DECLS
  *   was reached.
  * @RECHAIN_ERROR_READ_ONLY: the image may not be written (its corrupt
  *   bit is set, or it was opened read-only).
+ * @RECHAIN_ERROR_NOT_PERMITTED: an image owned by another user names a
+ *   file (backing file, data file) that this user could not open, or one
+ *   outside the directories the caller confined the chain to; refused
+ *   unless the chain is trusted (%RECHAIN_IMAGE_OPEN_TRUST_CHAIN,
+ *   #RechainRebaseJob:trust-chain). Since: 0.2
  *
  * Error codes of the %RECHAIN_ERROR domain.
  */
@@ -52,6 +57,7 @@ typedef enum {
   RECHAIN_ERROR_IO,
   RECHAIN_ERROR_NO_SPACE,
   RECHAIN_ERROR_READ_ONLY,
+  RECHAIN_ERROR_NOT_PERMITTED,
 } RechainError;
 
 RECHAIN_PUBLIC GQuark rechain_error_quark (void);

@@ -140,7 +140,7 @@ rechain_cmd_rebase (int argc, char **argv)
   g_autofree char *pool = NULL;
   g_autofree char *backing_name = NULL;
   gboolean quiet = FALSE, unsafe = FALSE, compress = FALSE;
-  gboolean force_share = FALSE, dry_run = FALSE, strict = FALSE;
+  gboolean force_share = FALSE, dry_run = FALSE, strict = FALSE, trust_chain = FALSE;
   RechainCopyMode copy_mode = RECHAIN_COPY_MODE_AUTO;
   g_autoptr(RechainVolume) volume = NULL;
   g_autoptr(GPtrArray) linked = g_ptr_array_new_with_free_func (g_free);
@@ -161,6 +161,7 @@ rechain_cmd_rebase (int argc, char **argv)
     { "output", 0, 0, G_OPTION_ARG_STRING, &output, N_("Report format: human or json (default: no report)"), N_("FORMAT") },
     { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &copy_mode_arg, N_("How copied data gets into IMAGE: auto (share blocks or copy in the kernel where possible), reflink (share blocks or refuse), copy"), N_("MODE") },
     { "backing-root", 0, 0, G_OPTION_ARG_FILENAME, &backing_root, N_("Refuse backing files that resolve outside DIR"), N_("DIR") },
+    { "trust-chain", 0, 0, G_OPTION_ARG_NONE, &trust_chain, N_("Follow every file name in the images' headers, even names in images of other users that those users could not open"), NULL },
     { "connect", 0, 0, G_OPTION_ARG_STRING, &connect_uri, N_("libvirt connection URI: IMAGE and -b name volumes of --pool"), N_("URI") },
     { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, N_("libvirt storage pool of the volumes"), N_("POOL") },
     { "backing-name", 0, 0, G_OPTION_ARG_STRING, &backing_name, N_("Backing name to write instead of the one libvirt would (with --pool)"), N_("NAME") },
@@ -277,6 +278,7 @@ rechain_cmd_rebase (int argc, char **argv)
                         "backing-format", backing_format,
                         "copy-mode", copy_mode,
                         "backing-root", backing_root,
+                        "trust-chain", trust_chain,
                         "mode", unsafe ? RECHAIN_REBASE_MODE_UNSAFE : RECHAIN_REBASE_MODE_SAFE,
                         "compress", compress,
                         "cache-mode", cache_mode,

@@ -46,6 +46,7 @@ rechain_tool_exit_code (const GError *error)
     case RECHAIN_ERROR_UNSUPPORTED:
     case RECHAIN_ERROR_BACKING_NOT_FOUND:
     case RECHAIN_ERROR_READ_ONLY:
+    case RECHAIN_ERROR_NOT_PERMITTED:
       return RECHAIN_EXIT_INVALID_IMAGE;
     case RECHAIN_ERROR_IN_USE:
       return RECHAIN_EXIT_IN_USE;
@@ -159,6 +160,7 @@ rechain_tool_source_add_entries (GOptionContext *context, RechainToolSource *sou
     { "connect", 0, 0, G_OPTION_ARG_STRING, &source->connect_uri, N_("libvirt connection URI: IMAGE names a volume of --pool"), N_("URI") },
     { "pool", 0, 0, G_OPTION_ARG_STRING, &source->pool, N_("libvirt storage pool of the volume"), N_("POOL") },
     { "backing-root", 0, 0, G_OPTION_ARG_FILENAME, &source->backing_root, N_("Refuse backing files that resolve outside DIR"), N_("DIR") },
+    { "trust-chain", 0, 0, G_OPTION_ARG_NONE, &source->trust_chain, N_("Follow every file name in the images' headers, even names in images of other users that those users could not open"), NULL },
     { NULL }
   };
   /* GOption copies the entries */
@@ -179,6 +181,8 @@ rechain_tool_source_open (RechainToolSource *source, const char *arg, const char
 {
   g_autoptr(RechainVolume) volume = NULL;
 
+  if (source->trust_chain)
+    flags |= RECHAIN_IMAGE_OPEN_TRUST_CHAIN;
   if ((source->connect_uri || source->pool) && !(source->connect_uri && source->pool))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
@@ -258,6 +262,7 @@ print_version (gboolean json)
       json_builder_add_string_value (builder, "json-errors");
       json_builder_add_string_value (builder, "copy-offload");
       json_builder_add_string_value (builder, "backing-root");
+      json_builder_add_string_value (builder, "trust-chain");
       if (HAVE_ZSTD)
         json_builder_add_string_value (builder, "zstd");
       json_builder_end_array (builder);

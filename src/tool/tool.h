@@ -73,6 +73,7 @@ typedef struct {
   char *connect_uri;
   char *pool;
   char *backing_root;
+  gboolean trust_chain;
 } RechainToolSource;
 
 void rechain_tool_source_add_entries (GOptionContext *context, RechainToolSource *source);
