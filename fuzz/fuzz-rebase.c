@@ -6,10 +6,11 @@
  * does what `rechain rebase -b new.qcow2 -F qcow2 top.qcow2` does (with -c
  * when the input length is odd), then flattens it (`-b ""`).
  *
- * Properties: every failure is a rechain GError; when the guest content of
- * the overlay could be read before (virtual size up to 4 MiB), a successful
- * rebase keeps it, and so does a failed one (the image is left as it was);
- * the rebased image opens again. FUZZ_REBASE_STRICT=0 turns the content
+ * Properties: every failure is a rechain GError; a failed rebase leaves the
+ * overlay (and its data file) byte for byte as it was, since everything
+ * that can refuse a crafted image is checked before the first write; when
+ * the guest content of the overlay could be read before (virtual size up to
+ * 4 MiB), a successful rebase keeps it; the rebased image opens again. FUZZ_REBASE_STRICT=0 turns the content
  * check off (faster, crashes and errors only). The check found crafted
  * images in which a metadata cluster was also mapped as guest data; the
  * writer refuses those now (fuzz/regression/rebase/, the two
@@ -55,8 +56,21 @@ read_content (const char *path, guint64 *vsize)
   return buf;
 }
 
+/* The bytes of @path, or NULL if it cannot be read. */
+static GBytes *
+file_bytes (const char *path)
+{
+  char *contents = NULL;
+  gsize length = 0;
+
+  if (!g_file_get_contents (path, &contents, &length, NULL))
+    return NULL;
+  return g_bytes_new_take (contents, length);
+}
+
 static void
-rebase_to (const char *path, const char *backing, const char *format, gboolean compress)
+rebase_to (const char *path, const char *data_path, const char *backing, const char *format,
+           gboolean compress)
 {
   const char *images[] = { path, NULL };
   RechainRebaseOptions opts = {
@@ -71,6 +85,8 @@ rebase_to (const char *path, const char *backing, const char *format, gboolean c
   g_autoptr(GError) error = NULL;
   g_autofree guint8 *before = NULL;
   g_autofree guint8 *after = NULL;
+  g_autoptr(GBytes) image_before = file_bytes (path);
+  g_autoptr(GBytes) data_before = file_bytes (data_path);
   guint64 vsize = 0, vsize2 = 0;
   gboolean ok;
 
@@ -82,7 +98,16 @@ rebase_to (const char *path, const char *backing, const char *format, gboolean c
     before = read_content (path, &vsize);
   ok = rechain_rebase_safe (&opts, report, NULL, NULL, NULL, &error);
   if (!ok)
-    fuzz_check_error (error, "safe rebase");
+    {
+      g_autoptr(GBytes) image_after = file_bytes (path);
+      g_autoptr(GBytes) data_after = file_bytes (data_path);
+
+      fuzz_check_error (error, "safe rebase");
+      if (!image_before || !image_after || !g_bytes_equal (image_before, image_after) ||
+          !data_before || !data_after || !g_bytes_equal (data_before, data_after))
+        FUZZ_BUG ("failed rebase onto '%s' (%s) changed bytes of the image or its data file",
+                  backing, error->message);
+    }
   if (before)
     after = read_content (path, &vsize2);
   if (before)
@@ -113,7 +138,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   path = fuzz_write_file ("top.qcow2", data, size);
   data_path = fuzz_write_file ("top.data", (const uint8_t *) "", 0);
 
-  rebase_to (path, "new.qcow2", "qcow2", compress);
-  rebase_to (path, "", NULL, FALSE);
+  rebase_to (path, data_path, "new.qcow2", "qcow2", compress);
+  rebase_to (path, data_path, "", NULL, FALSE);
   return 0;
 }

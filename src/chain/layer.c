@@ -535,22 +535,19 @@ qcow2_decode_entry (RechainLayer *layer, GBytes *table, guint64 cluster,
   return TRUE;
 }
 
-/* How many of the @count L2 entries from guest cluster @cluster on are all
- * zero bytes (unallocated clusters, and with extended L2 all their
+/* How many of the @count L2 entries at @p (entries of @entry_size bytes)
+ * are all zero bytes (unallocated clusters, and with extended L2 all their
  * subclusters), up to the first that is not. Compared a block at a time
  * against zeros, since most of a sparse table is zeros. */
 static guint64
-l2_zero_entries (RechainLayer *layer, GBytes *table, guint64 cluster, guint64 count)
+zero_entries (const guint8 *p, gsize entry_size, guint64 count)
 {
   static const guint8 zeros[4096];
-  const gsize entry_size = layer->geom.extended_l2 ? 16 : 8;
-  const guint8 *p = (const guint8 *) g_bytes_get_data (table, NULL) +
-                    (cluster & (layer->geom.l2_entries - 1)) * entry_size;
   guint64 n = 0;
 
   while (n < count)
     {
-      gsize bytes = (gsize) MIN ((count - n) * entry_size, (guint64) sizeof zeros);
+      gsize bytes = (gsize) MIN (count - n, (guint64) (sizeof zeros / entry_size)) * entry_size;
       if (memcmp (p + n * entry_size, zeros, bytes) != 0)
         break;
       n += bytes / entry_size;
@@ -558,6 +555,17 @@ l2_zero_entries (RechainLayer *layer, GBytes *table, guint64 cluster, guint64 co
   while (n < count && memcmp (p + n * entry_size, zeros, entry_size) == 0)
     n++;
   return n;
+}
+
+/* zero_entries() of the @count entries of @table from guest cluster @cluster on */
+static guint64
+l2_zero_entries (RechainLayer *layer, GBytes *table, guint64 cluster, guint64 count)
+{
+  const gsize entry_size = layer->geom.extended_l2 ? 16 : 8;
+  const guint8 *p = (const guint8 *) g_bytes_get_data (table, NULL) +
+                    (cluster & (layer->geom.l2_entries - 1)) * entry_size;
+
+  return zero_entries (p, entry_size, count);
 }
 
 static gboolean
@@ -1008,16 +1016,75 @@ rechain_layer_new_writer (RechainLayer *layer, GError **error)
       return NULL;
     }
 
-  /* Unknown autoclear bits must be cleared before any other write. */
-  if ((layer->header->autoclear_features & ~RECHAIN_QCOW2_AUTOCLEAR_KNOWN) &&
-      !rechain_layer_write_backing (layer, layer->header->backing_file,
-                                    layer->header->backing_format, error))
-    return NULL;
-
+  /* The writer validates the metadata it will update (refcount table and
+   * blocks, L1 and L2 tables) without writing: an image refused for its
+   * own metadata stays byte for byte as it was. */
   writer = rechain_qcow2_writer_new (layer->header, &image_io,
                                      layer->data_file ? &data_io : NULL,
                                      layer->file_size, error);
   if (!writer)
-    g_prefix_error (error, "%s: ", layer->path);
+    {
+      g_prefix_error (error, "%s: ", layer->path);
+      return NULL;
+    }
+  /* Unknown autoclear bits must be cleared before any other write, but
+   * only once the image is known to be writable. */
+  if ((layer->header->autoclear_features & ~RECHAIN_QCOW2_AUTOCLEAR_KNOWN) &&
+      !rechain_layer_write_backing (layer, layer->header->backing_file,
+                                    layer->header->backing_format, error))
+    {
+      rechain_qcow2_writer_free (writer);
+      return NULL;
+    }
   return writer;
+}
+
+gboolean
+rechain_layer_check_tables (RechainLayer *layer, GError **error)
+{
+  const RechainQcow2Geometry *g = &layer->geom;
+  const gsize entry_size = g->extended_l2 ? 16 : 8;
+  g_autofree guint8 *buf = NULL;
+  guint64 clusters;
+
+  if (layer->format != RECHAIN_FORMAT_QCOW2)
+    return TRUE;
+  clusters = (layer->virtual_size + g->cluster_size - 1) >> g->cluster_bits;
+  for (guint32 i = 0; i < layer->l1_size; i++)
+    {
+      guint64 first = (guint64) i * g->l2_entries;
+      guint64 count, index = 0;
+
+      if (layer->l2_offsets[i] == 0 || first >= clusters)
+        continue;
+      if (!buf)
+        buf = rechain_io_buffer_alloc (g->cluster_size);
+      if (!rechain_file_pread (layer->file, buf, g->cluster_size, layer->l2_offsets[i], error))
+        {
+          g_prefix_error (error, _("%s: reading the L2 table at offset 0x%" PRIx64 ": "),
+                          layer->path, layer->l2_offsets[i]);
+          return FALSE;
+        }
+      /* Only the entries the map can reach: those below the virtual size. */
+      count = MIN ((guint64) g->l2_entries, clusters - first);
+      for (;;)
+        {
+          RechainQcow2L2Entry entry;
+          const guint8 *p;
+
+          index += zero_entries (buf + index * entry_size, entry_size, count - index);
+          if (index >= count)
+            break;
+          p = buf + index * entry_size;
+          if (!rechain_qcow2_l2_entry_decode (g, rd64 (p), g->extended_l2 ? rd64 (p + 8) : 0,
+                                              &entry, error))
+            {
+              g_prefix_error (error, _("%s: L2 entry for guest offset 0x%" PRIx64 ": "),
+                              layer->path, (first + index) << g->cluster_bits);
+              return FALSE;
+            }
+          index++;
+        }
+    }
+  return TRUE;
 }

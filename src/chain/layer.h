@@ -98,6 +98,14 @@ gboolean rechain_layer_map (RechainLayer *layer,
                             GArray *extents,
                             GError **error);
 
+/* Decodes every L2 entry of this layer that the map can reach (those below
+ * the virtual size), reading each L2 table once, so that a rebase refuses
+ * an image whose tables are malformed before it writes anything, instead
+ * of when the map reaches the bad entry. RECHAIN_ERROR_INVALID_IMAGE with
+ * the same message the map would give. Costs a read of the L2 tables and a
+ * zero scan: a 1 TiB image with 64 KiB clusters has 64 MiB of them. */
+gboolean rechain_layer_check_tables (RechainLayer *layer, GError **error);
+
 /* Reads guest bytes of this layer alone. Unallocated parts are left
  * untouched in @buf (the chain fills them from the backing); zero parts are
  * zeroed. Past the virtual size is an error. */

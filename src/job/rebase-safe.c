@@ -1263,6 +1263,44 @@ open_new_chain (Rebase *rb, GError **error)
   return TRUE;
 }
 
+/* Checks the L2 tables of every layer the plan may read, each file once
+ * (linked clones share their old backing files), before the first write:
+ * an image refused for its own metadata stays byte for byte as it was,
+ * rather than being refused when the map reaches the bad entry, after
+ * earlier windows were copied. */
+static gboolean
+check_all_tables (Rebase *rb, GError **error)
+{
+  g_autoptr(GPtrArray) checked = g_ptr_array_new ();
+  g_autoptr(GPtrArray) chains = g_ptr_array_new ();
+
+  for (guint k = 0; k < rb->overlays->len; k++)
+    g_ptr_array_add (chains, ((Overlay *) g_ptr_array_index (rb->overlays, k))->chain);
+  if (rb->new_chain)
+    g_ptr_array_add (chains, rb->new_chain);
+  for (guint c = 0; c < chains->len; c++)
+    {
+      RechainChain *chain = g_ptr_array_index (chains, c);
+
+      for (guint d = 0; d < rechain_chain_get_depth (chain); d++)
+        {
+          RechainLayer *layer = rechain_chain_get_layer (chain, d);
+          gboolean seen = FALSE;
+          struct stat st;
+
+          if (fstat (rechain_file_get_fd (rechain_layer_get_file (layer)), &st) == 0)
+            for (guint i = 0; i < checked->len && !seen; i++)
+              seen = rechain_layer_same_file (g_ptr_array_index (checked, i), st.st_dev, st.st_ino);
+          if (seen)
+            continue;
+          if (!rechain_layer_check_tables (layer, error))
+            return FALSE;
+          g_ptr_array_add (checked, layer);
+        }
+    }
+  return TRUE;
+}
+
 /* Overlays already on the new chain need nothing copied; all the others
  * must share one old chain, which is compared with the new one once. */
 static gboolean
@@ -1352,7 +1390,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
       !classify_overlays (&rb, error))
     goto out;
 
-  if (!setup_copy_mode (&rb, error))
+  if (!setup_copy_mode (&rb, error) || !check_all_tables (&rb, error))
     goto out;
   if (rb.reference)
     stamp_chain (&rb, rb.reference->chain, 1);

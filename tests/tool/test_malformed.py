@@ -397,6 +397,63 @@ class MalformedTest(ToolTestCase):
                         pattern=r'guest offset 0x80000 is mapped to host cluster 0x%x, which is also %s'
                         % (host, what))
 
+    def test_refused_before_any_write(self):
+        """Validate everything, then write (issue 14): an image refused for
+        its own metadata, or for a backing file's, stays byte for byte as it
+        was, even where the header asks writers to clear unknown autoclear
+        bits (which the rebase would otherwise do first), and even when the
+        bad L2 entry lies in a backing file, far past the windows the rebase
+        copies first."""
+        qemu_img('create', '-q', '-f', 'qcow2', 'other.qcow2', '4M', cwd=self.dir)
+        # unknown autoclear bits + a refcount table entry beyond the end of the file
+        img = make_base(self.dir, 'autoclear.qcow2')
+        patch_field(img, 'autoclear_features', 1 << 40)
+        h = read_header(img)
+        patch(img, h['refcount_table_offset'] + 6 * 8, '>Q', 0x7fff0000)
+        for cname, cmd in SAFE_COMMANDS:
+            with self.subTest(image='autoclear', command=cname):
+                self.expect_refused('autoclear.qcow2', cmd,
+                                    pattern=r'refcount table entry 6 \(0x7fff0000\) is misaligned '
+                                            r'or beyond the end of the file')
+        # an L2 entry with reserved bits set, in the overlay itself
+        img = make_base(self.dir, 'l2-reserved.qcow2')
+        with open(img, 'rb') as f:
+            f.seek(read_header(img)['l1_table_offset'])
+            l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+            f.seek(l2 + 48 * 8)  # guest 3M, written by make_base
+            entry = struct.unpack('>Q', f.read(8))[0]
+        self.assertNotEqual(entry, 0)
+        patch(img, l2 + 48 * 8, '>Q', entry | (1 << 3))
+        for cname, cmd in SAFE_COMMANDS:
+            with self.subTest(image='l2-reserved', command=cname):
+                self.expect_refused('l2-reserved.qcow2', cmd,
+                                    pattern=r'L2 entry .*reserved bits set \(0x8\)')
+        # the same in a backing file, at guest offset 1500 MiB of 2 GiB: the
+        # windows before it are compared and copied first
+        qemu_img('create', '-q', '-f', 'qcow2', 'deep-base.qcow2', '2G', cwd=self.dir)
+        qemu_io('deep-base.qcow2', 'write -P 1 0 64k', 'write -P 2 1500M 64k', cwd=self.dir)
+        qemu_img('create', '-q', '-f', 'qcow2', '-b', 'deep-base.qcow2', '-F', 'qcow2',
+                 'deep.qcow2', '2G', cwd=self.dir)
+        qemu_img('create', '-q', '-f', 'qcow2', 'other2g.qcow2', '2G', cwd=self.dir)
+        base = self.path('deep-base.qcow2')
+        with open(base, 'rb') as f:
+            f.seek(read_header(base)['l1_table_offset'] + 2 * 8)  # 512 MiB per L2 table
+            l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+            index = (1500 - 1024) * 16
+            f.seek(l2 + index * 8)
+            entry = struct.unpack('>Q', f.read(8))[0]
+        self.assertNotEqual(entry, 0)
+        patch(base, l2 + index * 8, '>Q', entry | (1 << 3))
+        for cname, cmd in (('safe-rebase', ['rebase', '-b', 'other2g.qcow2', '-F', 'qcow2']),
+                           ('flatten', ['rebase', '-b', ''])):
+            with self.subTest(image='deep-base', command=cname):
+                before = sha256(self.path('deep.qcow2'))
+                r = self.rechain(*(cmd + ['deep.qcow2']), expect=3)
+                self.assert_error_line(r, 'deep-base.qcow2',
+                                       r'L2 entry for guest offset 0x5dc00000: .*reserved bits set')
+                self.assertEqual(before, sha256(self.path('deep.qcow2')),
+                                 'the overlay was written before the refusal\n' + r.describe())
+
     def test_l2_table_named_beyond_its_refcount_refused(self):
         """An L2 table named by two L1 entries -- twice in the active L1
         table, or by the active one and a snapshot's -- with refcount 1:
@@ -506,6 +563,12 @@ class MalformedTest(ToolTestCase):
             self.assertIn(r.rc, (0, 3), r.describe())
             if r.rc != 0:
                 self.assertEqual(before, sha256(p), r.describe())
+            # a safe rebase (flatten) that fails must not have written a byte
+            before = sha256(p)
+            r = self.rechain('rebase', '-f', 'qcow2', '-b', '', 'fuzz.qcow2')
+            self.assertIn(r.rc, (0, 3), r.describe())
+            if r.rc != 0:
+                self.assertEqual(before, sha256(p), 'failed and changed the image\n' + r.describe())
         for s in surprises:
             sys.stdout.write('# NOTE: %s\n' % s)
 
