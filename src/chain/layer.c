@@ -209,8 +209,9 @@ qcow2_open_data_file (RechainLayer *layer, RechainLayerOpenFlags flags,
   if (!path)
     return FALSE;
   layer->data_file = rechain_file_open (path,
-                                        (flags & RECHAIN_LAYER_OPEN_WRITE)
-                                          ? RECHAIN_FILE_READ_WRITE : RECHAIN_FILE_READ_ONLY,
+                                        ((flags & RECHAIN_LAYER_OPEN_WRITE)
+                                           ? RECHAIN_FILE_READ_WRITE : RECHAIN_FILE_READ_ONLY) |
+                                          (layer->owner ? RECHAIN_FILE_ANY_TYPE : 0),
                                         cache, error);
   if (!layer->data_file)
     return FALSE;
@@ -307,9 +308,12 @@ rechain_layer_open (const char *path,
   layer->path = g_strdup (path);
   g_mutex_init (&layer->cache_lock);
 
+  /* For a name another user chose, the type is judged with the owner's
+   * rights below, so that the refusal names the image that named it. */
   layer->file = rechain_file_open (path,
-                                   (flags & RECHAIN_LAYER_OPEN_WRITE)
-                                     ? RECHAIN_FILE_READ_WRITE : RECHAIN_FILE_READ_ONLY,
+                                   ((flags & RECHAIN_LAYER_OPEN_WRITE)
+                                      ? RECHAIN_FILE_READ_WRITE : RECHAIN_FILE_READ_ONLY) |
+                                     (origin && origin->owner ? RECHAIN_FILE_ANY_TYPE : 0),
                                    cache, error);
   if (!layer->file)
     return NULL;

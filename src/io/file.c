@@ -206,14 +206,14 @@ rechain_file_open (const char *path,
                    _("%s: could not open: %s"), path, g_strerror (saved_errno));
       return NULL;
     }
-  if (S_ISDIR (st.st_mode))
+  if (S_ISDIR (st.st_mode) && !(flags & RECHAIN_FILE_ANY_TYPE))
     {
       close (fd);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,
                    _("%s: could not open: %s"), path, g_strerror (EISDIR));
       return NULL;
     }
-  if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))
+  if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode) && !(flags & RECHAIN_FILE_ANY_TYPE))
     {
       close (fd);
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_IO,

@@ -23,6 +23,10 @@ G_BEGIN_DECLS
 typedef enum {
   RECHAIN_FILE_READ_ONLY = 0,
   RECHAIN_FILE_READ_WRITE = 1 << 0,
+  /* Accept any type of file: the caller judges the opened descriptor
+   * itself (chain/trust.h refuses everything but regular files for images
+   * of other users, with a message naming the image that named it). */
+  RECHAIN_FILE_ANY_TYPE = 1 << 1,
 } RechainFileFlags;
 
 /* QEMU block permissions, the bit numbers QEMU uses for its lock bytes
