@@ -2,7 +2,9 @@
  * resolved through storage pools (path and format from the volume XML);
  * the users of an image are the domains with a disk whose image, or any
  * image of whose backing chain (followed through the images themselves),
- * is that image; a change refreshes the pool. libvirt's public API only.
+ * is that image; a change refreshes the pool; the storage directories
+ * (to which chains are confined) are the target paths of the local pools.
+ * libvirt's public API only.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -674,12 +676,73 @@ helper_changed (RechainVolumeHelper *helper, RechainVolume *volume, GCancellable
   return r == 0;
 }
 
+/* ---- where the volumes live ---- */
+
+/* The target directory of every local pool (active or inactive): where
+ * libvirt keeps the volumes, and where their backing chains must stay. */
+static char **
+helper_get_storage_dirs (RechainVolumeHelper *helper, GCancellable *cancellable, GError **error)
+{
+  RechainLibvirtHelper *self = (RechainLibvirtHelper *) helper;
+  if (!ensure_connected (self, error))
+    return NULL;
+
+  virStoragePoolPtr *pools = NULL;
+  int n = virConnectListAllStoragePools (self->conn, &pools, 0);
+  if (n < 0)
+    {
+      set_virt_error (error, self, G_IO_ERROR_FAILED, _("cannot list storage pools"));
+      return NULL;
+    }
+  g_autoptr (GStrvBuilder) dirs = g_strv_builder_new ();
+  gboolean ok = TRUE;
+  for (int i = 0; i < n; i++)
+    {
+      if (ok && g_cancellable_set_error_if_cancelled (cancellable, error))
+        ok = FALSE;
+      if (ok)
+        {
+          char *xml = virStoragePoolGetXMLDesc (pools[i], 0);
+          if (xml == NULL)
+            {
+              if (virGetLastErrorCode () == VIR_ERR_NO_STORAGE_POOL)
+                virResetLastError (); /* undefined meanwhile */
+              else
+                {
+                  set_virt_error (error, self, G_IO_ERROR_FAILED, _("pool \"%s\""),
+                                  virStoragePoolGetName (pools[i]));
+                  ok = FALSE;
+                }
+            }
+          else
+            {
+              g_autoptr (XNode) doc = xml_parse (xml, error);
+              free (xml);
+              if (doc == NULL)
+                ok = FALSE;
+              else if (pool_type_is_local (x_attr (doc, "type")))
+                {
+                  g_autofree char *path = x_text_of (x_child (x_child (doc, "target"), "path"));
+                  if (path != NULL && g_path_is_absolute (path))
+                    g_strv_builder_add (dirs, path);
+                }
+            }
+        }
+      virStoragePoolFree (pools[i]);
+    }
+  free (pools);
+  if (!ok)
+    return NULL;
+  return g_strv_builder_end (dirs);
+}
+
 static void
 helper_iface_init (RechainVolumeHelperInterface *iface)
 {
   iface->resolve = helper_resolve;
   iface->get_users = helper_get_users;
   iface->changed = helper_changed;
+  iface->get_storage_dirs = helper_get_storage_dirs;
 }
 
 /* ---- GObject ---- */

@@ -7,6 +7,7 @@
 #include <json-glib/json-glib.h>
 
 #include "chain/chain.h"
+#include "job/rechain-image-private.h"
 #include "rechain/rechain-image.h"
 
 /**
@@ -193,19 +194,38 @@ RechainImage *
 rechain_image_open_full (const char *path, const char *format, RechainImageOpenFlags flags,
                          const char *backing_root, GCancellable *cancellable, GError **error)
 {
+  g_return_val_if_fail (path != NULL, NULL);
+  return rechain_image_open_confined (path, format, flags,
+                                      &(RechainChainConfinement) { .backing_root = backing_root },
+                                      cancellable, error);
+}
+
+RechainImage *
+rechain_image_open_confined (const char *path, const char *format, RechainImageOpenFlags flags,
+                             const RechainChainConfinement *confine, GCancellable *cancellable,
+                             GError **error)
+{
   RechainChain *chain;
   SharedChain *shared;
   RechainImage *image;
+  RechainChainConfinement c = { 0 };
 
   g_return_val_if_fail (path != NULL, NULL);
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     return NULL;
+  if (confine)
+    c = *confine;
+  /* A trusted chain is not confined to a storage manager's pools. */
+  if (flags & RECHAIN_IMAGE_OPEN_TRUST_CHAIN)
+    {
+      c.storage_dirs = NULL;
+      c.storage_name = NULL;
+    }
   chain = rechain_chain_open_full (path, format,
                                    ((flags & RECHAIN_IMAGE_OPEN_FORCE_SHARE) ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0) |
                                    ((flags & RECHAIN_IMAGE_OPEN_NO_BACKING) ? RECHAIN_CHAIN_OPEN_NO_BACKING : 0) |
                                    ((flags & RECHAIN_IMAGE_OPEN_TRUST_CHAIN) ? RECHAIN_CHAIN_OPEN_TRUST_NAMES : 0),
-                                   RECHAIN_CACHE_WRITEBACK, RECHAIN_CACHE_WRITEBACK,
-                                   &(RechainChainConfinement) { .backing_root = backing_root }, error);
+                                   RECHAIN_CACHE_WRITEBACK, RECHAIN_CACHE_WRITEBACK, &c, error);
   if (!chain)
     return NULL;
   shared = g_rc_box_new0 (SharedChain);

@@ -8,7 +8,9 @@
 
 #include <sys/stat.h>
 
+#include "job/rechain-image-private.h"
 #include "job/rechain-module-dir.h"
+#include "job/rechain-rebase-job-private.h"
 #include "job/rechain-volume-helper-private.h"
 #include "rechain/rechain-error.h"
 #include "rechain/rechain-volume-helper.h"
@@ -386,6 +388,63 @@ rechain_volume_helper_changed (RechainVolumeHelper *helper, RechainVolume *volum
   return iface->changed (helper, volume, cancellable, error);
 }
 
+/**
+ * rechain_volume_helper_get_storage_dirs:
+ * @helper: a helper
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * The directories where the storage manager of @helper keeps its volumes:
+ * for "libvirt", the target paths of the connection's local storage pools
+ * (active and inactive). rechain_volume_rebase_sync(),
+ * rechain_volume_rebase_async() and rechain_volume_open_image() confine the
+ * backing chains of volumes to them (unless the chain is trusted): a
+ * backing file that resolves outside every one of them is refused with
+ * %RECHAIN_ERROR_NOT_PERMITTED. An empty array (a storage manager with no
+ * local pool) refuses every backing file.
+ *
+ * Returns: (transfer full) (array zero-terminated=1) (nullable): the
+ *   directories, or %NULL: with @error unset when @helper confines nothing
+ *   (the built-in "path" helper), set when asking failed
+ *
+ * Since: 0.2
+ */
+char **
+rechain_volume_helper_get_storage_dirs (RechainVolumeHelper *helper, GCancellable *cancellable,
+                                        GError **error)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME_HELPER (helper), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  RechainVolumeHelperInterface *iface = RECHAIN_VOLUME_HELPER_GET_IFACE (helper);
+  if (iface->get_storage_dirs == NULL)
+    return NULL;
+  return iface->get_storage_dirs (helper, cancellable, error);
+}
+
+/* The confinement of @helper's volumes: @dirs set to its storage
+ * directories and @name to whose they are, or both NULL when it confines
+ * nothing. FALSE with @error set when asking failed. */
+static gboolean
+storage_confinement (RechainVolumeHelper *helper, char ***dirs, char **name,
+                     GCancellable *cancellable, GError **error)
+{
+  GError *local = NULL;
+  *name = NULL;
+  *dirs = rechain_volume_helper_get_storage_dirs (helper, cancellable, &local);
+  if (local != NULL)
+    {
+      g_propagate_prefixed_error (error, local, _("cannot list the storage pools' directories: "));
+      return FALSE;
+    }
+  if (*dirs != NULL)
+    {
+      const char *uri = rechain_volume_helper_get_uri (helper);
+      *name = g_strdup_printf (_("the storage pools of %s"),
+                               uri ? uri : rechain_volume_helper_get_name (helper));
+    }
+  return TRUE;
+}
+
 /* ---- RechainVolume ---- */
 
 /**
@@ -652,6 +711,64 @@ rechain_volume_get_backing_name (RechainVolume *volume)
   return volume->backing_name ? volume->backing_name : volume->path;
 }
 
+/* Names the volume in a refusal (RECHAIN_ERROR_NOT_PERMITTED) of a file
+ * that its chain names: "volume 'VOL' of pool 'POOL': ...". */
+static void
+prefix_volume_error (RechainVolume *volume, GError **error)
+{
+  if (error != NULL && *error != NULL && volume->pool != NULL && volume->name != NULL
+      && g_error_matches (*error, RECHAIN_ERROR, RECHAIN_ERROR_NOT_PERMITTED))
+    g_prefix_error (error, _("volume '%s' of pool '%s': "), volume->name, volume->pool);
+}
+
+/**
+ * rechain_volume_open_image:
+ * @volume: a volume
+ * @format: (nullable): the format of its image, or %NULL for the volume's
+ *   (probed if the volume has none)
+ * @flags: how to open it
+ * @backing_root: (nullable): a directory every backing file must lie in as
+ *   well (see rechain_image_open_full()), or %NULL
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Opens the image of @volume as rechain_image_open_full() does, with its
+ * backing chain confined to the directories where the volume's storage
+ * manager keeps its volumes (rechain_volume_helper_get_storage_dirs()),
+ * unless @flags has %RECHAIN_IMAGE_OPEN_TRUST_CHAIN: a backing file that
+ * resolves outside them is refused with %RECHAIN_ERROR_NOT_PERMITTED, the
+ * message naming the volume, its pool and the path.
+ *
+ * Returns: (transfer full): the image, or %NULL with @error set
+ *
+ * Since: 0.2
+ */
+RechainImage *
+rechain_volume_open_image (RechainVolume *volume, const char *format, RechainImageOpenFlags flags,
+                           const char *backing_root, GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), NULL);
+  g_auto (GStrv) dirs = NULL;
+  g_autofree char *name = NULL;
+  if (!(flags & RECHAIN_IMAGE_OPEN_TRUST_CHAIN)
+      && !storage_confinement (volume->helper, &dirs, &name, cancellable, error))
+    return NULL;
+  RechainChainConfinement confine = {
+    .backing_root = backing_root,
+    .storage_dirs = (const char * const *) dirs,
+    .storage_name = name,
+  };
+  GError *local = NULL;
+  RechainImage *image = rechain_image_open_confined (volume->path, format ? format : volume->format,
+                                                     flags, &confine, cancellable, &local);
+  if (image == NULL)
+    {
+      prefix_volume_error (volume, &local);
+      g_propagate_error (error, local);
+    }
+  return image;
+}
+
 /**
  * rechain_volume_new_rebase_job:
  * @volume: the volume to rebase
@@ -734,6 +851,18 @@ check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseF
                    volume->path);
       return FALSE;
     }
+  /* The chains stay in the storage manager's pools, unless trusted. */
+  gboolean trust_chain = FALSE;
+  g_object_get (job, "trust-chain", &trust_chain, NULL);
+  if (!trust_chain)
+    {
+      g_auto (GStrv) dirs = NULL;
+      g_autofree char *name = NULL;
+      if (!storage_confinement (volume->helper, &dirs, &name, cancellable, error))
+        return FALSE;
+      if (dirs != NULL)
+        rechain_rebase_job_set_storage_dirs (job, (const char * const *) dirs, name);
+    }
   if (flags & RECHAIN_VOLUME_REBASE_NO_CHECK)
     return TRUE;
   g_autoptr (GPtrArray) images = job_images (job);
@@ -796,6 +925,13 @@ take_strv (GPtrArray *array)
  * inactive domain references one; runs @job on the calling thread; then
  * tells the helper the images changed (unless the job is a dry run).
  *
+ * Unless the job's #RechainRebaseJob:trust-chain is set, the backing
+ * chains the job opens (old and new) are confined to the directories of
+ * the storage manager's pools (rechain_volume_helper_get_storage_dirs()):
+ * a backing file outside them is refused, before anything is written,
+ * with %RECHAIN_ERROR_NOT_PERMITTED naming the volume and the path. This
+ * holds with %RECHAIN_VOLUME_REBASE_NO_CHECK too.
+ *
  * Returns: %TRUE on success
  */
 gboolean
@@ -807,8 +943,14 @@ rechain_volume_rebase_sync (RechainVolume *volume, RechainRebaseJob *job,
   g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), FALSE);
 
   g_autoptr (GPtrArray) w = g_ptr_array_new_with_free_func (g_free);
-  gboolean ok = check_before (volume, job, flags, w, cancellable, error)
-                && rechain_block_job_run_sync (RECHAIN_BLOCK_JOB (job), cancellable, error);
+  GError *local = NULL;
+  gboolean ok = check_before (volume, job, flags, w, cancellable, &local)
+                && rechain_block_job_run_sync (RECHAIN_BLOCK_JOB (job), cancellable, &local);
+  if (!ok)
+    {
+      prefix_volume_error (volume, &local);
+      g_propagate_error (error, local);
+    }
   if (ok)
     notify_after (volume, job, w, cancellable);
   if (warnings != NULL)
@@ -865,6 +1007,7 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
   GError *error = NULL;
   if (!rechain_block_job_run_finish (RECHAIN_BLOCK_JOB (source), result, &error))
     {
+      prefix_volume_error (g_task_get_source_object (task), &error);
       g_task_return_error (task, error);
       return;
     }

@@ -10,6 +10,7 @@
 #endif
 
 #include <gio/gio.h>
+#include <rechain/rechain-image.h>
 #include <rechain/rechain-rebase-job.h>
 #include <rechain/rechain-version.h>
 
@@ -84,6 +85,11 @@ typedef struct _RechainVolume RechainVolume;
  *   array when nobody does.
  * @changed: told after the volume's image was changed (the helper updates
  *   what its storage manager knows about it, e.g. refreshes the pool).
+ * @get_storage_dirs: optional: the directories where the storage manager
+ *   keeps its volumes (the target paths of its local pools), to which the
+ *   backing chains of its volumes are confined; %NULL with no error: no
+ *   confinement. An empty array confines chains to nowhere: every backing
+ *   file is refused. Since: 0.2
  *
  * The interface of volume helpers. Implementations are found through the
  * %RECHAIN_VOLUME_HELPER_EXTENSION_POINT_NAME extension point. Instances
@@ -108,9 +114,12 @@ struct _RechainVolumeHelperInterface {
                        RechainVolume *volume,
                        GCancellable *cancellable,
                        GError **error);
+  char **(*get_storage_dirs) (RechainVolumeHelper *helper,
+                              GCancellable *cancellable,
+                              GError **error);
 
   /*< private >*/
-  gpointer padding[8];
+  gpointer padding[7];
 };
 
 RECHAIN_PUBLIC char **rechain_volume_helper_list (void);
@@ -140,6 +149,9 @@ RECHAIN_PUBLIC gboolean rechain_volume_helper_changed (RechainVolumeHelper *help
                                                        RechainVolume *volume,
                                                        GCancellable *cancellable,
                                                        GError **error);
+RECHAIN_PUBLIC char **rechain_volume_helper_get_storage_dirs (RechainVolumeHelper *helper,
+                                                              GCancellable *cancellable,
+                                                              GError **error);
 
 /* ---- RechainVolume ---- */
 
@@ -186,6 +198,13 @@ RECHAIN_PUBLIC const char *rechain_volume_get_name (RechainVolume *volume);
 RECHAIN_PUBLIC const char *rechain_volume_get_path (RechainVolume *volume);
 RECHAIN_PUBLIC const char *rechain_volume_get_format (RechainVolume *volume);
 RECHAIN_PUBLIC const char *rechain_volume_get_backing_name (RechainVolume *volume);
+
+RECHAIN_PUBLIC RechainImage *rechain_volume_open_image (RechainVolume *volume,
+                                                        const char *format,
+                                                        RechainImageOpenFlags flags,
+                                                        const char *backing_root,
+                                                        GCancellable *cancellable,
+                                                        GError **error);
 
 RECHAIN_PUBLIC RechainRebaseJob *rechain_volume_new_rebase_job (RechainVolume *volume,
                                                                 RechainVolume *backing,

@@ -194,9 +194,9 @@ rechain_tool_source_open (RechainToolSource *source, const char *arg, const char
   volume = rechain_volume_resolve ("libvirt", source->connect_uri, source->pool, arg, NULL, error);
   if (!volume)
     return NULL;
-  return rechain_image_open_full (rechain_volume_get_path (volume),
-                                  format ? format : rechain_volume_get_format (volume),
-                                  flags, source->backing_root, NULL, error);
+  /* The chain stays in the pools' directories (unless --trust-chain),
+   * and under --backing-root as well. */
+  return rechain_volume_open_image (volume, format, flags, source->backing_root, NULL, error);
 }
 
 void

@@ -247,6 +247,35 @@ class LibvirtTestDriverTest(unittest.TestCase):
             self.helper.resolve(None, 'top.qcow2', None)
         self.assertTrue(cm.exception.matches(Rechain.error_quark(), Rechain.Error.INVALID_ARGUMENT))
 
+    def test_storage_dirs_and_confinement(self):
+        # the target path of the node's one (dir) pool
+        self.assertEqual(self.helper.get_storage_dirs(None), [self.dir])
+        # free.qcow2 -> base.qcow2 stays in it: opened; a chain that leaves it
+        # is refused, naming the volume and the path, unless trusted
+        self.helper.resolve('p', 'free.qcow2', None).open_image(
+            None, Rechain.ImageOpenFlags.FORCE_SHARE, None, None)
+        outside = tempfile.mkdtemp(prefix='rechain-outside-')
+        try:
+            sh('qemu-img create -q -f qcow2 o.qcow2 16M', outside)
+            sh(f'qemu-img rebase -u -b {outside}/o.qcow2 -F qcow2 free.qcow2', self.dir)
+            vol = self.helper.resolve('p', 'free.qcow2', None)
+            with self.assertRaises(GLib.Error) as cm:
+                vol.open_image(None, Rechain.ImageOpenFlags.FORCE_SHARE, None, None)
+            e = cm.exception
+            self.assertTrue(e.matches(Rechain.error_quark(), Rechain.Error.NOT_PERMITTED), e.message)
+            for w in ("volume 'free.qcow2' of pool 'p'", outside + '/o.qcow2', self.dir, self.uri):
+                self.assertIn(w, e.message)
+            with self.assertRaises(GLib.Error) as cm:
+                vol.rebase_sync(vol.new_rebase_job(self.helper.resolve('p', 'new.qcow2', None), None,
+                                                   Rechain.RebaseMode.SAFE),
+                                Rechain.VolumeRebaseFlags.NO_CHECK, None)
+            self.assertTrue(cm.exception.matches(Rechain.error_quark(), Rechain.Error.NOT_PERMITTED))
+            self.assertEqual(backing_of(self.p('free.qcow2'))[0], outside + '/o.qcow2')
+            vol.open_image(None, Rechain.ImageOpenFlags.FORCE_SHARE | Rechain.ImageOpenFlags.TRUST_CHAIN,
+                           None, None)
+        finally:
+            shutil.rmtree(outside)
+
     def users(self, name):
         return sorted((u.domain, u.disk, os.path.basename(u.source), u.active)
                       for u in self.helper.get_users(self.p(name), None))
