@@ -4,10 +4,9 @@
  */
 #include "config.h"
 
-#include <json-glib/json-glib.h>
-
 #include "chain/chain.h"
 #include "job/rechain-image-private.h"
+#include "job/rechain-image-info-private.h"
 #include "rechain/rechain-image.h"
 
 /**
@@ -471,178 +470,27 @@ rechain_image_get_extents (RechainImage *image, guint64 offset, guint64 length, 
   return out;
 }
 
-static const char *
-compression_name (guint8 type)
+/**
+ * rechain_image_get_info:
+ * @image: an image
+ * @error: return location for an error
+ *
+ * Describes the image as `rechain info` and `qemu-img info` do: format,
+ * sizes, backing file, qcow2 features, internal snapshots and bitmaps.
+ * Reads the snapshot table and the bitmap directory, which fails on a
+ * damaged image. For the images below, call it on
+ * rechain_image_get_backing_image().
+ *
+ * Returns: (transfer full): the information, or %NULL with @error set
+ *
+ * Since: 0.2
+ */
+RechainImageInfo *
+rechain_image_get_info (RechainImage *image, GError **error)
 {
-  return type == RECHAIN_QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib";
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  return rechain_image_info_new_for_layer (image->layer, error);
 }
-
-static void
-add_bitmap_flags (JsonBuilder *b, guint32 flags)
-{
-  json_builder_set_member_name (b, "flags");
-  json_builder_begin_array (b);
-  if (flags & RECHAIN_QCOW2_BITMAP_IN_USE)
-    json_builder_add_string_value (b, "in-use");
-  if (flags & RECHAIN_QCOW2_BITMAP_AUTO)
-    json_builder_add_string_value (b, "auto");
-  json_builder_end_array (b);
-}
-
-/* Fills the JSON object of one layer. */
-static gboolean
-build_layer (JsonBuilder *b, RechainLayer *layer, GError **error)
-{
-  const RechainQcow2Header *h = rechain_layer_get_qcow2_header (layer);
-  g_autoptr(GArray) snapshots = NULL;
-  g_autoptr(GArray) bitmaps = NULL;
-
-  if (h)
-    {
-      snapshots = rechain_layer_read_snapshots (layer, error);
-      bitmaps = snapshots ? rechain_layer_read_bitmaps (layer, error) : NULL;
-      if (!bitmaps)
-        return FALSE;
-    }
-
-  json_builder_begin_object (b);
-  if (snapshots && snapshots->len > 0)
-    {
-      json_builder_set_member_name (b, "snapshots");
-      json_builder_begin_array (b);
-      for (guint i = 0; i < snapshots->len; i++)
-        {
-          const RechainQcow2Snapshot *s = &g_array_index (snapshots, RechainQcow2Snapshot, i);
-          json_builder_begin_object (b);
-          if (s->icount >= 0)
-            {
-              json_builder_set_member_name (b, "icount");
-              json_builder_add_int_value (b, s->icount);
-            }
-          json_builder_set_member_name (b, "vm-clock-nsec");
-          json_builder_add_int_value (b, (gint64) (s->vm_clock_nsec % 1000000000u));
-          json_builder_set_member_name (b, "name");
-          json_builder_add_string_value (b, s->name);
-          json_builder_set_member_name (b, "date-sec");
-          json_builder_add_int_value (b, s->date_sec);
-          json_builder_set_member_name (b, "date-nsec");
-          json_builder_add_int_value (b, s->date_nsec);
-          json_builder_set_member_name (b, "vm-clock-sec");
-          json_builder_add_int_value (b, (gint64) (s->vm_clock_nsec / 1000000000u));
-          json_builder_set_member_name (b, "id");
-          json_builder_add_string_value (b, s->id);
-          json_builder_set_member_name (b, "vm-state-size");
-          json_builder_add_int_value (b, (gint64) s->vm_state_size);
-          json_builder_end_object (b);
-        }
-      json_builder_end_array (b);
-    }
-
-  json_builder_set_member_name (b, "virtual-size");
-  json_builder_add_int_value (b, (gint64) rechain_layer_get_virtual_size (layer));
-  json_builder_set_member_name (b, "filename");
-  json_builder_add_string_value (b, rechain_layer_get_path (layer));
-  if (h)
-    {
-      json_builder_set_member_name (b, "cluster-size");
-      json_builder_add_int_value (b, (gint64) rechain_qcow2_cluster_size (h));
-    }
-  json_builder_set_member_name (b, "format");
-  json_builder_add_string_value (b, rechain_format_to_string (rechain_layer_get_format (layer)));
-  json_builder_set_member_name (b, "actual-size");
-  json_builder_add_int_value (b, (gint64) rechain_layer_get_allocated (layer));
-
-  if (h)
-    {
-      gboolean v3 = h->version >= 3;
-
-      json_builder_set_member_name (b, "format-specific");
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "type");
-      json_builder_add_string_value (b, "qcow2");
-      json_builder_set_member_name (b, "data");
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "compat");
-      json_builder_add_string_value (b, v3 ? "1.1" : "0.10");
-      json_builder_set_member_name (b, "compression-type");
-      json_builder_add_string_value (b, compression_name (h->compression_type));
-      if (v3)
-        {
-          json_builder_set_member_name (b, "lazy-refcounts");
-          json_builder_add_boolean_value (b, (h->compatible_features & RECHAIN_QCOW2_COMPAT_LAZY_REFCOUNTS) != 0);
-        }
-      if (bitmaps->len > 0)
-        {
-          json_builder_set_member_name (b, "bitmaps");
-          json_builder_begin_array (b);
-          for (guint i = 0; i < bitmaps->len; i++)
-            {
-              const RechainQcow2Bitmap *bm = &g_array_index (bitmaps, RechainQcow2Bitmap, i);
-              json_builder_begin_object (b);
-              add_bitmap_flags (b, bm->flags);
-              json_builder_set_member_name (b, "name");
-              json_builder_add_string_value (b, bm->name);
-              json_builder_set_member_name (b, "granularity");
-              json_builder_add_int_value (b, (gint64) 1 << bm->granularity_bits);
-              json_builder_end_object (b);
-            }
-          json_builder_end_array (b);
-        }
-      json_builder_set_member_name (b, "refcount-bits");
-      json_builder_add_int_value (b, (gint64) 1 << h->refcount_order);
-      if (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DATA_FILE)
-        {
-          if (h->data_file)
-            {
-              json_builder_set_member_name (b, "data-file");
-              json_builder_add_string_value (b, h->data_file);
-            }
-          json_builder_set_member_name (b, "data-file-raw");
-          json_builder_add_boolean_value (b, (h->autoclear_features & RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW) != 0);
-        }
-      if (v3)
-        {
-          json_builder_set_member_name (b, "corrupt");
-          json_builder_add_boolean_value (b, (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_CORRUPT) != 0);
-          json_builder_set_member_name (b, "extended-l2");
-          json_builder_add_boolean_value (b, rechain_qcow2_has_extl2 (h));
-        }
-      json_builder_end_object (b);
-      json_builder_end_object (b);
-    }
-
-  if (rechain_layer_get_backing_name (layer))
-    {
-      const char *name = rechain_layer_get_backing_name (layer);
-      g_autofree char *full = rechain_path_resolve (rechain_layer_get_path (layer), name, NULL);
-
-      /* qemu-img keeps a "file:" prefix in the full name */
-      if (full && g_str_has_prefix (name, "file:"))
-        {
-          char *prefixed = g_strconcat ("file:", full, NULL);
-          g_free (full);
-          full = prefixed;
-        }
-
-      if (full)
-        {
-          json_builder_set_member_name (b, "full-backing-filename");
-          json_builder_add_string_value (b, full);
-        }
-      json_builder_set_member_name (b, "backing-filename");
-      json_builder_add_string_value (b, name);
-      if (rechain_layer_get_backing_format (layer))
-        {
-          json_builder_set_member_name (b, "backing-filename-format");
-          json_builder_add_string_value (b, rechain_layer_get_backing_format (layer));
-        }
-    }
-  json_builder_set_member_name (b, "dirty-flag");
-  json_builder_add_boolean_value (b, h && (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DIRTY));
-  json_builder_end_object (b);
-  return TRUE;
-}
-
 
 /**
  * rechain_image_get_info_json:
@@ -652,30 +500,33 @@ build_layer (JsonBuilder *b, RechainLayer *layer, GError **error)
  * @error: return location for an error
  *
  * Describes the image as `qemu-img info --output=json` does, with the same
- * keys, so that scripts can switch tools.
+ * keys, so that scripts can switch tools: rechain_image_get_info() then
+ * rechain_image_info_to_json() for each image described.
  *
  * Returns: (transfer full): the JSON text, or %NULL with @error set
  */
 char *
 rechain_image_get_info_json (RechainImage *image, gboolean backing_chain, GError **error)
 {
+  g_autoptr(GPtrArray) infos = g_ptr_array_new_with_free_func (g_object_unref);
   g_autoptr(JsonBuilder) builder = json_builder_new ();
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
   g_autoptr(JsonNode) root = NULL;
-  guint depth;
 
   g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
-  depth = rechain_chain_get_depth (image->shared->chain);
-  if (backing_chain)
-    json_builder_begin_array (builder);
-  for (guint i = image->index; i < (backing_chain ? depth : image->index + 1); i++)
-    if (!build_layer (builder, rechain_chain_get_layer (image->shared->chain, i), error))
-      return NULL;
-  if (backing_chain)
-    json_builder_end_array (builder);
+  for (RechainImage *i = image; i; i = backing_chain ? rechain_image_get_backing_image (i) : NULL)
+    {
+      RechainImageInfo *info = rechain_image_get_info (i, error);
+      if (!info)
+        return NULL;
+      g_ptr_array_add (infos, info);
+    }
+  if (!backing_chain)
+    return rechain_image_info_to_json (g_ptr_array_index (infos, 0));
+
+  json_builder_begin_array (builder);
+  for (guint i = 0; i < infos->len; i++)
+    rechain_image_info_build_json (g_ptr_array_index (infos, i), builder);
+  json_builder_end_array (builder);
   root = json_builder_get_root (builder);
-  json_generator_set_pretty (gen, TRUE);
-  json_generator_set_indent (gen, 4);
-  json_generator_set_root (gen, root);
-  return json_generator_to_data (gen, NULL);
+  return rechain_image_info_json_to_data (root);
 }

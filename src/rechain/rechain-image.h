@@ -11,6 +11,7 @@
 #include <gio/gio.h>
 #include <rechain/rechain-enums.h>
 #include <rechain/rechain-extent.h>
+#include <rechain/rechain-image-info.h>
 #include <rechain/rechain-version.h>
 
 G_BEGIN_DECLS
@@ -54,6 +55,8 @@ RECHAIN_PUBLIC GPtrArray *rechain_image_get_extents (RechainImage *image,
                                                      guint64 offset,
                                                      guint64 length,
                                                      GError **error);
+RECHAIN_PUBLIC RechainImageInfo *rechain_image_get_info (RechainImage *image,
+                                                   GError **error);
 RECHAIN_PUBLIC char *rechain_image_get_info_json (RechainImage *image,
                                                   gboolean backing_chain,
                                                   GError **error);

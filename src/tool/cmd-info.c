@@ -5,7 +5,6 @@
  */
 #include "config.h"
 
-#include <json-glib/json-glib.h>
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -30,84 +29,94 @@ format_size (guint64 bytes)
 }
 
 static void
-print_human (JsonObject *o)
+print_bitmaps (GListModel *bitmaps)
 {
-  g_autofree char *vsize = format_size ((guint64) json_object_get_int_member (o, "virtual-size"));
-  g_autofree char *dsize = format_size ((guint64) json_object_get_int_member (o, "actual-size"));
-
-  printf (_("image: %s\n"), json_object_get_string_member (o, "filename"));
-  printf (_("file format: %s\n"), json_object_get_string_member (o, "format"));
-  printf (_("virtual size: %s (%" PRId64 " bytes)\n"), vsize,
-          json_object_get_int_member (o, "virtual-size"));
-  printf (_("disk size: %s\n"), dsize);
-  if (json_object_has_member (o, "cluster-size"))
-    printf (_("cluster_size: %" PRId64 "\n"), json_object_get_int_member (o, "cluster-size"));
-  if (json_object_has_member (o, "backing-filename"))
+  printf ("    %s:\n", "bitmaps");
+  for (guint i = 0; i < g_list_model_get_n_items (bitmaps); i++)
     {
-      const char *name = json_object_get_string_member (o, "backing-filename");
-      const char *full = json_object_get_string_member_with_default (o, "full-backing-filename", name);
-      if (g_str_equal (name, full))
+      g_autoptr(RechainBitmapInfo) bm = g_list_model_get_item (bitmaps, i);
+      const char * const *flags = rechain_bitmap_info_get_flags (bm);
+
+      printf ("        [%u]:\n            flags:\n", i);
+      for (guint j = 0; flags && flags[j]; j++)
+        printf ("                [%u]: %s\n", j, flags[j]);
+      printf ("            name: %s\n            granularity: %" G_GUINT64_FORMAT "\n",
+              rechain_bitmap_info_get_name (bm), rechain_bitmap_info_get_granularity (bm));
+    }
+}
+
+/* qemu-img's "Format specific information" of a qcow2 image: its JSON keys
+ * with spaces for dashes, in the order of the JSON. */
+static void
+print_format_specific (RechainImageInfo *info)
+{
+  gboolean v3 = g_strcmp0 (rechain_image_info_get_compat (info), "0.10") != 0;
+
+  printf (_("Format specific information:\n"));
+  printf ("    compat: %s\n", rechain_image_info_get_compat (info));
+  printf ("    compression type: %s\n", rechain_image_info_get_compression_type (info));
+  if (v3)
+    printf ("    lazy refcounts: %s\n", rechain_image_info_get_lazy_refcounts (info) ? "true" : "false");
+  if (g_list_model_get_n_items (rechain_image_info_get_bitmaps (info)) > 0)
+    print_bitmaps (rechain_image_info_get_bitmaps (info));
+  printf ("    refcount bits: %u\n", rechain_image_info_get_refcount_bits (info));
+  if (rechain_image_info_get_has_data_file (info))
+    {
+      if (rechain_image_info_get_data_file (info))
+        printf ("    data file: %s\n", rechain_image_info_get_data_file (info));
+      printf ("    data file raw: %s\n", rechain_image_info_get_data_file_raw (info) ? "true" : "false");
+    }
+  if (v3)
+    {
+      printf ("    corrupt: %s\n", rechain_image_info_get_corrupt (info) ? "true" : "false");
+      printf ("    extended l2: %s\n", rechain_image_info_get_extended_l2 (info) ? "true" : "false");
+    }
+}
+
+static void
+print_human (RechainImageInfo *info)
+{
+  g_autofree char *vsize = format_size (rechain_image_info_get_virtual_size (info));
+  g_autofree char *dsize = format_size (rechain_image_info_get_actual_size (info));
+  const char *name = rechain_image_info_get_backing_filename (info);
+  GListModel *snaps = rechain_image_info_get_snapshots (info);
+
+  printf (_("image: %s\n"), rechain_image_info_get_filename (info));
+  printf (_("file format: %s\n"), rechain_image_info_get_format (info));
+  printf (_("virtual size: %s (%" PRId64 " bytes)\n"), vsize,
+          (gint64) rechain_image_info_get_virtual_size (info));
+  printf (_("disk size: %s\n"), dsize);
+  if (rechain_image_info_get_cluster_size (info) > 0)
+    printf (_("cluster_size: %" PRId64 "\n"), (gint64) rechain_image_info_get_cluster_size (info));
+  if (name)
+    {
+      const char *full = rechain_image_info_get_full_backing_filename (info);
+      if (!full || g_str_equal (name, full))
         printf (_("backing file: %s\n"), name);
       else
         printf (_("backing file: %s (actual path: %s)\n"), name, full);
-      if (json_object_has_member (o, "backing-filename-format"))
-        printf (_("backing file format: %s\n"),
-                json_object_get_string_member (o, "backing-filename-format"));
+      if (rechain_image_info_get_backing_format (info))
+        printf (_("backing file format: %s\n"), rechain_image_info_get_backing_format (info));
     }
-  if (json_object_has_member (o, "snapshots"))
+  if (g_list_model_get_n_items (snaps) > 0)
     {
-      JsonArray *snaps = json_object_get_array_member (o, "snapshots");
       printf (_("Snapshot list:\n"));
       printf ("%-10s%-20s%11s%20s%16s\n", _("ID"), _("TAG"), _("VM SIZE"), _("DATE"), _("VM CLOCK"));
-      for (guint i = 0; i < json_array_get_length (snaps); i++)
+      for (guint i = 0; i < g_list_model_get_n_items (snaps); i++)
         {
-          JsonObject *s = json_array_get_object_element (snaps, i);
-          g_autoptr(GDateTime) date = g_date_time_new_from_unix_local (json_object_get_int_member (s, "date-sec"));
+          g_autoptr(RechainSnapshotInfo) s = g_list_model_get_item (snaps, i);
+          g_autoptr(GDateTime) date = g_date_time_new_from_unix_local (rechain_snapshot_info_get_date_sec (s));
           g_autofree char *date_str = date ? g_date_time_format (date, "%Y-%m-%d %H:%M:%S") : g_strdup ("-");
-          g_autofree char *vm_size = format_size ((guint64) json_object_get_int_member (s, "vm-state-size"));
-          gint64 clock = json_object_get_int_member (s, "vm-clock-sec");
+          g_autofree char *vm_size = format_size (rechain_snapshot_info_get_vm_state_size (s));
+          gint64 clock = rechain_snapshot_info_get_vm_clock_sec (s);
           printf ("%-10s%-20s%11s%20s %02" G_GINT64_FORMAT ":%02" G_GINT64_FORMAT ":%02" G_GINT64_FORMAT ".%03" G_GINT64_FORMAT "\n",
-                  json_object_get_string_member (s, "id"), json_object_get_string_member (s, "name"),
+                  rechain_snapshot_info_get_id (s), rechain_snapshot_info_get_name (s),
                   vm_size, date_str, clock / 3600, (clock / 60) % 60, clock % 60,
-                  json_object_get_int_member (s, "vm-clock-nsec") / 1000000);
+                  rechain_snapshot_info_get_vm_clock_nsec (s) / 1000000);
         }
     }
-  if (json_object_has_member (o, "format-specific"))
-    {
-      JsonObject *data = json_object_get_object_member (json_object_get_object_member (o, "format-specific"), "data");
-      g_autoptr(GList) members = json_object_get_members (data);
-
-      printf (_("Format specific information:\n"));
-      for (GList *l = members; l; l = l->next)
-        {
-          const char *key = l->data;
-          JsonNode *node = json_object_get_member (data, key);
-          g_autofree char *label = g_strdelimit (g_strdup (key), "-", ' ');
-
-          if (JSON_NODE_HOLDS_ARRAY (node))
-            {
-              JsonArray *arr = json_node_get_array (node);
-              printf ("    %s:\n", label);
-              for (guint i = 0; i < json_array_get_length (arr); i++)
-                {
-                  JsonObject *bm = json_array_get_object_element (arr, i);
-                  JsonArray *flags = json_object_get_array_member (bm, "flags");
-                  printf ("        [%u]:\n            flags:\n", i);
-                  for (guint j = 0; j < json_array_get_length (flags); j++)
-                    printf ("                [%u]: %s\n", j, json_array_get_string_element (flags, j));
-                  printf ("            name: %s\n            granularity: %" G_GINT64_FORMAT "\n",
-                          json_object_get_string_member (bm, "name"),
-                          json_object_get_int_member (bm, "granularity"));
-                }
-            }
-          else if (json_node_get_value_type (node) == G_TYPE_BOOLEAN)
-            printf ("    %s: %s\n", label, json_node_get_boolean (node) ? "true" : "false");
-          else if (json_node_get_value_type (node) == G_TYPE_INT64)
-            printf ("    %s: %" G_GINT64_FORMAT "\n", label, json_node_get_int (node));
-          else
-            printf ("    %s: %s\n", label, json_node_get_string (node));
-        }
-    }
+  if (rechain_image_info_get_compat (info))
+    print_format_specific (info);
 }
 
 int
@@ -127,9 +136,7 @@ rechain_cmd_info (int argc, char **argv)
   g_autoptr(GOptionContext) context = g_option_context_new (N_("IMAGE"));
   g_autoptr(GError) error = NULL;
   g_autoptr(RechainImage) image = NULL;
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  g_autofree char *text = NULL;
-  JsonNode *root;
+  g_autoptr(GPtrArray) infos = g_ptr_array_new_with_free_func (g_object_unref);
   RechainOutputFormat out_format;
 
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
@@ -151,29 +158,28 @@ rechain_cmd_info (int argc, char **argv)
     return rechain_tool_fail (error);
   rechain_tool_print_warnings (rechain_image_get_warnings (image));
 
-  text = rechain_image_get_info_json (image, backing_chain, &error);
-  if (!text)
-    return rechain_tool_fail (error);
   if (out_format == RECHAIN_OUTPUT_JSON)
     {
+      g_autofree char *text = rechain_image_get_info_json (image, backing_chain, &error);
+      if (!text)
+        return rechain_tool_fail (error);
       printf ("%s\n", text);
       return fflush (stdout) == 0 ? RECHAIN_EXIT_OK : RECHAIN_EXIT_IO;
     }
 
-  if (!json_parser_load_from_data (parser, text, -1, &error))
-    return rechain_tool_fail (error);
-  root = json_parser_get_root (parser);
-  if (backing_chain)
+  /* every image described before the first line is printed, as for JSON */
+  for (RechainImage *i = image; i; i = backing_chain ? rechain_image_get_backing_image (i) : NULL)
     {
-      JsonArray *arr = json_node_get_array (root);
-      for (guint i = 0; i < json_array_get_length (arr); i++)
-        {
-          if (i > 0)
-            printf ("\n");
-          print_human (json_array_get_object_element (arr, i));
-        }
+      RechainImageInfo *info = rechain_image_get_info (i, &error);
+      if (!info)
+        return rechain_tool_fail (error);
+      g_ptr_array_add (infos, info);
     }
-  else
-    print_human (json_node_get_object (root));
+  for (guint i = 0; i < infos->len; i++)
+    {
+      if (i > 0)
+        printf ("\n");
+      print_human (g_ptr_array_index (infos, i));
+    }
   return fflush (stdout) == 0 ? RECHAIN_EXIT_OK : RECHAIN_EXIT_IO;
 }

@@ -78,6 +78,13 @@ on_signal (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+static gboolean
+has_images (RechainRebaseStats *stats)
+{
+  g_autoptr(GPtrArray) images = rechain_rebase_stats_get_images (stats);
+  return images->len > 0;
+}
+
 static void
 print_human_report (RechainRebaseStats *stats)
 {
@@ -94,15 +101,18 @@ print_human_report (RechainRebaseStats *stats)
   printf (dry ? _("  %" PRIu64 " bytes to read and compare from both chains\n")
               : _("  %" PRIu64 " bytes read and compared from both chains\n"),
           rechain_rebase_stats_get_bytes_compared (stats));
-  for (guint i = 0; i < rechain_rebase_stats_get_n_images (stats); i++)
+  g_autoptr(GPtrArray) images = rechain_rebase_stats_get_images (stats);
+
+  for (guint i = 0; i < images->len; i++)
     {
-      const GError *err = rechain_rebase_stats_get_image_error (stats, i);
-      const char *image = rechain_rebase_stats_get_image (stats, i);
-      guint64 written = rechain_rebase_stats_get_image_bytes_written (stats, i);
-      guint64 zeroed = rechain_rebase_stats_get_image_bytes_zeroed (stats, i);
-      guint64 shared = rechain_rebase_stats_get_image_bytes_shared (stats, i);
-      guint64 in_kernel = rechain_rebase_stats_get_image_bytes_copied_in_kernel (stats, i);
-      guint64 buffered = rechain_rebase_stats_get_image_bytes_copied_buffered (stats, i);
+      RechainRebaseImageStats *is = g_ptr_array_index (images, i);
+      const GError *err = rechain_rebase_image_stats_get_error (is);
+      const char *image = rechain_rebase_image_stats_get_image (is);
+      guint64 written = rechain_rebase_image_stats_get_bytes_written (is);
+      guint64 zeroed = rechain_rebase_image_stats_get_bytes_zeroed (is);
+      guint64 shared = rechain_rebase_image_stats_get_bytes_shared (is);
+      guint64 in_kernel = rechain_rebase_image_stats_get_bytes_copied_in_kernel (is);
+      guint64 buffered = rechain_rebase_image_stats_get_bytes_copied_buffered (is);
 
       if (err)
         {
@@ -309,7 +319,7 @@ rechain_cmd_rebase (int argc, char **argv)
     /* A final 100 % always, however small the job. */
     rechain_progress_end (progress_out, run.ok);
     stats = rechain_rebase_job_get_stats (job);
-    if (output && stats && rechain_rebase_stats_get_n_images (stats) > 0)
+    if (output && stats && has_images (stats))
       {
         if (out_format == RECHAIN_OUTPUT_JSON)
           {

@@ -173,9 +173,22 @@ test_async_progress (Fixture *f, gconstpointer data)
 
   stats = rechain_rebase_job_get_stats (job);
   g_assert_nonnull (stats);
-  g_assert_cmpuint (rechain_rebase_stats_get_n_images (stats), ==, 1);
-  g_assert_null (rechain_rebase_stats_get_image_error (stats, 0));
-  g_assert_cmpuint (rechain_rebase_stats_get_image_bytes_written (stats, 0), ==, (257u << 20) - 65536);
+  {
+    g_autoptr(GPtrArray) images = rechain_rebase_stats_get_images (stats);
+    RechainRebaseImageStats *image_stats;
+
+    g_assert_cmpuint (images->len, ==, 1);
+    image_stats = g_ptr_array_index (images, 0);
+    g_assert_null (rechain_rebase_image_stats_get_error (image_stats));
+    g_assert_cmpstr (rechain_rebase_image_stats_get_result (image_stats), ==, "rebased");
+    g_assert_cmpuint (rechain_rebase_image_stats_get_bytes_written (image_stats), ==, (257u << 20) - 65536);
+    /* the index getters of 0.1 still answer */
+    G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+    g_assert_cmpuint (rechain_rebase_stats_get_n_images (stats), ==, 1);
+    g_assert_null (rechain_rebase_stats_get_image_error (stats, 0));
+    g_assert_cmpuint (rechain_rebase_stats_get_image_bytes_written (stats, 0), ==, (257u << 20) - 65536);
+    G_GNUC_END_IGNORE_DEPRECATIONS
+  }
 
   g_assert_cmpint (sh (f->dir, "qemu-img check -q top.qcow2"), ==, 0);
   assert_consistent_and_unchanged (f);
@@ -408,7 +421,13 @@ test_plan (Fixture *f, gconstpointer data)
   stats = rechain_rebase_job_plan (job, NULL, &error);
   g_assert_no_error (error);
   g_assert_true (rechain_rebase_stats_get_dry_run (stats));
-  g_assert_cmpuint (rechain_rebase_stats_get_image_bytes_written (stats, 0), ==, (257u << 20) - 65536);
+  {
+    g_autoptr(GPtrArray) images = rechain_rebase_stats_get_images (stats);
+    g_assert_cmpuint (images->len, ==, 1);
+    g_assert_cmpstr (rechain_rebase_image_stats_get_result (g_ptr_array_index (images, 0)), ==, "planned");
+    g_assert_cmpuint (rechain_rebase_image_stats_get_bytes_written (g_ptr_array_index (images, 0)), ==,
+                      (257u << 20) - 65536);
+  }
   json = rechain_rebase_stats_to_json (stats);
   g_assert_nonnull (strstr (json, "\"planned\""));
 

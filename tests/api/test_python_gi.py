@@ -112,8 +112,8 @@ class RechainGiTest(unittest.TestCase):
         self.assertEqual(seen, sorted(seen))
         self.assertEqual(seen[-1], 1.0)
         stats = job.get_stats()
-        self.assertEqual(stats.get_n_images(), 1)
-        self.assertEqual(stats.get_image_bytes_written(0), 127 << 20)
+        self.assertEqual(len(stats.get_images()), 1)
+        self.assertEqual(stats.get_images()[0].props.bytes_written, 127 << 20)
         self.assertIsNone(self.backing())
         self.assert_content_unchanged()
 
@@ -149,14 +149,13 @@ class RechainGiTest(unittest.TestCase):
                                 linked_images=[os.path.join(self.dir, 'clone.qcow2')])
         plan = job.plan(None)
         self.assertTrue(plan.get_dry_run())
-        self.assertEqual(plan.get_n_images(), 2)
+        self.assertEqual([i.props.result for i in plan.get_images()], ['planned', 'planned'])
         self.assertTrue(job.run_sync(None))
         stats = job.get_stats()
-        self.assertEqual(stats.get_n_images(), 2)
+        self.assertEqual(len(stats.get_images()), 2)
         # one 64 KiB difference, found once, copied into both
         self.assertEqual(stats.get_bytes_differing(), 65536)
-        self.assertEqual(stats.get_image_bytes_written(0), 65536)
-        self.assertEqual(stats.get_image_bytes_written(1), 65536)
+        self.assertEqual([i.props.bytes_written for i in stats.get_images()], [65536, 65536])
         self.assertEqual(self.backing(), 'new.qcow2')
         self.assert_content_unchanged()
 

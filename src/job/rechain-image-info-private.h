@@ -1,0 +1,25 @@
+/* rechain-image-info-private.h: how the library makes a RechainImageInfo
+ * and writes it in qemu-img's JSON shape.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include "chain/chain.h"
+#include "rechain/rechain-image-info.h"
+
+G_BEGIN_DECLS
+
+/* Describes one layer of an opened chain: reads its snapshot table and
+ * bitmap directory (which may fail on a damaged image). */
+RechainImageInfo *rechain_image_info_new_for_layer (RechainLayer *layer, GError **error);
+
+/* Adds the JSON object of @info (qemu-img info's keys and order) to @builder. */
+void rechain_image_info_build_json (RechainImageInfo *info, JsonBuilder *builder);
+
+/* Pretty-prints @root as rechain and qemu-img print JSON (indent 4). */
+char *rechain_image_info_json_to_data (JsonNode *root);
+
+G_END_DECLS
