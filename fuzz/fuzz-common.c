@@ -106,6 +106,12 @@ fuzz_init (void)
 }
 
 const char *
+fuzz_fixtures_made_by (void)
+{
+  return FUZZ_FIXTURES_MADE_BY;
+}
+
+const char *
 fuzz_dir (void)
 {
   return tmp_dir;

@@ -16,6 +16,9 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
  * dropped), and a private temporary directory holding the fixed images
  * base.qcow2, new.qcow2 and base.raw (removed at exit). */
 void fuzz_init (void);
+/* The `qemu-img --version` line of the QEMU that made base.qcow2 and
+ * new.qcow2 at build time (fuzz/make-fixtures.sh). */
+const char *fuzz_fixtures_made_by (void);
 /* The temporary directory. */
 const char *fuzz_dir (void);
 /* Writes @data to fuzz_dir()/@name (replacing it); returns the path. */

@@ -66,6 +66,7 @@ main (int argc, char **argv)
 
   signal (SIGALRM, on_alarm);
   printf ("1..%u\n", inputs->len);
+  printf ("# fixtures made by %s\n", fuzz_fixtures_made_by ());
   if (inputs->len == 0)
     {
       printf ("# no inputs\n");

@@ -334,6 +334,22 @@ parse_extensions (RechainQcow2Header *h, const guint8 *buf, gsize start,
   return TRUE;
 }
 
+/* The largest file offset QEMU accepts for the end of a metadata table. */
+#define MAX_TABLE_END G_GUINT64_CONSTANT (0x7fffffffffffffff)
+
+/* Whether the table at @offset, @bytes long (an estimate for the snapshot
+ * table: QEMU counts 40 bytes an entry), ends no later than INT64_MAX. */
+static gboolean
+check_offset_limit (const char *offset_field, guint64 offset, const char *count_field,
+                    guint32 count, guint64 bytes, GError **error)
+{
+  if (bytes > MAX_TABLE_END || offset > MAX_TABLE_END - bytes)
+    return invalid (error, _("%s 0x%" PRIx64 " (%s %u) is beyond the largest "
+                    "offset a qcow2 table may end at (0x%" PRIx64 ")"),
+                    offset_field, offset, count_field, count, MAX_TABLE_END);
+  return TRUE;
+}
+
 static gboolean
 check_table (const char *what, const char *offset_field, guint64 offset,
              const char *count_field, guint32 count, guint64 bytes,
@@ -343,6 +359,11 @@ check_table (const char *what, const char *offset_field, guint64 offset,
     return invalid (error, _("%s 0x%" PRIx64 " is not aligned to "
                     "the cluster size (%" PRIu64 ")"), offset_field,
                     offset, cluster_size);
+  /* QEMU (qcow2_validate_table) refuses a table that would end beyond
+   * INT64_MAX even when it is empty: so does rechain, or it would accept an
+   * image QEMU cannot open. */
+  if (!check_offset_limit (offset_field, offset, count_field, count, bytes, error))
+    return FALSE;
   if (bytes == 0)
     return TRUE;
   /* Offset 0 is the header itself. */
@@ -607,15 +628,23 @@ rechain_qcow2_header_parse (const guint8 *buf,
                h->nb_snapshots, RECHAIN_QCOW2_MAX_SNAPSHOTS);
       return NULL;
     }
+  /* QEMU checks the offset even when there is no snapshot: aligned to the
+   * cluster size, and the table (40 bytes an entry at least) ending no later
+   * than INT64_MAX. */
+  if (h->snapshots_offset % cluster_size != 0)
+    {
+      invalid (error, _("snapshots_offset 0x%" PRIx64 " is not "
+               "aligned to the cluster size (%" PRIu64 ")"),
+               h->snapshots_offset, cluster_size);
+      return NULL;
+    }
+  if (!check_offset_limit ("snapshots_offset", h->snapshots_offset, "nb_snapshots",
+                           h->nb_snapshots,
+                           (guint64) h->nb_snapshots * RECHAIN_QCOW2_SNAPSHOT_HEADER_SIZE,
+                           error))
+    return NULL;
   if (h->nb_snapshots > 0)
     {
-      if (h->snapshots_offset % cluster_size != 0)
-        {
-          invalid (error, _("snapshots_offset 0x%" PRIx64 " is not "
-                   "aligned to the cluster size (%" PRIu64 ")"),
-                   h->snapshots_offset, cluster_size);
-          return NULL;
-        }
       if (h->snapshots_offset == 0)
         {
           invalid (error, _("snapshots_offset is 0 but nb_snapshots is %u"),

@@ -11,7 +11,7 @@
 #include "format/be.h"
 #include "rechain/rechain-i18n-private.h"
 
-#define SNAPSHOT_FIXED_SIZE 40u
+#define SNAPSHOT_FIXED_SIZE RECHAIN_QCOW2_SNAPSHOT_HEADER_SIZE
 
 static void
 snapshot_clear (gpointer p)

@@ -31,6 +31,8 @@ G_BEGIN_DECLS
 #define RECHAIN_QCOW2_MAX_REFTABLE_BYTES (8u * 1024 * 1024)
 #define RECHAIN_QCOW2_MAX_EXTENSIONS 64u
 #define RECHAIN_QCOW2_MAX_SNAPSHOTS 65536u
+/* The fixed part of a snapshot table entry (QEMU's QCowSnapshotHeader). */
+#define RECHAIN_QCOW2_SNAPSHOT_HEADER_SIZE 40u
 #define RECHAIN_QCOW2_MAX_BITMAPS 65535u
 
 /* Incompatible feature bits */

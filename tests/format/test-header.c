@@ -643,6 +643,8 @@ test_l1 (void)
   put64 (img->buf + 40, 16 * 65536);
   img_expect_invalid (img, "L1 table at offset 0x100000 (l1_size 2) extends past the end of the file (size 1048576)");
   put64 (img->buf + 40, G_MAXUINT64 & ~G_GUINT64_CONSTANT (0xffff));
+  img_expect_invalid (img, "l1_table_offset 0xffffffffffff0000 (l1_size 2) is beyond the largest offset");
+  put64 (img->buf + 40, G_GUINT64_CONSTANT (0x7fffffffffff0000));
   img_expect_invalid (img, "extends past the end of the file");
   /* ends exactly at the end of the file: fine */
   put64 (img->buf + 40, 16 * 65536 - 16);
@@ -656,6 +658,14 @@ test_l1 (void)
   put32 (img->buf + 36, 0);
   put64 (img->buf + 40, 0);
   h = img_parse_ok (img);
+  g_clear_pointer (&h, rechain_qcow2_header_free);
+  /* ... nor in the file; but, as for QEMU ("Active L1 table offset
+   * invalid"), aligned and not beyond INT64_MAX */
+  put64 (img->buf + 40, G_GUINT64_CONSTANT (0x7fffffffffff0000));
+  h = img_parse_ok (img);
+  put64 (img->buf + 40, G_GUINT64_CONSTANT (0x8000000000000000));
+  img_expect_invalid (img, "l1_table_offset 0x8000000000000000 (l1_size 0) is beyond the largest "
+                      "offset a qcow2 table may end at (0x7fffffffffffffff)");
 }
 
 static void
@@ -728,13 +738,29 @@ test_snapshots_fields (void)
   g_autoptr (Img) img = img_new (3, 16);
   g_autoptr (RechainQcow2Header) h = NULL;
 
-  /* no snapshots: the offset is not looked at */
+  /* no snapshots: QEMU still wants the offset aligned and the (empty)
+   * table to end by INT64_MAX ("Snapshot table offset invalid"); past the
+   * end of the file is fine then */
   put64 (img->buf + 64, 12345);
+  img_expect_invalid (img, "snapshots_offset 0x3039 is not aligned to the cluster size (65536)");
+  put64 (img->buf + 64, G_GUINT64_CONSTANT (0x8000000000000000));
+  img_expect_invalid (img, "snapshots_offset 0x8000000000000000 (nb_snapshots 0) is beyond the "
+                      "largest offset a qcow2 table may end at (0x7fffffffffffffff)");
+  put64 (img->buf + 64, G_GUINT64_CONSTANT (0x7fffffffffff0000));
+  h = img_parse_ok (img);
+  g_clear_pointer (&h, rechain_qcow2_header_free);
+  put64 (img->buf + 64, 0);
   h = img_parse_ok (img);
   g_clear_pointer (&h, rechain_qcow2_header_free);
 
+  put64 (img->buf + 64, 12345);
   put32 (img->buf + 60, 2);
   img_expect_invalid (img, "snapshots_offset 0x3039 is not aligned");
+  /* 65536 entries of 40 bytes at least from 0x7fffffffffef0000: past INT64_MAX */
+  put32 (img->buf + 60, RECHAIN_QCOW2_MAX_SNAPSHOTS);
+  put64 (img->buf + 64, G_GUINT64_CONSTANT (0x7fffffffffef0000));
+  img_expect_invalid (img, "snapshots_offset 0x7fffffffffef0000 (nb_snapshots 65536) is beyond");
+  put32 (img->buf + 60, 2);
   put64 (img->buf + 64, 0);
   img_expect_invalid (img, "snapshots_offset is 0 but nb_snapshots is 2");
   put64 (img->buf + 64, 16 * 65536);

@@ -15,8 +15,9 @@
 # snapshots' own data be unchanged), no backing file may change, and a
 # second run onto the same backing must write nothing.
 #
-# Environment (.ci/run sets the first two: 300 cases with seed 1 in the
-# normal pass, 60 with another seed in the sanitizer pass):
+# Environment (.ci/run sets the first two: 200 cases with seed 1 in the
+# normal pass, 40 with seed 2 in the sanitizer pass; CI_RANDOM_CASES,
+# CI_RANDOM_SEED and their _SANITIZE forms change them there):
 #   RECHAIN_SEED   seed (default 1)
 #   RECHAIN_CASES  number of cases (default 120)
 #   RECHAIN_CASE   run only this case number (with the same seed) to
