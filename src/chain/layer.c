@@ -912,27 +912,23 @@ rechain_layer_get_allocated (RechainLayer *layer)
 /* ---- rewriting the backing file name ---- */
 
 gboolean
-rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
-                             const char *backing_format, GError **error)
+rechain_layer_check_backing_change (RechainLayer *layer, const char *backing_file,
+                                    const char *backing_format, GError **error)
 {
-  RechainFile *file = layer->file;
-  gsize align = rechain_file_get_alignment (file);
-  gsize cluster = (gsize) layer->geom.cluster_size;
-  gsize len = (cluster + align - 1) / align * align;
   g_autofree guint8 *header_cluster = NULL;
-  void *buf;
-  gboolean ok;
+  g_autofree char *old_file = NULL;
+  g_autofree char *old_format = NULL;
+  /* The arguments may be the header's own strings, which the trial below
+   * replaces: work on copies. */
+  g_autofree char *file_arg = g_strdup (backing_file);
+  g_autofree char *format_arg = g_strdup (backing_format);
 
+  backing_file = file_arg;
+  backing_format = format_arg;
   if (layer->format != RECHAIN_FORMAT_QCOW2)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
                    _("%s: a raw image has no backing file to change"), layer->path);
-      return FALSE;
-    }
-  if (!rechain_file_is_writable (file))
-    {
-      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,
-                   _("%s: the image was opened read-only"), layer->path);
       return FALSE;
     }
   if (backing_file && (layer->header->autoclear_features & RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW))
@@ -947,6 +943,47 @@ rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
                    _("%s: the backing file name is %zu bytes long; qcow2 allows at most %u"),
                    layer->path, strlen (backing_file), RECHAIN_QCOW2_MAX_BACKING_NAME);
+      return FALSE;
+    }
+  /* Whether the new name fits in the header cluster: serialized with it,
+   * then the in-memory header is put back. */
+  old_file = g_strdup (layer->header->backing_file);
+  old_format = g_strdup (layer->header->backing_format);
+  rechain_qcow2_header_set_backing (layer->header, backing_file, backing_format);
+  header_cluster = rechain_qcow2_header_serialize (layer->header, error);
+  rechain_qcow2_header_set_backing (layer->header, old_file, old_format);
+  if (!header_cluster)
+    {
+      g_prefix_error (error, "%s: ", layer->path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
+                             const char *backing_format, GError **error)
+{
+  RechainFile *file = layer->file;
+  gsize align = rechain_file_get_alignment (file);
+  gsize cluster = (gsize) layer->geom.cluster_size;
+  gsize len = (cluster + align - 1) / align * align;
+  g_autofree guint8 *header_cluster = NULL;
+  /* copies: the arguments may be the header's own strings, which the
+   * check below replaces */
+  g_autofree char *file_arg = g_strdup (backing_file);
+  g_autofree char *format_arg = g_strdup (backing_format);
+  void *buf;
+  gboolean ok;
+
+  backing_file = file_arg;
+  backing_format = format_arg;
+  if (!rechain_layer_check_backing_change (layer, backing_file, backing_format, error))
+    return FALSE;
+  if (!rechain_file_is_writable (file))
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,
+                   _("%s: the image was opened read-only"), layer->path);
       return FALSE;
     }
 

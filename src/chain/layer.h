@@ -134,6 +134,13 @@ guint64 rechain_layer_get_allocated (RechainLayer *layer);
  * header cluster, then a flush. A name that does not fit in the header
  * cluster is refused before anything is written; after a failed write or
  * flush the file may hold the old header or the new one. */
+/* The checks of rechain_layer_write_backing() that need no write: a qcow2
+ * image, no raw data file when a backing file is named, a name that fits.
+ * A rebase makes them before its first write. */
+gboolean rechain_layer_check_backing_change (RechainLayer *layer,
+                                             const char *backing_file,
+                                             const char *backing_format,
+                                             GError **error);
 gboolean rechain_layer_write_backing (RechainLayer *layer,
                                       const char *backing_file,
                                       const char *backing_format,

@@ -1263,19 +1263,29 @@ open_new_chain (Rebase *rb, GError **error)
   return TRUE;
 }
 
-/* Checks the L2 tables of every layer the plan may read, each file once
- * (linked clones share their old backing files), before the first write:
- * an image refused for its own metadata stays byte for byte as it was,
- * rather than being refused when the map reaches the bad entry, after
- * earlier windows were copied. */
+/* Everything that can refuse an image, before the first write: the header
+ * switch each overlay will get, and the L2 tables of every layer the plan
+ * may read, each file once (linked clones share their old backing files).
+ * An image refused for its own metadata stays byte for byte as it was,
+ * rather than being refused when the map reaches the bad entry, or at the
+ * switch, after data was copied. */
 static gboolean
-check_all_tables (Rebase *rb, GError **error)
+check_before_writing (Rebase *rb, GError **error)
 {
+  const RechainRebaseOptions *opts = rb->options;
+  gboolean has_backing = opts->backing_file && *opts->backing_file;
   g_autoptr(GPtrArray) checked = g_ptr_array_new ();
   g_autoptr(GPtrArray) chains = g_ptr_array_new ();
 
   for (guint k = 0; k < rb->overlays->len; k++)
-    g_ptr_array_add (chains, ((Overlay *) g_ptr_array_index (rb->overlays, k))->chain);
+    {
+      Overlay *o = g_ptr_array_index (rb->overlays, k);
+
+      if (!rechain_layer_check_backing_change (o->top, has_backing ? opts->backing_file : NULL,
+                                               has_backing ? opts->backing_format : NULL, error))
+        return FALSE;
+      g_ptr_array_add (chains, o->chain);
+    }
   if (rb->new_chain)
     g_ptr_array_add (chains, rb->new_chain);
   for (guint c = 0; c < chains->len; c++)
@@ -1390,7 +1400,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
       !classify_overlays (&rb, error))
     goto out;
 
-  if (!setup_copy_mode (&rb, error) || !check_all_tables (&rb, error))
+  if (!setup_copy_mode (&rb, error) || !check_before_writing (&rb, error))
     goto out;
   if (rb.reference)
     stamp_chain (&rb, rb.reference->chain, 1);
