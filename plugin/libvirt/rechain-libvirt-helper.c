@@ -21,9 +21,6 @@
 
 #include "rechain-libvirt-helper.h"
 
-/* The deepest backing chain rechain opens (as the library does). */
-#define MAX_CHAIN 64
-
 /* ---- a small XML tree, enough for libvirt's XML descriptions ---- */
 
 typedef struct XNode XNode;
@@ -449,7 +446,7 @@ chain_contains (const char *top, const char *format, const FileId *id, GCancella
 {
   g_autofree char *path = g_strdup (top);
   g_autofree char *fmt = g_strdup (format);
-  for (int depth = 0; path != NULL && depth < MAX_CHAIN; depth++)
+  for (guint depth = 0; path != NULL && depth < rechain_get_max_chain_depth (); depth++)
     {
       if (file_id_matches (id, path))
         return TRUE;
@@ -466,21 +463,13 @@ chain_contains (const char *top, const char *format, const FileId *id, GCancella
       const char *backing = rechain_image_get_backing_file (image);
       if (backing == NULL || *backing == '\0')
         return FALSE;
-      const char *colon = strchr (backing, ':'), *slash = strchr (backing, '/');
-      if (colon != NULL && (slash == NULL || colon < slash))
+      /* the library's rule: relative to the image, "file:" dropped, json:
+       * and protocol names (not local files) refused */
+      char *next = rechain_resolve_backing_name (path, backing, &error);
+      if (next == NULL)
         {
-          /* "file:" names a local file; json:, nbd:, ... do not. */
-          if (!g_str_has_prefix (backing, "file:"))
-            return FALSE;
-          backing += strlen ("file:");
-        }
-      char *next;
-      if (g_path_is_absolute (backing))
-        next = g_strdup (backing);
-      else
-        {
-          g_autofree char *dir = g_path_get_dirname (path);
-          next = g_build_filename (dir, backing, NULL);
+          g_debug ("%s: %s", path, error->message);
+          return FALSE;
         }
       g_free (fmt);
       fmt = g_strdup (rechain_image_get_backing_format (image));

@@ -19,12 +19,10 @@ g_io_module_load (GIOModule *module)
 {
   /* Stay loaded once loaded: libvirt keeps threads and global state. */
   g_type_module_use (G_TYPE_MODULE (module));
-  /* The module's messages are in the library's text domain; bind it here
-   * too (not textdomain(): the default domain is the application's), with
-   * the same build-tree override as the command line and the library. */
-  const char *localedir = g_getenv ("RECHAIN_LOCALEDIR");
-  bindtextdomain (GETTEXT_PACKAGE, localedir != NULL && *localedir != '\0' ? localedir : LOCALEDIR);
-  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  /* The module's messages are in the library's text domain, which the
+   * library binds (not textdomain(): the default domain is the
+   * application's). */
+  rechain_init_translations ();
   rechain_libvirt_helper_register (module);
   g_io_extension_point_implement (RECHAIN_VOLUME_HELPER_EXTENSION_POINT_NAME,
                                   rechain_libvirt_helper_get_type (), "libvirt", 10);

@@ -28,7 +28,7 @@ G_BEGIN_DECLS
 
 /* Binds GETTEXT_PACKAGE to $RECHAIN_LOCALEDIR (a build tree, for tests) or
  * LOCALEDIR, in UTF-8; once per process. */
-G_GNUC_INTERNAL void rechain_i18n_init (void);
+G_GNUC_INTERNAL void rechain_i18n_init (void); /* = rechain_init_translations() */
 
 G_GNUC_INTERNAL const char *rechain_i18n_gettext (const char *msgid) G_GNUC_FORMAT (1);
 

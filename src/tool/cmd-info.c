@@ -120,11 +120,11 @@ print_human (RechainImageInfo *info)
 }
 
 int
-rechain_cmd_info (int argc, char **argv)
+cmd_info (int argc, char **argv)
 {
   g_autofree char *format = NULL;
   g_autofree char *output = NULL;
-  g_auto(RechainToolSource) source = { 0 };
+  g_auto(ToolSource) source = { 0 };
   gboolean force_share = FALSE, backing_chain = FALSE;
   const GOptionEntry entries[] = {
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format, N_("Image format (qcow2 or raw; probed if not given)"), N_("FMT") },
@@ -137,34 +137,34 @@ rechain_cmd_info (int argc, char **argv)
   g_autoptr(GError) error = NULL;
   g_autoptr(RechainImage) image = NULL;
   g_autoptr(GPtrArray) infos = g_ptr_array_new_with_free_func (g_object_unref);
-  RechainOutputFormat out_format;
+  ToolOutputFormat out_format;
 
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_set_summary (context, _("Show an image: format, sizes, backing file, features."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
-  rechain_tool_source_add_entries (context, &source);
+  tool_source_add_entries (context, &source);
   if (!g_option_context_parse (context, &argc, &argv, &error))
-    return rechain_tool_usage_error (context, "%s", error->message);
+    return tool_usage_error (context, "%s", error->message);
   if (argc != 2)
-    return rechain_tool_usage_error (context, _("expected exactly one IMAGE"));
-  if (!rechain_tool_parse_output (output, &out_format, &error))
-    return rechain_tool_fail (error);
+    return tool_usage_error (context, _("expected exactly one IMAGE"));
+  if (!tool_parse_output (output, &out_format, &error))
+    return tool_fail (error);
 
-  image = rechain_tool_source_open (&source, argv[1], format,
+  image = tool_source_open (&source, argv[1], format,
                                     (force_share ? RECHAIN_IMAGE_OPEN_FORCE_SHARE : 0) |
                                     (backing_chain ? 0 : RECHAIN_IMAGE_OPEN_NO_BACKING),
                                     &error);
   if (!image)
-    return rechain_tool_fail (error);
-  rechain_tool_print_warnings (rechain_image_get_warnings (image));
+    return tool_fail (error);
+  tool_print_warnings (rechain_image_get_warnings (image));
 
-  if (out_format == RECHAIN_OUTPUT_JSON)
+  if (out_format == TOOL_OUTPUT_JSON)
     {
       g_autofree char *text = rechain_image_get_info_json (image, backing_chain, &error);
       if (!text)
-        return rechain_tool_fail (error);
+        return tool_fail (error);
       printf ("%s\n", text);
-      return fflush (stdout) == 0 ? RECHAIN_EXIT_OK : RECHAIN_EXIT_IO;
+      return fflush (stdout) == 0 ? TOOL_EXIT_OK : TOOL_EXIT_IO;
     }
 
   /* every image described before the first line is printed, as for JSON */
@@ -172,7 +172,7 @@ rechain_cmd_info (int argc, char **argv)
     {
       RechainImageInfo *info = rechain_image_get_info (i, &error);
       if (!info)
-        return rechain_tool_fail (error);
+        return tool_fail (error);
       g_ptr_array_add (infos, info);
     }
   for (guint i = 0; i < infos->len; i++)
@@ -181,5 +181,5 @@ rechain_cmd_info (int argc, char **argv)
         printf ("\n");
       print_human (g_ptr_array_index (infos, i));
     }
-  return fflush (stdout) == 0 ? RECHAIN_EXIT_OK : RECHAIN_EXIT_IO;
+  return fflush (stdout) == 0 ? TOOL_EXIT_OK : TOOL_EXIT_IO;
 }

@@ -18,13 +18,13 @@
 #define MAP_SLICE (G_GUINT64_CONSTANT (1) << 30)
 
 static void
-print_extent (const RechainExtent *e, RechainImage *top, RechainOutputFormat format, gboolean first)
+print_extent (const RechainExtent *e, RechainImage *top, ToolOutputFormat format, gboolean first)
 {
   gboolean data = e->kind == RECHAIN_EXTENT_DATA;
   gboolean present = e->kind != RECHAIN_EXTENT_UNALLOCATED;
   gboolean has_offset = e->host_offset != RECHAIN_NO_HOST_OFFSET && !e->compressed;
 
-  if (format == RECHAIN_OUTPUT_JSON)
+  if (format == TOOL_OUTPUT_JSON)
     {
       printf ("%s{ \"start\": %" G_GUINT64_FORMAT ", \"length\": %" G_GUINT64_FORMAT ", "
               "\"depth\": %d, \"present\": %s, \"zero\": %s, \"data\": %s",
@@ -76,14 +76,14 @@ on_signal (gpointer data)
 }
 
 int
-rechain_cmd_map (int argc, char **argv)
+cmd_map (int argc, char **argv)
 {
   g_autofree char *format = NULL;
   g_autofree char *output = NULL;
-  g_auto(RechainToolSource) source = { 0 };
+  g_auto(ToolSource) source = { 0 };
   gboolean force_share = FALSE;
-  RechainProgressOptions progress_options = { 0 };
-  g_autoptr(RechainProgress) progress = NULL;
+  ToolProgressOptions progress_options = { 0 };
+  g_autoptr(ToolProgress) progress = NULL;
   gboolean interrupted = FALSE;
   guint sigint, sigterm;
   const GOptionEntry entries[] = {
@@ -95,7 +95,7 @@ rechain_cmd_map (int argc, char **argv)
   g_autoptr(GOptionContext) context = g_option_context_new (N_("IMAGE"));
   g_autoptr(GError) error = NULL;
   g_autoptr(RechainImage) image = NULL;
-  RechainOutputFormat out_format;
+  ToolOutputFormat out_format;
   RechainExtent pending = { 0 };
   int status;
   gboolean have_pending = FALSE, first = TRUE;
@@ -105,41 +105,41 @@ rechain_cmd_map (int argc, char **argv)
   g_option_context_set_summary (context, _("Show, for each region of the guest-visible content, "
                                            "which image of the chain holds it."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
-  rechain_tool_source_add_entries (context, &source);
-  rechain_tool_progress_add_entries (context, &progress_options);
-  rechain_tool_progress_rewrite_args (argc, argv);
+  tool_source_add_entries (context, &source);
+  tool_progress_add_entries (context, &progress_options);
+  tool_progress_rewrite_args (argc, argv);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
-      rechain_tool_progress_options_clear (&progress_options);
-      return rechain_tool_usage_error (context, "%s", error->message);
+      tool_progress_options_clear (&progress_options);
+      return tool_usage_error (context, "%s", error->message);
     }
-  progress = rechain_progress_new (&progress_options, &error);
-  rechain_tool_progress_options_clear (&progress_options);
+  progress = tool_progress_new (&progress_options, &error);
+  tool_progress_options_clear (&progress_options);
   if (error)
-    return rechain_tool_usage_error (context, "%s", error->message);
+    return tool_usage_error (context, "%s", error->message);
   if (argc != 2)
-    return rechain_tool_usage_error (context, _("expected exactly one IMAGE"));
-  if (!rechain_tool_parse_output (output, &out_format, &error))
-    return rechain_tool_fail (error);
+    return tool_usage_error (context, _("expected exactly one IMAGE"));
+  if (!tool_parse_output (output, &out_format, &error))
+    return tool_fail (error);
 
-  image = rechain_tool_source_open (&source, argv[1], format,
+  image = tool_source_open (&source, argv[1], format,
                                     force_share ? RECHAIN_IMAGE_OPEN_FORCE_SHARE : 0, &error);
   if (!image)
-    return rechain_tool_fail (error);
-  rechain_tool_print_warnings (rechain_image_get_warnings (image));
+    return tool_fail (error);
+  tool_print_warnings (rechain_image_get_warnings (image));
 
   /* Ctrl-C between two slices stops cleanly, with exit status 6. */
   sigint = g_unix_signal_add (SIGINT, on_signal, &interrupted);
   sigterm = g_unix_signal_add (SIGTERM, on_signal, &interrupted);
-  status = RECHAIN_EXIT_OK;
+  status = TOOL_EXIT_OK;
 
-  if (out_format == RECHAIN_OUTPUT_JSON)
+  if (out_format == TOOL_OUTPUT_JSON)
     printf ("[");
   else
     printf ("%-19s %-19s %-19s %s\n", _("Offset"), _("Length"), _("Mapped to"), _("File"));
 
   size = rechain_image_get_virtual_size (image);
-  rechain_progress_update (progress, 0, size);
+  tool_progress_update (progress, 0, size);
   for (guint64 pos = 0; pos < size; pos += MAP_SLICE)
     {
       g_autoptr(GPtrArray) extents = NULL;
@@ -173,24 +173,24 @@ rechain_cmd_map (int argc, char **argv)
           pending = *e;
           have_pending = TRUE;
         }
-      rechain_progress_update (progress, pos + len, size);
+      tool_progress_update (progress, pos + len, size);
     }
   g_source_remove (sigint);
   g_source_remove (sigterm);
   if (error)
     {
-      if (out_format == RECHAIN_OUTPUT_JSON)
+      if (out_format == TOOL_OUTPUT_JSON)
         printf ("]\n");
       fflush (stdout);
-      rechain_progress_end (progress, FALSE);
-      return rechain_tool_fail (error);
+      tool_progress_end (progress, FALSE);
+      return tool_fail (error);
     }
   if (have_pending)
     print_extent (&pending, image, out_format, first);
-  if (out_format == RECHAIN_OUTPUT_JSON)
+  if (out_format == TOOL_OUTPUT_JSON)
     printf ("]\n");
   if (fflush (stdout) != 0)
-    status = RECHAIN_EXIT_IO;
-  rechain_progress_end (progress, status == RECHAIN_EXIT_OK);
+    status = TOOL_EXIT_IO;
+  tool_progress_end (progress, status == TOOL_EXIT_OK);
   return status;
 }

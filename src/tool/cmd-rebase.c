@@ -16,7 +16,7 @@
 
 typedef struct {
   RechainRebaseJob *job;
-  RechainProgress *progress;
+  ToolProgress *progress;
   gboolean done;
   gboolean ok;
   GError *error;
@@ -28,7 +28,7 @@ on_progress (GObject *object, GParamSpec *pspec, gpointer user_data)
   RebaseRun *run = user_data;
   RechainBlockJob *job = RECHAIN_BLOCK_JOB (object);
 
-  rechain_progress_update (run->progress, rechain_block_job_get_bytes_done (job),
+  tool_progress_update (run->progress, rechain_block_job_get_bytes_done (job),
                            rechain_block_job_get_bytes_total (job));
 }
 
@@ -49,7 +49,7 @@ on_volume_done (GObject *object, GAsyncResult *result, gpointer user_data)
   g_auto(GStrv) warnings = NULL;
 
   run->ok = rechain_volume_rebase_finish (RECHAIN_VOLUME (object), result, &warnings, &run->error);
-  rechain_tool_print_warnings ((const char * const *) warnings);
+  tool_print_warnings ((const char * const *) warnings);
   run->done = TRUE;
 }
 
@@ -136,7 +136,7 @@ print_human_report (RechainRebaseStats *stats)
 }
 
 int
-rechain_cmd_rebase (int argc, char **argv)
+cmd_rebase (int argc, char **argv)
 {
   g_autofree char *format = NULL;
   g_autofree char *cache = NULL;
@@ -155,8 +155,8 @@ rechain_cmd_rebase (int argc, char **argv)
   g_autoptr(RechainVolume) volume = NULL;
   g_autoptr(GPtrArray) linked = g_ptr_array_new_with_free_func (g_free);
   const char *image_path;
-  RechainProgressOptions progress_options = { 0 };
-  g_autoptr(RechainProgress) progress_out = NULL;
+  ToolProgressOptions progress_options = { 0 };
+  g_autoptr(ToolProgress) progress_out = NULL;
   const GOptionEntry entries[] = {
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format, N_("Format of IMAGE (qcow2; probed if not given)"), N_("FMT") },
     { "cache", 't', 0, G_OPTION_ARG_STRING, &cache, N_("Cache mode for IMAGE: writeback (default), writethrough, none, directsync, unsafe"), N_("CACHE") },
@@ -180,7 +180,7 @@ rechain_cmd_rebase (int argc, char **argv)
   };
   g_autoptr(GOptionContext) context = g_option_context_new (N_("IMAGE [IMAGE…]"));
   g_autoptr(GError) error = NULL;
-  RechainOutputFormat out_format = RECHAIN_OUTPUT_HUMAN;
+  ToolOutputFormat out_format = TOOL_OUTPUT_HUMAN;
   RechainCacheMode cache_mode = RECHAIN_CACHE_WRITEBACK, source_cache_mode = RECHAIN_CACHE_WRITEBACK;
 
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
@@ -191,47 +191,47 @@ rechain_cmd_rebase (int argc, char **argv)
       "IMAGEs sharing one old backing chain (linked clones) are compared once and moved\n"
       "together. Unsafe mode (-u) only rewrites the backing file name and format."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
-  rechain_tool_progress_add_entries (context, &progress_options);
-  rechain_tool_progress_rewrite_args (argc, argv);
+  tool_progress_add_entries (context, &progress_options);
+  tool_progress_rewrite_args (argc, argv);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
-      rechain_tool_progress_options_clear (&progress_options);
-      return rechain_tool_usage_error (context, "%s", error->message);
+      tool_progress_options_clear (&progress_options);
+      return tool_usage_error (context, "%s", error->message);
     }
-  if (quiet && rechain_tool_progress_to_stderr (&progress_options))
+  if (quiet && tool_progress_to_stderr (&progress_options))
     {
-      rechain_tool_progress_options_clear (&progress_options);
-      return rechain_tool_usage_error (context, _("-p and -q exclude each other"));
+      tool_progress_options_clear (&progress_options);
+      return tool_usage_error (context, _("-p and -q exclude each other"));
     }
-  progress_out = rechain_progress_new (&progress_options, &error);
-  rechain_tool_progress_options_clear (&progress_options);
+  progress_out = tool_progress_new (&progress_options, &error);
+  tool_progress_options_clear (&progress_options);
   if (error)
-    return rechain_tool_usage_error (context, "%s", error->message);
+    return tool_usage_error (context, "%s", error->message);
   if (argc < 2)
-    return rechain_tool_usage_error (context, _("expected an IMAGE"));
+    return tool_usage_error (context, _("expected an IMAGE"));
   if (!backing)
-    return rechain_tool_usage_error (context, _("the new backing file must be given with -b (use -b \"\" for none)"));
-  if (output && !rechain_tool_parse_output (output, &out_format, &error))
-    return rechain_tool_fail (error);
+    return tool_usage_error (context, _("the new backing file must be given with -b (use -b \"\" for none)"));
+  if (output && !tool_parse_output (output, &out_format, &error))
+    return tool_fail (error);
 
   if (cache && !rechain_cache_mode_from_string (cache, &cache_mode, &error))
-    return rechain_tool_fail (error);
+    return tool_fail (error);
   if (src_cache && !rechain_cache_mode_from_string (src_cache, &source_cache_mode, &error))
-    return rechain_tool_fail (error);
+    return tool_fail (error);
   if (!parse_copy_mode (copy_mode_arg, &copy_mode, &error))
-    return rechain_tool_fail (error);
+    return tool_fail (error);
   if ((connect_uri || pool) && !(connect_uri && pool))
-    return rechain_tool_usage_error (context, _("--connect and --pool go together"));
+    return tool_usage_error (context, _("--connect and --pool go together"));
   if ((backing_name || strict) && !pool)
-    return rechain_tool_usage_error (context, _("--backing-name and --strict apply to pool volumes (--connect, --pool)"));
+    return tool_usage_error (context, _("--backing-name and --strict apply to pool volumes (--connect, --pool)"));
   if (unsafe)
     {
       if (compress)
-        return rechain_tool_usage_error (context, _("-c only applies to a safe rebase, not with -u"));
+        return tool_usage_error (context, _("-c only applies to a safe rebase, not with -u"));
       if (dry_run)
-        return rechain_tool_usage_error (context, _("--dry-run only applies to a safe rebase"));
+        return tool_usage_error (context, _("--dry-run only applies to a safe rebase"));
       if (argc != 2)
-        return rechain_tool_usage_error (context, _("-u takes exactly one IMAGE"));
+        return tool_usage_error (context, _("-u takes exactly one IMAGE"));
     }
 
   {
@@ -240,7 +240,7 @@ rechain_cmd_rebase (int argc, char **argv)
     RebaseRun run = { 0 };
     guint sigint, sigterm;
     RechainRebaseStats *stats;
-    int status = RECHAIN_EXIT_OK;
+    int status = TOOL_EXIT_OK;
 
     image_path = argv[1];
     for (int i = 2; i < argc; i++)
@@ -253,7 +253,7 @@ rechain_cmd_rebase (int argc, char **argv)
 
         volume = rechain_volume_resolve ("libvirt", connect_uri, pool, argv[1], NULL, &error);
         if (!volume)
-          return rechain_tool_fail (error);
+          return tool_fail (error);
         image_path = rechain_volume_get_path (volume);
         if (!format)
           format = g_strdup (rechain_volume_get_format (volume));
@@ -263,7 +263,7 @@ rechain_cmd_rebase (int argc, char **argv)
             g_autoptr(RechainVolume) v = rechain_volume_helper_resolve (rechain_volume_get_helper (volume),
                                                                         pool, argv[i], NULL, &error);
             if (!v)
-              return rechain_tool_fail (error);
+              return tool_fail (error);
             g_ptr_array_add (linked, g_strdup (rechain_volume_get_path (v)));
           }
         if (*backing)
@@ -271,7 +271,7 @@ rechain_cmd_rebase (int argc, char **argv)
             backing_volume = rechain_volume_helper_resolve (rechain_volume_get_helper (volume),
                                                             pool, backing, NULL, &error);
             if (!backing_volume)
-              return rechain_tool_fail (error);
+              return tool_fail (error);
             g_free (backing);
             backing = g_strdup (backing_name ? backing_name : rechain_volume_get_backing_name (backing_volume));
             if (!backing_format)
@@ -317,11 +317,11 @@ rechain_cmd_rebase (int argc, char **argv)
     g_source_remove (sigterm);
 
     /* A final 100 % always, however small the job. */
-    rechain_progress_end (progress_out, run.ok);
+    tool_progress_end (progress_out, run.ok);
     stats = rechain_rebase_job_get_stats (job);
     if (output && stats && has_images (stats))
       {
-        if (out_format == RECHAIN_OUTPUT_JSON)
+        if (out_format == TOOL_OUTPUT_JSON)
           {
             g_autofree char *json = rechain_rebase_stats_to_json (stats);
             printf ("%s\n", json);
@@ -331,7 +331,7 @@ rechain_cmd_rebase (int argc, char **argv)
       }
     if (!run.ok)
       {
-        status = rechain_tool_fail (run.error);
+        status = tool_fail (run.error);
         g_error_free (run.error);
       }
     return status;

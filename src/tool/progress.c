@@ -17,7 +17,7 @@
 #include "tool.h"
 
 struct _RechainProgress {
-  RechainProgressMode mode;
+  ToolProgressMode mode;
   FILE *out;
   gboolean own_out;
   int fd;
@@ -34,7 +34,7 @@ struct _RechainProgress {
  * word (`-p IMAGE` would read IMAGE as the mode), so --progress=MODE is
  * rewritten to the hidden --progress-mode=MODE before parsing. */
 void
-rechain_tool_progress_rewrite_args (int argc, char **argv)
+tool_progress_rewrite_args (int argc, char **argv)
 {
   static GPtrArray *keep = NULL;
 
@@ -54,7 +54,7 @@ rechain_tool_progress_rewrite_args (int argc, char **argv)
 }
 
 void
-rechain_tool_progress_add_entries (GOptionContext *context, RechainProgressOptions *options)
+tool_progress_add_entries (GOptionContext *context, ToolProgressOptions *options)
 {
   const GOptionEntry entries[] = {
     { "progress", 'p', 0, G_OPTION_ARG_NONE, &options->enabled,
@@ -73,42 +73,42 @@ rechain_tool_progress_add_entries (GOptionContext *context, RechainProgressOptio
 }
 
 void
-rechain_tool_progress_options_clear (RechainProgressOptions *options)
+tool_progress_options_clear (ToolProgressOptions *options)
 {
   g_clear_pointer (&options->mode, g_free);
 }
 
 gboolean
-rechain_tool_progress_wanted (const RechainProgressOptions *options)
+tool_progress_wanted (const ToolProgressOptions *options)
 {
   return options->enabled || options->mode || options->fd >= 0;
 }
 
 gboolean
-rechain_tool_progress_to_stderr (const RechainProgressOptions *options)
+tool_progress_to_stderr (const ToolProgressOptions *options)
 {
-  return rechain_tool_progress_wanted (options) && (options->fd < 0 || options->fd == 2);
+  return tool_progress_wanted (options) && (options->fd < 0 || options->fd == 2);
 }
 
-RechainProgress *
-rechain_progress_new (const RechainProgressOptions *options, GError **error)
+ToolProgress *
+tool_progress_new (const ToolProgressOptions *options, GError **error)
 {
-  RechainProgress *p;
-  RechainProgressMode mode = RECHAIN_PROGRESS_AUTO;
+  ToolProgress *p;
+  ToolProgressMode mode = TOOL_PROGRESS_AUTO;
   int fd = options->fd >= 0 ? options->fd : STDERR_FILENO;
 
-  if (!rechain_tool_progress_wanted (options))
+  if (!tool_progress_wanted (options))
     return NULL;
 
   if (!options->mode || g_str_equal (options->mode, "auto"))
     mode = options->fd >= 0 && options->fd != STDERR_FILENO && !options->mode
-             ? RECHAIN_PROGRESS_JSON : RECHAIN_PROGRESS_AUTO;
+             ? TOOL_PROGRESS_JSON : TOOL_PROGRESS_AUTO;
   else if (g_str_equal (options->mode, "bar"))
-    mode = RECHAIN_PROGRESS_BAR;
+    mode = TOOL_PROGRESS_BAR;
   else if (g_str_equal (options->mode, "plain"))
-    mode = RECHAIN_PROGRESS_PLAIN;
+    mode = TOOL_PROGRESS_PLAIN;
   else if (g_str_equal (options->mode, "json"))
-    mode = RECHAIN_PROGRESS_JSON;
+    mode = TOOL_PROGRESS_JSON;
   else
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
@@ -121,10 +121,10 @@ rechain_progress_new (const RechainProgressOptions *options, GError **error)
                    _("--progress-fd=%d: not an open file descriptor"), fd);
       return NULL;
     }
-  if (mode == RECHAIN_PROGRESS_AUTO)
-    mode = isatty (fd) ? RECHAIN_PROGRESS_BAR : RECHAIN_PROGRESS_PLAIN;
+  if (mode == TOOL_PROGRESS_AUTO)
+    mode = isatty (fd) ? TOOL_PROGRESS_BAR : TOOL_PROGRESS_PLAIN;
 
-  p = g_new0 (RechainProgress, 1);
+  p = g_new0 (ToolProgress, 1);
   p->mode = mode;
   p->fd = fd;
   if (fd == STDERR_FILENO)
@@ -199,7 +199,7 @@ terminal_columns (int fd)
 }
 
 static void
-draw_bar (RechainProgress *p, gboolean final)
+draw_bar (ToolProgress *p, gboolean final)
 {
   double fraction = final ? 1.0 : fraction_of (p->done, p->total);
   double elapsed = (double) (g_get_monotonic_time () - p->start) / G_USEC_PER_SEC;
@@ -255,7 +255,7 @@ draw_bar (RechainProgress *p, gboolean final)
 }
 
 static void
-print_plain (RechainProgress *p, gboolean final)
+print_plain (ToolProgress *p, gboolean final)
 {
   double fraction = final ? 1.0 : fraction_of (p->done, p->total);
   double elapsed = (double) (g_get_monotonic_time () - p->start) / G_USEC_PER_SEC;
@@ -282,7 +282,7 @@ print_plain (RechainProgress *p, gboolean final)
 }
 
 static void
-print_json (RechainProgress *p, gboolean final)
+print_json (ToolProgress *p, gboolean final)
 {
   char fraction[G_ASCII_DTOSTR_BUF_SIZE];
   guint64 done = final ? p->total : p->done;
@@ -294,18 +294,18 @@ print_json (RechainProgress *p, gboolean final)
 }
 
 static void
-print_now (RechainProgress *p, gboolean final)
+print_now (ToolProgress *p, gboolean final)
 {
   p->last_print = g_get_monotonic_time ();
   switch (p->mode)
     {
-    case RECHAIN_PROGRESS_BAR:
+    case TOOL_PROGRESS_BAR:
       draw_bar (p, final);
       break;
-    case RECHAIN_PROGRESS_PLAIN:
+    case TOOL_PROGRESS_PLAIN:
       print_plain (p, final);
       break;
-    case RECHAIN_PROGRESS_JSON:
+    case TOOL_PROGRESS_JSON:
     default:
       print_json (p, final);
       break;
@@ -313,7 +313,7 @@ print_now (RechainProgress *p, gboolean final)
 }
 
 void
-rechain_progress_update (RechainProgress *p, guint64 done, guint64 total)
+tool_progress_update (ToolProgress *p, guint64 done, guint64 total)
 {
   gint64 now, interval;
 
@@ -321,11 +321,11 @@ rechain_progress_update (RechainProgress *p, guint64 done, guint64 total)
     return;
   p->done = done;
   p->total = total;
-  /* The end is printed once, by rechain_progress_end(). */
+  /* The end is printed once, by tool_progress_end(). */
   if (total > 0 && done >= total)
     return;
   /* A bar or JSON at most 10 times a second, a log line a second. */
-  interval = p->mode == RECHAIN_PROGRESS_PLAIN ? G_USEC_PER_SEC : G_USEC_PER_SEC / 10;
+  interval = p->mode == TOOL_PROGRESS_PLAIN ? G_USEC_PER_SEC : G_USEC_PER_SEC / 10;
   now = g_get_monotonic_time ();
   if (now - p->last_print < interval)
     return;
@@ -333,7 +333,7 @@ rechain_progress_update (RechainProgress *p, guint64 done, guint64 total)
 }
 
 void
-rechain_progress_end (RechainProgress *p, gboolean complete)
+tool_progress_end (ToolProgress *p, gboolean complete)
 {
   if (!p || p->ended)
     return;
@@ -349,7 +349,7 @@ rechain_progress_end (RechainProgress *p, gboolean complete)
 }
 
 void
-rechain_progress_free (RechainProgress *p)
+tool_progress_free (ToolProgress *p)
 {
   if (!p)
     return;

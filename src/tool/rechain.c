@@ -22,40 +22,40 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
-  { "info", rechain_cmd_info, N_("Show an image and its backing chain") },
-  { "map", rechain_cmd_map, N_("Show where the guest-visible data of an image comes from") },
-  { "rebase", rechain_cmd_rebase, N_("Change the backing file of an image") },
+  { "info", cmd_info, N_("Show an image and its backing chain") },
+  { "map", cmd_map, N_("Show where the guest-visible data of an image comes from") },
+  { "rebase", cmd_rebase, N_("Change the backing file of an image") },
 };
 
-gboolean rechain_tool_json_errors = FALSE;
+gboolean tool_json_errors = FALSE;
 
 int
-rechain_tool_exit_code (const GError *error)
+tool_exit_code (const GError *error)
 {
   if (error->domain == G_IO_ERROR && error->code == G_IO_ERROR_CANCELLED)
-    return RECHAIN_EXIT_CANCELLED;
+    return TOOL_EXIT_CANCELLED;
   if (error->domain == G_OPTION_ERROR)
-    return RECHAIN_EXIT_USAGE;
+    return TOOL_EXIT_USAGE;
   if (error->domain != RECHAIN_ERROR)
-    return RECHAIN_EXIT_FAILURE;
+    return TOOL_EXIT_FAILURE;
   switch ((RechainError) error->code)
     {
     case RECHAIN_ERROR_INVALID_ARGUMENT:
-      return RECHAIN_EXIT_USAGE;
+      return TOOL_EXIT_USAGE;
     case RECHAIN_ERROR_INVALID_IMAGE:
     case RECHAIN_ERROR_UNSUPPORTED:
     case RECHAIN_ERROR_BACKING_NOT_FOUND:
     case RECHAIN_ERROR_READ_ONLY:
     case RECHAIN_ERROR_NOT_PERMITTED:
-      return RECHAIN_EXIT_INVALID_IMAGE;
+      return TOOL_EXIT_INVALID_IMAGE;
     case RECHAIN_ERROR_IN_USE:
-      return RECHAIN_EXIT_IN_USE;
+      return TOOL_EXIT_IN_USE;
     case RECHAIN_ERROR_IO:
     case RECHAIN_ERROR_NO_SPACE:
-      return RECHAIN_EXIT_IO;
+      return TOOL_EXIT_IO;
     case RECHAIN_ERROR_FAILED:
     default:
-      return RECHAIN_EXIT_FAILURE;
+      return TOOL_EXIT_FAILURE;
     }
 }
 
@@ -65,11 +65,11 @@ exit_code_name (int code)
 {
   switch (code)
     {
-    case RECHAIN_EXIT_USAGE: return "usage";
-    case RECHAIN_EXIT_INVALID_IMAGE: return "invalid-image";
-    case RECHAIN_EXIT_IN_USE: return "in-use";
-    case RECHAIN_EXIT_IO: return "io";
-    case RECHAIN_EXIT_CANCELLED: return "cancelled";
+    case TOOL_EXIT_USAGE: return "usage";
+    case TOOL_EXIT_INVALID_IMAGE: return "invalid-image";
+    case TOOL_EXIT_IN_USE: return "in-use";
+    case TOOL_EXIT_IO: return "io";
+    case TOOL_EXIT_CANCELLED: return "cancelled";
     default: return "failed";
     }
 }
@@ -106,19 +106,19 @@ print_json_error (const GError *error, int status)
 }
 
 int
-rechain_tool_fail (const GError *error)
+tool_fail (const GError *error)
 {
-  int status = rechain_tool_exit_code (error);
+  int status = tool_exit_code (error);
 
   fflush (stdout); /* what was printed so far comes before the error */
   g_printerr ("rechain: %s\n", error->message);
-  if (rechain_tool_json_errors)
+  if (tool_json_errors)
     print_json_error (error, status);
   return status;
 }
 
 int
-rechain_tool_usage_error (GOptionContext *context, const char *format, ...)
+tool_usage_error (GOptionContext *context, const char *format, ...)
 {
   va_list args;
   g_autofree char *message = NULL;
@@ -128,22 +128,22 @@ rechain_tool_usage_error (GOptionContext *context, const char *format, ...)
   va_end (args);
   g_printerr ("rechain: %s\n", message);
   g_printerr (_("Try '%s --help' for more information.\n"), g_get_prgname ());
-  if (rechain_tool_json_errors)
+  if (tool_json_errors)
     {
       g_autoptr(GError) error = g_error_new_literal (G_OPTION_ERROR, G_OPTION_ERROR_FAILED, message);
-      print_json_error (error, RECHAIN_EXIT_USAGE);
+      print_json_error (error, TOOL_EXIT_USAGE);
     }
   (void) context;
-  return RECHAIN_EXIT_USAGE;
+  return TOOL_EXIT_USAGE;
 }
 
 gboolean
-rechain_tool_parse_output (const char *value, RechainOutputFormat *format, GError **error)
+tool_parse_output (const char *value, ToolOutputFormat *format, GError **error)
 {
   if (!value || g_str_equal (value, "human"))
-    *format = RECHAIN_OUTPUT_HUMAN;
+    *format = TOOL_OUTPUT_HUMAN;
   else if (g_str_equal (value, "json"))
-    *format = RECHAIN_OUTPUT_JSON;
+    *format = TOOL_OUTPUT_JSON;
   else
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
@@ -154,7 +154,7 @@ rechain_tool_parse_output (const char *value, RechainOutputFormat *format, GErro
 }
 
 void
-rechain_tool_source_add_entries (GOptionContext *context, RechainToolSource *source)
+tool_source_add_entries (GOptionContext *context, ToolSource *source)
 {
   const GOptionEntry entries[] = {
     { "connect", 0, 0, G_OPTION_ARG_STRING, &source->connect_uri, N_("libvirt connection URI: IMAGE names a volume of --pool"), N_("URI") },
@@ -168,7 +168,7 @@ rechain_tool_source_add_entries (GOptionContext *context, RechainToolSource *sou
 }
 
 void
-rechain_tool_source_clear (RechainToolSource *source)
+tool_source_clear (ToolSource *source)
 {
   g_clear_pointer (&source->connect_uri, g_free);
   g_clear_pointer (&source->pool, g_free);
@@ -176,7 +176,7 @@ rechain_tool_source_clear (RechainToolSource *source)
 }
 
 RechainImage *
-rechain_tool_source_open (RechainToolSource *source, const char *arg, const char *format,
+tool_source_open (ToolSource *source, const char *arg, const char *format,
                           RechainImageOpenFlags flags, GError **error)
 {
   g_autoptr(RechainVolume) volume = NULL;
@@ -200,7 +200,7 @@ rechain_tool_source_open (RechainToolSource *source, const char *arg, const char
 }
 
 void
-rechain_tool_print_warnings (const char * const *warnings)
+tool_print_warnings (const char * const *warnings)
 {
   for (; warnings && *warnings; warnings++)
     g_printerr (_("rechain: warning: %s\n"), *warnings);
@@ -352,33 +352,32 @@ use_language_in_c_locale (void)
 int
 main (int argc, char **argv)
 {
-  const char *localedir = g_getenv ("RECHAIN_LOCALEDIR");
   const Command *command;
 
   setlocale (LC_ALL, "");
   use_language_in_c_locale ();
-  /* RECHAIN_LOCALEDIR: translations from a build tree, for tests. */
-  bindtextdomain (GETTEXT_PACKAGE, localedir && *localedir ? localedir : LOCALEDIR);
-  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  /* the library binds the domain (and honours RECHAIN_LOCALEDIR, for
+   * tests); the tool makes it its default one */
+  rechain_init_translations ();
   textdomain (GETTEXT_PACKAGE);
   g_set_prgname ("rechain");
-  rechain_tool_json_errors = wants_json (argc, argv);
+  tool_json_errors = wants_json (argc, argv);
 
   if (argc < 2)
     {
       print_help (stderr);
-      return RECHAIN_EXIT_USAGE;
+      return TOOL_EXIT_USAGE;
     }
   if (g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h") ||
       (g_str_equal (argv[1], "help") && argc == 2))
     {
       print_help (stdout);
-      return RECHAIN_EXIT_OK;
+      return TOOL_EXIT_OK;
     }
   if (g_str_equal (argv[1], "--version") || g_str_equal (argv[1], "-V"))
     {
       g_autoptr(GError) error = NULL;
-      RechainOutputFormat format = RECHAIN_OUTPUT_HUMAN;
+      ToolOutputFormat format = TOOL_OUTPUT_HUMAN;
 
       for (int i = 2; i < argc; i++)
         {
@@ -388,13 +387,13 @@ main (int argc, char **argv)
           else if (g_str_equal (argv[i], "--output") && i + 1 < argc)
             value = argv[++i];
           else
-            return rechain_tool_usage_error (NULL, _("unexpected argument '%s' after --version"),
+            return tool_usage_error (NULL, _("unexpected argument '%s' after --version"),
                                              argv[i]);
-          if (!rechain_tool_parse_output (value, &format, &error))
-            return rechain_tool_fail (error);
+          if (!tool_parse_output (value, &format, &error))
+            return tool_fail (error);
         }
-      print_version (format == RECHAIN_OUTPUT_JSON);
-      return fflush (stdout) == 0 ? RECHAIN_EXIT_OK : RECHAIN_EXIT_IO;
+      print_version (format == TOOL_OUTPUT_JSON);
+      return fflush (stdout) == 0 ? TOOL_EXIT_OK : TOOL_EXIT_IO;
     }
   /* "rechain help COMMAND" is "rechain COMMAND --help" */
   if (g_str_equal (argv[1], "help") && argc == 3 && (command = find_command (argv[2])))
@@ -408,6 +407,6 @@ main (int argc, char **argv)
     return run_command (command, argc - 1, argv + 1);
 
   if (argv[1][0] == '-')
-    return rechain_tool_usage_error (NULL, _("expected a COMMAND before the option '%s'"), argv[1]);
-  return rechain_tool_usage_error (NULL, _("unknown command '%s'"), argv[1]);
+    return tool_usage_error (NULL, _("expected a COMMAND before the option '%s'"), argv[1]);
+  return tool_usage_error (NULL, _("unknown command '%s'"), argv[1]);
 }

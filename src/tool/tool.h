@@ -10,63 +10,63 @@
 
 /* Exit codes, documented in the README and in rechain(1). */
 typedef enum {
-  RECHAIN_EXIT_OK = 0,
-  RECHAIN_EXIT_FAILURE = 1,       /* anything not below */
-  RECHAIN_EXIT_USAGE = 2,         /* bad options or arguments */
-  RECHAIN_EXIT_INVALID_IMAGE = 3, /* malformed, unsupported or missing image */
-  RECHAIN_EXIT_IN_USE = 4,        /* another process holds the image */
-  RECHAIN_EXIT_IO = 5,            /* read/write/flush failed, no space */
-  RECHAIN_EXIT_CANCELLED = 6,     /* interrupted by a signal */
-} RechainExitCode;
+  TOOL_EXIT_OK = 0,
+  TOOL_EXIT_FAILURE = 1,       /* anything not below */
+  TOOL_EXIT_USAGE = 2,         /* bad options or arguments */
+  TOOL_EXIT_INVALID_IMAGE = 3, /* malformed, unsupported or missing image */
+  TOOL_EXIT_IN_USE = 4,        /* another process holds the image */
+  TOOL_EXIT_IO = 5,            /* read/write/flush failed, no space */
+  TOOL_EXIT_CANCELLED = 6,     /* interrupted by a signal */
+} ToolExitCode;
 
 typedef enum {
-  RECHAIN_OUTPUT_HUMAN,
-  RECHAIN_OUTPUT_JSON,
-} RechainOutputFormat;
+  TOOL_OUTPUT_HUMAN,
+  TOOL_OUTPUT_JSON,
+} ToolOutputFormat;
 
 /* Whether errors are also reported as JSON (--output=json anywhere on the
  * command line); set by main() before a command runs. */
-extern gboolean rechain_tool_json_errors;
+extern gboolean tool_json_errors;
 
 /* Prints "rechain: MESSAGE" to stderr (and, with --output=json, a JSON line
  * {"error": {...}} after it) and returns the exit code for @error. */
-int rechain_tool_fail (const GError *error);
-/* The exit code rechain_tool_fail() returns for @error. */
-int rechain_tool_exit_code (const GError *error);
-/* Prints a usage error and returns RECHAIN_EXIT_USAGE. */
-int rechain_tool_usage_error (GOptionContext *context, const char *format, ...) G_GNUC_PRINTF (2, 3);
-gboolean rechain_tool_parse_output (const char *value, RechainOutputFormat *format, GError **error);
+int tool_fail (const GError *error);
+/* The exit code tool_fail() returns for @error. */
+int tool_exit_code (const GError *error);
+/* Prints a usage error and returns TOOL_EXIT_USAGE. */
+int tool_usage_error (GOptionContext *context, const char *format, ...) G_GNUC_PRINTF (2, 3);
+gboolean tool_parse_output (const char *value, ToolOutputFormat *format, GError **error);
 /* Prints the warnings a chain collected while opening. */
-void rechain_tool_print_warnings (const char * const *warnings);
+void tool_print_warnings (const char * const *warnings);
 
 /* progress.c: -p, --progress=MODE, --progress-fd=FD */
 typedef enum {
-  RECHAIN_PROGRESS_AUTO,  /* BAR on a terminal, PLAIN otherwise */
-  RECHAIN_PROGRESS_BAR,   /* one line redrawn: percent, bar, throughput, ETA */
-  RECHAIN_PROGRESS_PLAIN, /* a line a second */
-  RECHAIN_PROGRESS_JSON,  /* {"bytes-done": N, "bytes-total": N, "progress": F} per line */
-} RechainProgressMode;
+  TOOL_PROGRESS_AUTO,  /* BAR on a terminal, PLAIN otherwise */
+  TOOL_PROGRESS_BAR,   /* one line redrawn: percent, bar, throughput, ETA */
+  TOOL_PROGRESS_PLAIN, /* a line a second */
+  TOOL_PROGRESS_JSON,  /* {"bytes-done": N, "bytes-total": N, "progress": F} per line */
+} ToolProgressMode;
 
 typedef struct {
   gboolean enabled; /* -p */
   char *mode;       /* --progress=MODE */
   int fd;           /* --progress-fd=FD, -1 if not given */
-} RechainProgressOptions;
+} ToolProgressOptions;
 
-typedef struct _RechainProgress RechainProgress;
+typedef struct _RechainProgress ToolProgress;
 
-void rechain_tool_progress_rewrite_args (int argc, char **argv);
-void rechain_tool_progress_add_entries (GOptionContext *context, RechainProgressOptions *options);
-void rechain_tool_progress_options_clear (RechainProgressOptions *options);
-gboolean rechain_tool_progress_wanted (const RechainProgressOptions *options);
-gboolean rechain_tool_progress_to_stderr (const RechainProgressOptions *options);
+void tool_progress_rewrite_args (int argc, char **argv);
+void tool_progress_add_entries (GOptionContext *context, ToolProgressOptions *options);
+void tool_progress_options_clear (ToolProgressOptions *options);
+gboolean tool_progress_wanted (const ToolProgressOptions *options);
+gboolean tool_progress_to_stderr (const ToolProgressOptions *options);
 /* NULL without an error when no progress was asked for. */
-RechainProgress *rechain_progress_new (const RechainProgressOptions *options, GError **error);
-void rechain_progress_update (RechainProgress *progress, guint64 done, guint64 total);
+ToolProgress *tool_progress_new (const ToolProgressOptions *options, GError **error);
+void tool_progress_update (ToolProgress *progress, guint64 done, guint64 total);
 /* Prints the final 100 % if @complete, else ends a bar's line. */
-void rechain_progress_end (RechainProgress *progress, gboolean complete);
-void rechain_progress_free (RechainProgress *progress);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainProgress, rechain_progress_free)
+void tool_progress_end (ToolProgress *progress, gboolean complete);
+void tool_progress_free (ToolProgress *progress);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ToolProgress, tool_progress_free)
 
 /* Where info and map find their image: a path, or a libvirt pool volume. */
 typedef struct {
@@ -74,16 +74,16 @@ typedef struct {
   char *pool;
   char *backing_root;
   gboolean trust_chain;
-} RechainToolSource;
+} ToolSource;
 
-void rechain_tool_source_add_entries (GOptionContext *context, RechainToolSource *source);
-void rechain_tool_source_clear (RechainToolSource *source);
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (RechainToolSource, rechain_tool_source_clear)
+void tool_source_add_entries (GOptionContext *context, ToolSource *source);
+void tool_source_clear (ToolSource *source);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ToolSource, tool_source_clear)
 /* Opens @arg (a path, or with --pool a volume name) with its chain. */
-RechainImage *rechain_tool_source_open (RechainToolSource *source, const char *arg,
+RechainImage *tool_source_open (ToolSource *source, const char *arg,
                                         const char *format, RechainImageOpenFlags flags,
                                         GError **error);
 
-int rechain_cmd_info (int argc, char **argv);
-int rechain_cmd_map (int argc, char **argv);
-int rechain_cmd_rebase (int argc, char **argv);
+int cmd_info (int argc, char **argv);
+int cmd_map (int argc, char **argv);
+int cmd_rebase (int argc, char **argv);
