@@ -15,7 +15,7 @@
 G_BEGIN_DECLS
 
 #define RECHAIN_TYPE_BLOCK_JOB (rechain_block_job_get_type ())
-RECHAIN_PUBLIC
+RECHAIN_AVAILABLE_IN_ALL
 G_DECLARE_DERIVABLE_TYPE (RechainBlockJob, rechain_block_job, RECHAIN, BLOCK_JOB, GObject)
 
 /**
@@ -38,25 +38,25 @@ struct _RechainBlockJobClass {
   gpointer padding[8];
 };
 
-RECHAIN_PUBLIC const char *rechain_block_job_get_image (RechainBlockJob *job);
-RECHAIN_PUBLIC RechainJobState rechain_block_job_get_state (RechainBlockJob *job);
-RECHAIN_PUBLIC double rechain_block_job_get_progress (RechainBlockJob *job);
-RECHAIN_PUBLIC guint64 rechain_block_job_get_bytes_done (RechainBlockJob *job);
-RECHAIN_PUBLIC guint64 rechain_block_job_get_bytes_total (RechainBlockJob *job);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_block_job_get_image (RechainBlockJob *job);
+RECHAIN_AVAILABLE_IN_ALL RechainJobState rechain_block_job_get_state (RechainBlockJob *job);
+RECHAIN_AVAILABLE_IN_ALL double rechain_block_job_get_progress (RechainBlockJob *job);
+RECHAIN_AVAILABLE_IN_ALL guint64 rechain_block_job_get_bytes_done (RechainBlockJob *job);
+RECHAIN_AVAILABLE_IN_ALL guint64 rechain_block_job_get_bytes_total (RechainBlockJob *job);
 
-RECHAIN_PUBLIC void rechain_block_job_run_async (RechainBlockJob *job,
+RECHAIN_AVAILABLE_IN_ALL void rechain_block_job_run_async (RechainBlockJob *job,
                                                  int io_priority,
                                                  GCancellable *cancellable,
                                                  GAsyncReadyCallback callback,
                                                  gpointer user_data);
-RECHAIN_PUBLIC gboolean rechain_block_job_run_finish (RechainBlockJob *job,
+RECHAIN_AVAILABLE_IN_ALL gboolean rechain_block_job_run_finish (RechainBlockJob *job,
                                                       GAsyncResult *result,
                                                       GError **error);
-RECHAIN_PUBLIC gboolean rechain_block_job_run_sync (RechainBlockJob *job,
+RECHAIN_AVAILABLE_IN_ALL gboolean rechain_block_job_run_sync (RechainBlockJob *job,
                                                     GCancellable *cancellable,
                                                     GError **error);
 
-RECHAIN_PUBLIC void rechain_block_job_set_progress (RechainBlockJob *job,
+RECHAIN_AVAILABLE_IN_ALL void rechain_block_job_set_progress (RechainBlockJob *job,
                                                     guint64 bytes_done,
                                                     guint64 bytes_total);
 

@@ -60,6 +60,6 @@ typedef enum {
   RECHAIN_ERROR_NOT_PERMITTED,
 } RechainError;
 
-RECHAIN_PUBLIC GQuark rechain_error_quark (void);
+RECHAIN_AVAILABLE_IN_ALL GQuark rechain_error_quark (void);
 
 G_END_DECLS

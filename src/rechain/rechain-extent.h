@@ -47,9 +47,9 @@ typedef struct {
 } RechainExtent;
 
 #define RECHAIN_TYPE_EXTENT (rechain_extent_get_type ())
-RECHAIN_PUBLIC GType rechain_extent_get_type (void);
-RECHAIN_PUBLIC RechainExtent *rechain_extent_copy (const RechainExtent *extent);
-RECHAIN_PUBLIC void rechain_extent_free (RechainExtent *extent);
+RECHAIN_AVAILABLE_IN_ALL GType rechain_extent_get_type (void);
+RECHAIN_AVAILABLE_IN_ALL RechainExtent *rechain_extent_copy (const RechainExtent *extent);
+RECHAIN_AVAILABLE_IN_ALL void rechain_extent_free (RechainExtent *extent);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainExtent, rechain_extent_free)
 

@@ -17,47 +17,47 @@
 G_BEGIN_DECLS
 
 #define RECHAIN_TYPE_IMAGE (rechain_image_get_type ())
-RECHAIN_PUBLIC
+RECHAIN_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (RechainImage, rechain_image, RECHAIN, IMAGE, GObject)
 
-RECHAIN_PUBLIC RechainImage *rechain_image_open (const char *path,
+RECHAIN_AVAILABLE_IN_ALL RechainImage *rechain_image_open (const char *path,
                                                  const char *format,
                                                  RechainImageOpenFlags flags,
                                                  GCancellable *cancellable,
                                                  GError **error);
-RECHAIN_PUBLIC RechainImage *rechain_image_open_full (const char *path,
+RECHAIN_AVAILABLE_IN_ALL RechainImage *rechain_image_open_full (const char *path,
                                                       const char *format,
                                                       RechainImageOpenFlags flags,
                                                       const char *backing_root,
                                                       GCancellable *cancellable,
                                                       GError **error);
-RECHAIN_PUBLIC void rechain_image_open_async (const char *path,
+RECHAIN_AVAILABLE_IN_ALL void rechain_image_open_async (const char *path,
                                               const char *format,
                                               RechainImageOpenFlags flags,
                                               int io_priority,
                                               GCancellable *cancellable,
                                               GAsyncReadyCallback callback,
                                               gpointer user_data);
-RECHAIN_PUBLIC RechainImage *rechain_image_open_finish (GAsyncResult *result,
+RECHAIN_AVAILABLE_IN_ALL RechainImage *rechain_image_open_finish (GAsyncResult *result,
                                                         GError **error);
 
-RECHAIN_PUBLIC const char *rechain_image_get_path (RechainImage *image);
-RECHAIN_PUBLIC const char *rechain_image_get_format (RechainImage *image);
-RECHAIN_PUBLIC guint64 rechain_image_get_virtual_size (RechainImage *image);
-RECHAIN_PUBLIC guint64 rechain_image_get_cluster_size (RechainImage *image);
-RECHAIN_PUBLIC const char *rechain_image_get_backing_file (RechainImage *image);
-RECHAIN_PUBLIC const char *rechain_image_get_backing_format (RechainImage *image);
-RECHAIN_PUBLIC RechainImage *rechain_image_get_backing_image (RechainImage *image);
-RECHAIN_PUBLIC guint rechain_image_get_chain_length (RechainImage *image);
-RECHAIN_PUBLIC const char * const *rechain_image_get_warnings (RechainImage *image);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_image_get_path (RechainImage *image);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_image_get_format (RechainImage *image);
+RECHAIN_AVAILABLE_IN_ALL guint64 rechain_image_get_virtual_size (RechainImage *image);
+RECHAIN_AVAILABLE_IN_ALL guint64 rechain_image_get_cluster_size (RechainImage *image);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_image_get_backing_file (RechainImage *image);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_image_get_backing_format (RechainImage *image);
+RECHAIN_AVAILABLE_IN_ALL RechainImage *rechain_image_get_backing_image (RechainImage *image);
+RECHAIN_AVAILABLE_IN_ALL guint rechain_image_get_chain_length (RechainImage *image);
+RECHAIN_AVAILABLE_IN_ALL const char * const *rechain_image_get_warnings (RechainImage *image);
 
-RECHAIN_PUBLIC GPtrArray *rechain_image_get_extents (RechainImage *image,
+RECHAIN_AVAILABLE_IN_ALL GPtrArray *rechain_image_get_extents (RechainImage *image,
                                                      guint64 offset,
                                                      guint64 length,
                                                      GError **error);
-RECHAIN_PUBLIC RechainImageInfo *rechain_image_get_info (RechainImage *image,
+RECHAIN_AVAILABLE_IN_0_2 RechainImageInfo *rechain_image_get_info (RechainImage *image,
                                                    GError **error);
-RECHAIN_PUBLIC char *rechain_image_get_info_json (RechainImage *image,
+RECHAIN_AVAILABLE_IN_ALL char *rechain_image_get_info_json (RechainImage *image,
                                                   gboolean backing_chain,
                                                   GError **error);
 

@@ -14,20 +14,20 @@
 G_BEGIN_DECLS
 
 #define RECHAIN_TYPE_REBASE_JOB (rechain_rebase_job_get_type ())
-RECHAIN_PUBLIC
+RECHAIN_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (RechainRebaseJob, rechain_rebase_job, RECHAIN, REBASE_JOB, RechainBlockJob)
 
-RECHAIN_PUBLIC RechainRebaseJob *rechain_rebase_job_new (const char *image,
+RECHAIN_AVAILABLE_IN_ALL RechainRebaseJob *rechain_rebase_job_new (const char *image,
                                                          const char *backing_file,
                                                          const char *backing_format);
 
-RECHAIN_PUBLIC const char *rechain_rebase_job_get_backing_file (RechainRebaseJob *job);
-RECHAIN_PUBLIC const char *rechain_rebase_job_get_backing_format (RechainRebaseJob *job);
-RECHAIN_PUBLIC RechainRebaseMode rechain_rebase_job_get_mode (RechainRebaseJob *job);
-RECHAIN_PUBLIC const char * const *rechain_rebase_job_get_linked_images (RechainRebaseJob *job);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_rebase_job_get_backing_file (RechainRebaseJob *job);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_rebase_job_get_backing_format (RechainRebaseJob *job);
+RECHAIN_AVAILABLE_IN_ALL RechainRebaseMode rechain_rebase_job_get_mode (RechainRebaseJob *job);
+RECHAIN_AVAILABLE_IN_ALL const char * const *rechain_rebase_job_get_linked_images (RechainRebaseJob *job);
 
-RECHAIN_PUBLIC RechainRebaseStats *rechain_rebase_job_get_stats (RechainRebaseJob *job);
-RECHAIN_PUBLIC RechainRebaseStats *rechain_rebase_job_plan (RechainRebaseJob *job,
+RECHAIN_AVAILABLE_IN_ALL RechainRebaseStats *rechain_rebase_job_get_stats (RechainRebaseJob *job);
+RECHAIN_AVAILABLE_IN_ALL RechainRebaseStats *rechain_rebase_job_plan (RechainRebaseJob *job,
                                                             GCancellable *cancellable,
                                                             GError **error);
 

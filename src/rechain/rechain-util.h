@@ -14,16 +14,16 @@
 
 G_BEGIN_DECLS
 
-RECHAIN_PUBLIC gboolean rechain_cache_mode_from_string (const char *name,
+RECHAIN_AVAILABLE_IN_ALL gboolean rechain_cache_mode_from_string (const char *name,
                                                         RechainCacheMode *mode,
                                                         GError **error);
-RECHAIN_PUBLIC const char *rechain_cache_mode_to_string (RechainCacheMode mode);
-RECHAIN_PUBLIC const char *rechain_get_version (void);
-RECHAIN_PUBLIC void rechain_init_translations (void);
-RECHAIN_PUBLIC gboolean rechain_backing_name_is_pseudo (const char *name);
-RECHAIN_PUBLIC char *rechain_resolve_backing_name (const char *image_path,
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_cache_mode_to_string (RechainCacheMode mode);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_get_version (void);
+RECHAIN_AVAILABLE_IN_0_2 void rechain_init_translations (void);
+RECHAIN_AVAILABLE_IN_0_2 gboolean rechain_backing_name_is_pseudo (const char *name);
+RECHAIN_AVAILABLE_IN_0_2 char *rechain_resolve_backing_name (const char *image_path,
                                                    const char *backing_name,
                                                    GError **error);
-RECHAIN_PUBLIC guint rechain_get_max_chain_depth (void);
+RECHAIN_AVAILABLE_IN_0_2 guint rechain_get_max_chain_depth (void);
 
 G_END_DECLS

@@ -53,23 +53,20 @@ typedef struct {
 } RechainVolumeUser;
 
 #define RECHAIN_TYPE_VOLUME_USER (rechain_volume_user_get_type ())
-RECHAIN_PUBLIC GType rechain_volume_user_get_type (void);
-RECHAIN_PUBLIC RechainVolumeUser *rechain_volume_user_new (const char *domain,
+RECHAIN_AVAILABLE_IN_ALL GType rechain_volume_user_get_type (void);
+RECHAIN_AVAILABLE_IN_ALL RechainVolumeUser *rechain_volume_user_new (const char *domain,
                                                            const char *disk,
                                                            const char *source,
                                                            gboolean active);
-RECHAIN_PUBLIC RechainVolumeUser *rechain_volume_user_copy (const RechainVolumeUser *user);
-RECHAIN_PUBLIC void rechain_volume_user_free (RechainVolumeUser *user);
+RECHAIN_AVAILABLE_IN_ALL RechainVolumeUser *rechain_volume_user_copy (const RechainVolumeUser *user);
+RECHAIN_AVAILABLE_IN_ALL void rechain_volume_user_free (RechainVolumeUser *user);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainVolumeUser, rechain_volume_user_free)
 
 /* ---- RechainVolumeHelper ---- */
 
 #define RECHAIN_TYPE_VOLUME_HELPER (rechain_volume_helper_get_type ())
-#ifndef __GI_SCANNER__ /* declared again by G_DECLARE_INTERFACE, which tests/api/test_symbols.py does not read */
-RECHAIN_PUBLIC GType rechain_volume_helper_get_type (void);
-#endif
-RECHAIN_PUBLIC
+RECHAIN_AVAILABLE_IN_ALL
 G_DECLARE_INTERFACE (RechainVolumeHelper, rechain_volume_helper, RECHAIN, VOLUME_HELPER, GObject)
 
 typedef struct _RechainVolume RechainVolume;
@@ -122,41 +119,41 @@ struct _RechainVolumeHelperInterface {
   gpointer padding[7];
 };
 
-RECHAIN_PUBLIC char **rechain_volume_helper_list (void);
-RECHAIN_PUBLIC RechainVolumeHelper *rechain_volume_helper_lookup (const char *name,
+RECHAIN_AVAILABLE_IN_ALL char **rechain_volume_helper_list (void);
+RECHAIN_AVAILABLE_IN_ALL RechainVolumeHelper *rechain_volume_helper_lookup (const char *name,
                                                                   const char *uri,
                                                                   GCancellable *cancellable,
                                                                   GError **error);
-RECHAIN_PUBLIC const char *rechain_volume_helper_get_name (RechainVolumeHelper *helper);
-RECHAIN_PUBLIC const char *rechain_volume_helper_get_uri (RechainVolumeHelper *helper);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_volume_helper_get_name (RechainVolumeHelper *helper);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_volume_helper_get_uri (RechainVolumeHelper *helper);
 
-RECHAIN_PUBLIC RechainVolume *rechain_volume_helper_resolve (RechainVolumeHelper *helper,
+RECHAIN_AVAILABLE_IN_ALL RechainVolume *rechain_volume_helper_resolve (RechainVolumeHelper *helper,
                                                              const char *pool,
                                                              const char *name,
                                                              GCancellable *cancellable,
                                                              GError **error);
-RECHAIN_PUBLIC GPtrArray *rechain_volume_helper_get_users (RechainVolumeHelper *helper,
+RECHAIN_AVAILABLE_IN_ALL GPtrArray *rechain_volume_helper_get_users (RechainVolumeHelper *helper,
                                                            const char *path,
                                                            GCancellable *cancellable,
                                                            GError **error);
-RECHAIN_PUBLIC gboolean rechain_volume_helper_check_in_use (RechainVolumeHelper *helper,
+RECHAIN_AVAILABLE_IN_ALL gboolean rechain_volume_helper_check_in_use (RechainVolumeHelper *helper,
                                                             const char *path,
                                                             gboolean strict,
                                                             char ***warnings,
                                                             GCancellable *cancellable,
                                                             GError **error);
-RECHAIN_PUBLIC gboolean rechain_volume_helper_changed (RechainVolumeHelper *helper,
+RECHAIN_AVAILABLE_IN_ALL gboolean rechain_volume_helper_changed (RechainVolumeHelper *helper,
                                                        RechainVolume *volume,
                                                        GCancellable *cancellable,
                                                        GError **error);
-RECHAIN_PUBLIC char **rechain_volume_helper_get_storage_dirs (RechainVolumeHelper *helper,
+RECHAIN_AVAILABLE_IN_0_2 char **rechain_volume_helper_get_storage_dirs (RechainVolumeHelper *helper,
                                                               GCancellable *cancellable,
                                                               GError **error);
 
 /* ---- RechainVolume ---- */
 
 #define RECHAIN_TYPE_VOLUME (rechain_volume_get_type ())
-RECHAIN_PUBLIC
+RECHAIN_AVAILABLE_IN_ALL
 G_DECLARE_FINAL_TYPE (RechainVolume, rechain_volume, RECHAIN, VOLUME, GObject)
 
 /**
@@ -177,54 +174,54 @@ typedef enum /*< flags >*/ {
 } RechainVolumeRebaseFlags;
 
 #define RECHAIN_TYPE_VOLUME_REBASE_FLAGS (rechain_volume_rebase_flags_get_type ())
-RECHAIN_PUBLIC GType rechain_volume_rebase_flags_get_type (void);
+RECHAIN_AVAILABLE_IN_ALL GType rechain_volume_rebase_flags_get_type (void);
 
-RECHAIN_PUBLIC RechainVolume *rechain_volume_new (RechainVolumeHelper *helper,
+RECHAIN_AVAILABLE_IN_ALL RechainVolume *rechain_volume_new (RechainVolumeHelper *helper,
                                                   const char *pool,
                                                   const char *name,
                                                   const char *path,
                                                   const char *format,
                                                   const char *backing_name);
-RECHAIN_PUBLIC RechainVolume *rechain_volume_resolve (const char *helper_name,
+RECHAIN_AVAILABLE_IN_ALL RechainVolume *rechain_volume_resolve (const char *helper_name,
                                                       const char *uri,
                                                       const char *pool,
                                                       const char *name,
                                                       GCancellable *cancellable,
                                                       GError **error);
 
-RECHAIN_PUBLIC RechainVolumeHelper *rechain_volume_get_helper (RechainVolume *volume);
-RECHAIN_PUBLIC const char *rechain_volume_get_pool (RechainVolume *volume);
-RECHAIN_PUBLIC const char *rechain_volume_get_name (RechainVolume *volume);
-RECHAIN_PUBLIC const char *rechain_volume_get_path (RechainVolume *volume);
-RECHAIN_PUBLIC const char *rechain_volume_get_format (RechainVolume *volume);
-RECHAIN_PUBLIC const char *rechain_volume_get_backing_name (RechainVolume *volume);
+RECHAIN_AVAILABLE_IN_ALL RechainVolumeHelper *rechain_volume_get_helper (RechainVolume *volume);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_volume_get_pool (RechainVolume *volume);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_volume_get_name (RechainVolume *volume);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_volume_get_path (RechainVolume *volume);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_volume_get_format (RechainVolume *volume);
+RECHAIN_AVAILABLE_IN_ALL const char *rechain_volume_get_backing_name (RechainVolume *volume);
 
-RECHAIN_PUBLIC RechainImage *rechain_volume_open_image (RechainVolume *volume,
+RECHAIN_AVAILABLE_IN_0_2 RechainImage *rechain_volume_open_image (RechainVolume *volume,
                                                         const char *format,
                                                         RechainImageOpenFlags flags,
                                                         const char *backing_root,
                                                         GCancellable *cancellable,
                                                         GError **error);
 
-RECHAIN_PUBLIC RechainRebaseJob *rechain_volume_new_rebase_job (RechainVolume *volume,
+RECHAIN_AVAILABLE_IN_ALL RechainRebaseJob *rechain_volume_new_rebase_job (RechainVolume *volume,
                                                                 RechainVolume *backing,
                                                                 const char *backing_name,
                                                                 RechainRebaseMode mode);
 
-RECHAIN_PUBLIC gboolean rechain_volume_rebase_sync (RechainVolume *volume,
+RECHAIN_AVAILABLE_IN_ALL gboolean rechain_volume_rebase_sync (RechainVolume *volume,
                                                     RechainRebaseJob *job,
                                                     RechainVolumeRebaseFlags flags,
                                                     char ***warnings,
                                                     GCancellable *cancellable,
                                                     GError **error);
-RECHAIN_PUBLIC void rechain_volume_rebase_async (RechainVolume *volume,
+RECHAIN_AVAILABLE_IN_ALL void rechain_volume_rebase_async (RechainVolume *volume,
                                                  RechainRebaseJob *job,
                                                  RechainVolumeRebaseFlags flags,
                                                  int io_priority,
                                                  GCancellable *cancellable,
                                                  GAsyncReadyCallback callback,
                                                  gpointer user_data);
-RECHAIN_PUBLIC gboolean rechain_volume_rebase_finish (RechainVolume *volume,
+RECHAIN_AVAILABLE_IN_ALL gboolean rechain_volume_rebase_finish (RechainVolume *volume,
                                                       GAsyncResult *result,
                                                       char ***warnings,
                                                       GError **error);

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """The version script exports exactly the public API: every function
-declared RECHAIN_PUBLIC in src/rechain/*.h (and the get_type functions of
-the declared types) is listed in librechain-1.sym, nothing else is, and the
-built library exports exactly that list."""
+marked with an availability macro (RECHAIN_AVAILABLE_IN_*,
+RECHAIN_DEPRECATED_IN_*) in src/rechain/*.h, and the get_type functions of
+the types G_DECLARE_* declares, is listed in librechain-1.sym, nothing else
+is, and the built library exports exactly that list. A public function
+declared without a macro is hidden, so it fails the check too."""
 
 import glob
 import os
@@ -15,8 +17,8 @@ src, sym, lib = sys.argv[1], sys.argv[2], sys.argv[3]
 declared = set()
 for path in glob.glob(os.path.join(src, 'rechain', '*.h')):
     text = open(path).read()
-    declared |= set(re.findall(r'RECHAIN_PUBLIC\s+[^;{]*?\b(rechain_\w+)\s*\(', text))
-    for name in re.findall(r'G_DECLARE_(?:FINAL|DERIVABLE)_TYPE\s*\(\s*\w+\s*,\s*(\w+)', text):
+    declared |= set(re.findall(r'RECHAIN_(?:AVAILABLE|DEPRECATED)_IN_\w+(?:\s*\(\w+\))?\s+[^;{]*?\b(rechain_\w+)\s*\(', text))
+    for name in re.findall(r'G_DECLARE_(?:FINAL_TYPE|DERIVABLE_TYPE|INTERFACE)\s*\(\s*\w+\s*,\s*(\w+)', text):
         declared.add(name + '_get_type')
     # enums get GTypes from glib-mkenums
     if path.endswith('rechain-enums.h'):
