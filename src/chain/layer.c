@@ -1080,18 +1080,18 @@ rechain_layer_new_writer (RechainLayer *layer, GError **error)
   return writer;
 }
 
-gboolean
-rechain_layer_check_tables (RechainLayer *layer, GError **error)
+/* rechain_layer_check_tables() of the L2 tables of L1 entries
+ * [@first, @end). */
+static gboolean
+check_tables_range (RechainLayer *layer, guint32 first_l1, guint32 end_l1, GError **error)
 {
   const RechainQcow2Geometry *g = &layer->geom;
   const gsize entry_size = g->extended_l2 ? 16 : 8;
   g_autofree guint8 *buf = NULL;
   guint64 clusters;
 
-  if (layer->format != RECHAIN_FORMAT_QCOW2)
-    return TRUE;
   clusters = (layer->virtual_size + g->cluster_size - 1) >> g->cluster_bits;
-  for (guint32 i = 0; i < layer->l1_size; i++)
+  for (guint32 i = first_l1; i < end_l1; i++)
     {
       guint64 first = (guint64) i * g->l2_entries;
       guint64 count, index = 0;
@@ -1128,4 +1128,51 @@ rechain_layer_check_tables (RechainLayer *layer, GError **error)
         }
     }
   return TRUE;
+}
+
+typedef struct {
+  RechainLayer *layer;
+  guint32 first, end;
+  GError *error;
+} CheckPart;
+
+static gpointer
+check_part_thread (gpointer data)
+{
+  CheckPart *part = data;
+
+  check_tables_range (part->layer, part->first, part->end, &part->error);
+  return NULL;
+}
+
+gboolean
+rechain_layer_check_tables (RechainLayer *layer, GError **error)
+{
+  CheckPart second;
+  GThread *thread = NULL;
+  gboolean ok;
+
+  if (layer->format != RECHAIN_FORMAT_QCOW2)
+    return TRUE;
+  /* A large layer is checked in two halves, the second on a thread of its
+   * own (the tables are read from the page cache: the copy and the scan
+   * are CPU work). Without a thread, all on this one. */
+  second = (CheckPart) { layer, layer->l1_size / 2, layer->l1_size, NULL };
+  if (layer->l1_size >= 64)
+    thread = g_thread_try_new ("rechain-check", check_part_thread, &second, NULL);
+  if (!thread)
+    second.first = layer->l1_size;
+  ok = check_tables_range (layer, 0, second.first, error);
+  if (thread)
+    g_thread_join (thread);
+  if (second.error)
+    {
+      /* the first bad entry in guest order is the one reported */
+      if (ok)
+        g_propagate_error (error, second.error);
+      else
+        g_error_free (second.error);
+      return FALSE;
+    }
+  return ok;
 }
