@@ -12,7 +12,7 @@
 #include <glib/gstdio.h>
 
 #include "io/file.h"
-#include "io/fault.h"
+#include "fault-shim.h"
 #include "io-test-util.h"
 
 typedef struct {

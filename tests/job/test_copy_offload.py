@@ -430,6 +430,7 @@ class ImageCase(unittest.TestCase):
     def rechain(self, args, cwd=None, env=None):
         e = dict(CHILD_ENV)
         e.update(env or {})
+        rechaintest.fault_env(e)
         r = subprocess.run([RECHAIN] + list(args), cwd=cwd or self.d, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=e, timeout=120)
         for marker in CRASH_MARKERS:

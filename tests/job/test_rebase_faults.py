@@ -772,7 +772,7 @@ class RebaseSignalTest(JobTestCase):
         # -c: compressing goes through buffers, cluster by cluster, so the
         # signal lands mid-copy (clones and in-kernel copies are too fast)
         argv = [rt.RECHAIN, 'rebase', '-c', '-t', 'writethrough', '--output=json', '-b', '', 'top.qcow2']
-        env = dict(os.environ, RECHAIN_FAULT_LOG=log)
+        env = rt.fault_env(dict(os.environ, RECHAIN_FAULT_LOG=log))
         p = subprocess.Popen(argv, cwd=d, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         # wait for the first writes
