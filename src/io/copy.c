@@ -64,11 +64,9 @@ rechain_file_clone_range (RechainFile *src, guint64 src_offset, RechainFile *dst
 
   if (len == 0)
     return RECHAIN_COPY_DONE;
-  err = rechain_fault_check (RECHAIN_FAULT_OP_WRITE, dst->path, dst_offset, len);
-  if (err == 0 && ioctl (dst->fd, FICLONERANGE, &range) == 0)
+  if (ioctl (dst->fd, FICLONERANGE, &range) == 0)
     return RECHAIN_COPY_DONE; /* shared blocks: nothing to write back */
-  if (err == 0)
-    err = errno;
+  err = errno;
   if (unsupported (err))
     return RECHAIN_COPY_UNSUPPORTED;
   set_copy_error (src, dst, len, dst_offset, err, error);
@@ -83,9 +81,6 @@ rechain_file_copy_range (RechainFile *src, guint64 src_offset, RechainFile *dst,
 
   if (len == 0)
     return RECHAIN_COPY_DONE;
-  err = rechain_fault_check (RECHAIN_FAULT_OP_WRITE, dst->path, dst_offset, len);
-  if (err != 0)
-    goto fail;
   while (len > 0)
     {
       loff_t in = (loff_t) src_offset, out = (loff_t) dst_offset;

@@ -1,6 +1,5 @@
-/* file-private.h: what file.c, lock.c and fault.c share and nothing above
- * the io layer may see: the RechainFile structure and the fault-injection
- * hook.
+/* file-private.h: what file.c, lock.c and copy.c share and nothing above
+ * the io layer may see: the RechainFile structure.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -60,20 +59,5 @@ struct _RechainFile {
  * rechain_file_flush() of the file fail with its error, since the kernel
  * reports a writeback error to one fdatasync() only. */
 void rechain_file_note_written (RechainFile *file, guint64 offset, guint64 len);
-
-/* The operations the fault injector counts. */
-typedef enum {
-  RECHAIN_FAULT_OP_READ,
-  RECHAIN_FAULT_OP_WRITE,
-  RECHAIN_FAULT_OP_FLUSH,
-  RECHAIN_FAULT_OP_BACKGROUND_FLUSH,
-} RechainFaultOp;
-
-/* Called by file.c once per rechain_file_pread(_zero_fill), pwrite or flush, before any
- * I/O. Returns 0 to go on, or the errno value the operation must fail
- * with. Does not return if the configured action is KILL. Costs one atomic
- * load when RECHAIN_FAULT and RECHAIN_FAULT_LOG are unset. */
-int rechain_fault_check (RechainFaultOp op, const char *path,
-                         guint64 offset, gsize len);
 
 G_END_DECLS

@@ -1,5 +1,5 @@
 /* file.h: positioned I/O on image files, cache modes, QEMU-compatible image
- * locks and fault injection. Every failure is a GError in RECHAIN_ERROR
+ * locks. Every failure is a GError in RECHAIN_ERROR
  * naming the file (RECHAIN_ERROR_IO, RECHAIN_ERROR_NO_SPACE for ENOSPC and
  * EFBIG/EDQUOT, RECHAIN_ERROR_IN_USE for lock conflicts,
  * RECHAIN_ERROR_BACKING_NOT_FOUND for ENOENT at open).
@@ -107,8 +107,8 @@ typedef enum {
 
 /* Shares the blocks of [src_offset, +len) of @src at @dst_offset of @dst
  * (FICLONERANGE). Offsets and length must be multiples of the file
- * system block size (or the range must end at the end of @src). Counts as
- * a write for fault injection. */
+ * system block size (or the range must end at the end of @src). The fault
+ * shim of the tests counts it as a write. */
 RechainCopyResult rechain_file_clone_range (RechainFile *src, guint64 src_offset,
                                             RechainFile *dst, guint64 dst_offset,
                                             guint64 len, GError **error);
@@ -162,32 +162,12 @@ gboolean rechain_file_lock (RechainFile *file,
                             GError **error);
 void rechain_file_unlock (RechainFile *file);
 
-/* ---- Fault injection (for tests) ----
- *
- * The environment variable RECHAIN_FAULT makes the Nth write, flush or read
- * (or write-or-flush, counted together as "any") of the process fail or
- * kill the process; several rules may be given, separated by commas:
- *   RECHAIN_FAULT=write:3:EIO      third pwrite fails with EIO
- *   RECHAIN_FAULT=flush:1:ENOSPC   first flush fails with ENOSPC
- *   RECHAIN_FAULT=any:7:KILL       seventh write-or-flush raises SIGKILL
- *                                  before doing anything
- *   RECHAIN_FAULT=read:2:EIO       second read fails
- * Errors: EIO ENOSPC EDQUOT EFBIG; KILL raises SIGKILL; CRASH,
- * CRASH-REVERT, CRASH-KEEP and CRASH-MASK simulate a power loss at that
- * point (writes not flushed yet are lost: a random subset, all, none, or
- * the ones a mask names) and end the process (see src/io/fault.c for their
- * variables). A number N+ fails the Nth operation and every one after it;
- * a fourth field :FILE counts only operations on files whose path matches
- * that glob. Without N+, only the Nth operation fails. Operations are
- * counted from 1 across all files of the process (one per
- * rechain_file_pread*, pwrite, copy or flush call; flushes
- * skipped in cache mode unsafe are not counted). Invalid syntax is warned
- * about once and ignored.
- * RECHAIN_FAULT_LOG=FILE appends one line per counted operation
- * ("write PATH OFFSET LENGTH" / "flush PATH" / "read PATH OFFSET LENGTH"),
- * so a test can learn how many points a run has and then interrupt each
- * one; a line is written before the operation, so the failing one is
- * logged too. The environment is read on the first operation. */
-void rechain_fault_reset (void); /* re-read the environment (tests) */
+/* Fault injection is not part of the io layer: the tests preload a shim
+ * (tests/fault/fault-shim.c: RECHAIN_FAULT, RECHAIN_FAULT_LOG) that
+ * interposes the C library calls made here. It counts one operation per
+ * rechain_file_pread*, pwrite, clone, copy or flush, as this layer makes
+ * them: keep these functions to one pread64/pwrite64/FICLONERANGE/
+ * copy_file_range/fdatasync per request, plus continuations of a short
+ * or interrupted transfer, and keep the flusher thread's name. */
 
 G_END_DECLS

@@ -45,6 +45,7 @@ def run_rechain(args, cwd, env=None, preexec_fn=None, timeout=300):
     e.setdefault('LC_ALL', 'C.UTF-8')
     if env:
         e.update(env)
+    rt.fault_env(e)
     p = subprocess.run(argv, cwd=cwd, env=e, stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        preexec_fn=preexec_fn, timeout=timeout)
@@ -167,6 +168,7 @@ class HostileCase(JobTestCase):
         e = dict(os.environ)
         e.update(env or {})
         e['RECHAIN_FAULT_LOG'] = fifo
+        rt.fault_env(e)
         p = subprocess.Popen([rt.RECHAIN] + args, cwd=self.dir, env=e,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 60

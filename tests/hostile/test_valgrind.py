@@ -102,6 +102,7 @@ class Valgrind(HostileCase):
         e = dict(os.environ)
         e.update({'LC_ALL': 'C.UTF-8', 'G_SLICE': 'always-malloc', 'G_DEBUG': 'gc-friendly'})
         e.update(env or {})
+        ht.rt.fault_env(e)
         p = subprocess.run(VG + [ht.rt.RECHAIN] + [str(a) for a in args], cwd=cwd or self.dir,
                            env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
         r = ht.Proc(args, cwd or self.dir, p.returncode, p.stdout.decode('utf-8', 'replace'),

@@ -2,6 +2,11 @@
  * and crashing (power loss: unflushed writes lost, all, none or a random
  * subset) at the Nth operation, per-file filters.
  *
+ * The fault injection is the shim of tests/fault, linked into this program
+ * (it comes before the C library, so it interposes the io layer's calls
+ * as it does in a rechain it is preloaded into); the io layer itself has
+ * none.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <errno.h>
@@ -12,7 +17,7 @@
 #include <glib/gstdio.h>
 
 #include "io/file.h"
-#include "io/fault.h"
+#include "fault-shim.h"
 #include "io-test-util.h"
 
 typedef struct {

@@ -14,7 +14,7 @@ with an external data file; the fallbacks that must never fail a rebase
 (small clusters, misaligned ranges, extended L2, compressed clusters,
 another file system, O_DIRECT); --copy-mode=auto|reflink|copy and reflink
 refused before writing; the --dry-run prediction against the real run; and
-fault injection (RECHAIN_FAULT, src/io/fault.c) at every write and flush
+fault injection (RECHAIN_FAULT, the shim of tests/fault) at every write and flush
 of a shared flatten. Known bugs are expected failures, each saying where.
 
 Needs root and loop devices; skips with a message where they are missing.
@@ -430,6 +430,7 @@ class ImageCase(unittest.TestCase):
     def rechain(self, args, cwd=None, env=None):
         e = dict(CHILD_ENV)
         e.update(env or {})
+        rechaintest.fault_env(e)
         r = subprocess.run([RECHAIN] + list(args), cwd=cwd or self.d, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=e, timeout=120)
         for marker in CRASH_MARKERS:
@@ -990,7 +991,7 @@ class XfsLayoutTest(_SparseChain, ImageCase):
         dry, report = self.dry_then_real('-b', '', 'top.qcow2')
         self.assert_prediction(dry, report)
 
-    # -- fault injection (src/io/fault.c: RECHAIN_FAULT=KIND:N:ACTION) --
+    # -- fault injection (tests/fault: RECHAIN_FAULT=KIND:N:ACTION) --
 
     def test_fault_injection_every_write_and_flush(self):
         """A small shared flatten, failed with EIO at its Nth write (the

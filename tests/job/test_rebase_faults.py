@@ -67,7 +67,7 @@ JOBS = int(os.environ.get('RECHAIN_JOBS', str(os.cpu_count() or 2)))
 ONLY = [s for s in os.environ.get('RECHAIN_FAULT_SCENARIOS', '').split(',') if s]
 CRASH_SEEDS = int(os.environ.get('RECHAIN_FAULT_CRASH_SEEDS', '2'))
 CRASH_SEED_BASE = int(os.environ.get('RECHAIN_FAULT_CRASH_SEED_BASE', '1'))
-# exit status of a process the CRASH actions stopped (src/io/fault.h)
+# exit status of a process the CRASH actions stopped (tests/fault/fault-shim.h)
 CRASH_STATUS = 86
 
 
@@ -772,7 +772,7 @@ class RebaseSignalTest(JobTestCase):
         # -c: compressing goes through buffers, cluster by cluster, so the
         # signal lands mid-copy (clones and in-kernel copies are too fast)
         argv = [rt.RECHAIN, 'rebase', '-c', '-t', 'writethrough', '--output=json', '-b', '', 'top.qcow2']
-        env = dict(os.environ, RECHAIN_FAULT_LOG=log)
+        env = rt.fault_env(dict(os.environ, RECHAIN_FAULT_LOG=log))
         p = subprocess.Popen(argv, cwd=d, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         # wait for the first writes

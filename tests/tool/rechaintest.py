@@ -81,12 +81,33 @@ def shlex_quote(s):
     return shlex.quote(str(s))
 
 
+# Fault injection (RECHAIN_FAULT, RECHAIN_FAULT_LOG) is not in the rechain
+# that ships: it lives in a shim, tests/fault/fault-shim.c, which meson
+# builds and names in RECHAIN_FAULT_SHIM (the value for LD_PRELOAD; under
+# AddressSanitizer its runtime comes first).
+FAULT_VARS = ('RECHAIN_FAULT', 'RECHAIN_FAULT_LOG')
+
+
+def fault_env(env):
+    """@env (a complete environment, changed in place and returned) with
+    the fault shim preloaded if it asks for fault injection."""
+    if any(env.get(k) for k in FAULT_VARS):
+        shim = os.environ.get('RECHAIN_FAULT_SHIM')
+        if not shim:
+            raise RuntimeError('RECHAIN_FAULT or RECHAIN_FAULT_LOG set, but no RECHAIN_FAULT_SHIM '
+                               '(the fault shim, tests/fault): run the tests through meson')
+        env['LD_PRELOAD'] = shim
+    return env
+
+
 def run(argv, cwd=None, timeout=120, input=None, env=None):
     argv = [str(a) for a in argv]
     e = dict(os.environ)
     e.setdefault('LC_ALL', 'C.UTF-8')
     if env:
         e.update(env)
+    if os.path.basename(argv[0]) == 'rechain':
+        fault_env(e)
     p = subprocess.run(argv, cwd=cwd, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
                        input=input, env=e)

@@ -349,7 +349,7 @@ class RebaseUnsafeTest(ToolTestCase):
 
     # ---- one write of the header cluster, then fdatasync; failures of either
     #
-    # The fault shim of src/io/fault.c (RECHAIN_FAULT=KIND:N:ACTION, KIND
+    # The fault shim of tests/fault (RECHAIN_FAULT=KIND:N:ACTION, KIND
     # write|flush, N counted from 1 per process; RECHAIN_FAULT_LOG=FILE logs
     # every write and flush) fails the header write or its flush.
 
