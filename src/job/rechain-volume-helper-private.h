@@ -1,13 +1,24 @@
-/* rechain-volume-helper-private.h: the built-in volume helper.
+/* rechain-volume-helper-private.h: the built-in volume helper, and what
+ * rechain-volume.c asks of the helpers beyond their public API.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #pragma once
 
-#include <glib-object.h>
+#include <gio/gio.h>
+#include "rechain/rechain-volume-helper.h"
 
 G_BEGIN_DECLS
 
 GType rechain_path_volume_helper_get_type (void);
+
+/* The confinement of @helper's volumes: @dirs set to its storage
+ * directories and @name to whose they are, or both NULL when it confines
+ * nothing. FALSE with @error set when asking failed. */
+gboolean rechain_volume_helper_storage_confinement (RechainVolumeHelper *helper,
+                                                    char ***dirs,
+                                                    char **name,
+                                                    GCancellable *cancellable,
+                                                    GError **error);
 
 G_END_DECLS
