@@ -8,9 +8,9 @@
 
 #include <sys/stat.h>
 
-#include "job/rechain-image-private.h"
-#include "job/rechain-rebase-job-private.h"
-#include "job/rechain-volume-helper-private.h"
+#include "rechain/rechain-image-private.h"
+#include "rechain/rechain-rebase-job-private.h"
+#include "rechain/rechain-volume-helper-private.h"
 #include "rechain/rechain-error.h"
 #include "rechain/rechain-volume-helper.h"
 #include "rechain/rechain-i18n-private.h"

@@ -6,7 +6,7 @@
  */
 #include "config.h"
 
-#include "job/rechain-image-info-private.h"
+#include "rechain/rechain-image-info-private.h"
 
 static void
 add_int (JsonBuilder *b, const char *name, gint64 value)

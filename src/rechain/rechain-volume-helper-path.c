@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "job/rechain-volume-helper-private.h"
+#include "rechain/rechain-volume-helper-private.h"
 #include "rechain/rechain-error.h"
 #include "rechain/rechain-image.h"
 #include "rechain/rechain-volume-helper.h"

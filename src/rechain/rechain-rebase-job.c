@@ -9,7 +9,7 @@
 #include "job/rebase.h"
 #include "rechain/rechain-enum-types.h"
 #include "rechain/rechain-rebase-job.h"
-#include "job/rechain-rebase-job-private.h"
+#include "rechain/rechain-rebase-job-private.h"
 
 /* ---- RechainRebaseStats ---- */
 

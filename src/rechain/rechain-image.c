@@ -5,8 +5,8 @@
 #include "config.h"
 
 #include "chain/chain.h"
-#include "job/rechain-image-private.h"
-#include "job/rechain-image-info-private.h"
+#include "rechain/rechain-image-private.h"
+#include "rechain/rechain-image-info-private.h"
 #include "rechain/rechain-image.h"
 
 /**

@@ -6,7 +6,7 @@
  */
 #include "config.h"
 
-#include "job/rechain-image-info-private.h"
+#include "rechain/rechain-image-info-private.h"
 
 #define RO_PROP (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)
 

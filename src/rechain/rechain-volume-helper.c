@@ -9,8 +9,8 @@
 
 #include <sys/stat.h>
 
-#include "job/rechain-module-dir.h"
-#include "job/rechain-volume-helper-private.h"
+#include "rechain-module-dir.h"
+#include "rechain/rechain-volume-helper-private.h"
 #include "rechain/rechain-error.h"
 #include "rechain/rechain-volume-helper.h"
 #include "rechain/rechain-i18n-private.h"
