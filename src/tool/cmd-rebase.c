@@ -135,54 +135,79 @@ print_human_report (RechainRebaseStats *stats)
     }
 }
 
-int
-cmd_rebase (int argc, char **argv)
+/* The command line of rechain rebase, once parsed and checked. */
+typedef struct {
+  char *format;
+  char *cache;
+  char *src_cache;
+  char *backing;
+  char *backing_format;
+  char *output;
+  char *copy_mode_arg;
+  char *backing_root;
+  char *connect_uri;
+  char *pool;
+  char *backing_name;
+  gboolean quiet, unsafe, compress, force_share, dry_run, strict, trust_chain;
+  RechainCopyMode copy_mode;
+  RechainCacheMode cache_mode, source_cache_mode;
+  ToolOutputFormat out_format;
+  ToolProgress *progress;    /* NULL: no progress asked for */
+  char **images;             /* the IMAGE arguments, at least one */
+} RebaseArgs;
+
+static void
+rebase_args_clear (RebaseArgs *args)
 {
-  g_autofree char *format = NULL;
-  g_autofree char *cache = NULL;
-  g_autofree char *src_cache = NULL;
-  g_autofree char *backing = NULL;
-  g_autofree char *backing_format = NULL;
-  g_autofree char *output = NULL;
-  g_autofree char *copy_mode_arg = NULL;
-  g_autofree char *backing_root = NULL;
-  g_autofree char *connect_uri = NULL;
-  g_autofree char *pool = NULL;
-  g_autofree char *backing_name = NULL;
-  gboolean quiet = FALSE, unsafe = FALSE, compress = FALSE;
-  gboolean force_share = FALSE, dry_run = FALSE, strict = FALSE, trust_chain = FALSE;
-  RechainCopyMode copy_mode = RECHAIN_COPY_MODE_AUTO;
-  g_autoptr(RechainVolume) volume = NULL;
-  g_autoptr(GPtrArray) linked = g_ptr_array_new_with_free_func (g_free);
-  const char *image_path;
-  ToolProgressOptions progress_options = { 0 };
-  g_autoptr(ToolProgress) progress_out = NULL;
+  g_free (args->format);
+  g_free (args->cache);
+  g_free (args->src_cache);
+  g_free (args->backing);
+  g_free (args->backing_format);
+  g_free (args->output);
+  g_free (args->copy_mode_arg);
+  g_free (args->backing_root);
+  g_free (args->connect_uri);
+  g_free (args->pool);
+  g_free (args->backing_name);
+  g_clear_pointer (&args->progress, tool_progress_free);
+  g_strfreev (args->images);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (RebaseArgs, rebase_args_clear)
+
+/* Parses and checks the command line into @args: -1 when the command can
+ * go on, else the exit status (the error already printed). */
+static int
+parse_args (int argc, char **argv, RebaseArgs *args)
+{
   const GOptionEntry entries[] = {
-    { "format", 'f', 0, G_OPTION_ARG_STRING, &format, N_("Format of IMAGE (qcow2; probed if not given)"), N_("FMT") },
-    { "cache", 't', 0, G_OPTION_ARG_STRING, &cache, N_("Cache mode for IMAGE: writeback (default), writethrough, none, directsync, unsafe"), N_("CACHE") },
-    { "source-cache", 'T', 0, G_OPTION_ARG_STRING, &src_cache, N_("Cache mode for the backing files read (default writeback)"), N_("CACHE") },
-    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("Print nothing but errors"), NULL },
-    { "unsafe", 'u', 0, G_OPTION_ARG_NONE, &unsafe, N_("Only change the backing file name and format; copy nothing"), NULL },
-    { "compress", 'c', 0, G_OPTION_ARG_NONE, &compress, N_("Compress the clusters copied into IMAGE"), NULL },
-    { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share, N_("Read the backing files even while another process writes them (no locks on them; IMAGE is always locked)"), NULL },
-    { "backing", 'b', 0, G_OPTION_ARG_STRING, &backing, N_("New backing file (\"\" for none)"), N_("BACKING") },
-    { "backing-format", 'F', 0, G_OPTION_ARG_STRING, &backing_format, N_("Format of the new backing file"), N_("FMT") },
-    { "dry-run", 0, 0, G_OPTION_ARG_NONE, &dry_run, N_("Plan the rebase and report it; write nothing"), NULL },
-    { "output", 0, 0, G_OPTION_ARG_STRING, &output, N_("Report format: human or json (default: no report)"), N_("FORMAT") },
-    { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &copy_mode_arg, N_("How copied data gets into IMAGE: auto (share blocks or copy in the kernel where possible), reflink (share blocks or refuse), copy"), N_("MODE") },
-    { "backing-root", 0, 0, G_OPTION_ARG_FILENAME, &backing_root, N_("Refuse backing files that resolve outside DIR"), N_("DIR") },
-    { "trust-chain", 0, 0, G_OPTION_ARG_NONE, &trust_chain, N_("Follow every file name in the images' headers, even names in images of other users that those users could not open"), NULL },
-    { "connect", 0, 0, G_OPTION_ARG_STRING, &connect_uri, N_("libvirt connection URI: IMAGE and -b name volumes of --pool"), N_("URI") },
-    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, N_("libvirt storage pool of the volumes"), N_("POOL") },
-    { "backing-name", 0, 0, G_OPTION_ARG_STRING, &backing_name, N_("Backing name to write instead of the one libvirt would (with --pool)"), N_("NAME") },
-    { "strict", 0, 0, G_OPTION_ARG_NONE, &strict, N_("Refuse volumes that inactive domains use (with --pool), instead of warning"), NULL },
+    { "format", 'f', 0, G_OPTION_ARG_STRING, &args->format, N_("Format of IMAGE (qcow2; probed if not given)"), N_("FMT") },
+    { "cache", 't', 0, G_OPTION_ARG_STRING, &args->cache, N_("Cache mode for IMAGE: writeback (default), writethrough, none, directsync, unsafe"), N_("CACHE") },
+    { "source-cache", 'T', 0, G_OPTION_ARG_STRING, &args->src_cache, N_("Cache mode for the backing files read (default writeback)"), N_("CACHE") },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &args->quiet, N_("Print nothing but errors"), NULL },
+    { "unsafe", 'u', 0, G_OPTION_ARG_NONE, &args->unsafe, N_("Only change the backing file name and format; copy nothing"), NULL },
+    { "compress", 'c', 0, G_OPTION_ARG_NONE, &args->compress, N_("Compress the clusters copied into IMAGE"), NULL },
+    { "force-share", 'U', 0, G_OPTION_ARG_NONE, &args->force_share, N_("Read the backing files even while another process writes them (no locks on them; IMAGE is always locked)"), NULL },
+    { "backing", 'b', 0, G_OPTION_ARG_STRING, &args->backing, N_("New backing file (\"\" for none)"), N_("BACKING") },
+    { "backing-format", 'F', 0, G_OPTION_ARG_STRING, &args->backing_format, N_("Format of the new backing file"), N_("FMT") },
+    { "dry-run", 0, 0, G_OPTION_ARG_NONE, &args->dry_run, N_("Plan the rebase and report it; write nothing"), NULL },
+    { "output", 0, 0, G_OPTION_ARG_STRING, &args->output, N_("Report format: human or json (default: no report)"), N_("FORMAT") },
+    { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &args->copy_mode_arg, N_("How copied data gets into IMAGE: auto (share blocks or copy in the kernel where possible), reflink (share blocks or refuse), copy"), N_("MODE") },
+    { "backing-root", 0, 0, G_OPTION_ARG_FILENAME, &args->backing_root, N_("Refuse backing files that resolve outside DIR"), N_("DIR") },
+    { "trust-chain", 0, 0, G_OPTION_ARG_NONE, &args->trust_chain, N_("Follow every file name in the images' headers, even names in images of other users that those users could not open"), NULL },
+    { "connect", 0, 0, G_OPTION_ARG_STRING, &args->connect_uri, N_("libvirt connection URI: IMAGE and -b name volumes of --pool"), N_("URI") },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &args->pool, N_("libvirt storage pool of the volumes"), N_("POOL") },
+    { "backing-name", 0, 0, G_OPTION_ARG_STRING, &args->backing_name, N_("Backing name to write instead of the one libvirt would (with --pool)"), N_("NAME") },
+    { "strict", 0, 0, G_OPTION_ARG_NONE, &args->strict, N_("Refuse volumes that inactive domains use (with --pool), instead of warning"), NULL },
     { NULL }
   };
   g_autoptr(GOptionContext) context = g_option_context_new (N_("IMAGE [IMAGE…]"));
   g_autoptr(GError) error = NULL;
-  ToolOutputFormat out_format = TOOL_OUTPUT_HUMAN;
-  RechainCacheMode cache_mode = RECHAIN_CACHE_WRITEBACK, source_cache_mode = RECHAIN_CACHE_WRITEBACK;
+  ToolProgressOptions progress_options = { 0 };
+  gboolean parsed;
 
+  args->out_format = TOOL_OUTPUT_HUMAN;
+  args->cache_mode = args->source_cache_mode = RECHAIN_CACHE_WRITEBACK;
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   g_option_context_set_summary (context,
     _("Change the backing file of IMAGE to BACKING (\"\" for none).\n\n"
@@ -193,147 +218,176 @@ cmd_rebase (int argc, char **argv)
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   tool_progress_add_entries (context, &progress_options);
   tool_progress_rewrite_args (argc, argv);
-  if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      tool_progress_options_clear (&progress_options);
-      return tool_usage_error (context, "%s", error->message);
-    }
-  if (quiet && tool_progress_to_stderr (&progress_options))
+  parsed = g_option_context_parse (context, &argc, &argv, &error);
+  if (parsed && args->quiet && tool_progress_to_stderr (&progress_options))
     {
       tool_progress_options_clear (&progress_options);
       return tool_usage_error (context, _("-p and -q exclude each other"));
     }
-  progress_out = tool_progress_new (&progress_options, &error);
+  if (parsed)
+    args->progress = tool_progress_new (&progress_options, &error);
   tool_progress_options_clear (&progress_options);
   if (error)
     return tool_usage_error (context, "%s", error->message);
   if (argc < 2)
     return tool_usage_error (context, _("expected an IMAGE"));
-  if (!backing)
+  if (!args->backing)
     return tool_usage_error (context, _("the new backing file must be given with -b (use -b \"\" for none)"));
-  if (output && !tool_parse_output (output, &out_format, &error))
+  if (args->output && !tool_parse_output (args->output, &args->out_format, &error))
     return tool_fail (error);
-
-  if (cache && !rechain_cache_mode_from_string (cache, &cache_mode, &error))
+  if (args->cache && !rechain_cache_mode_from_string (args->cache, &args->cache_mode, &error))
     return tool_fail (error);
-  if (src_cache && !rechain_cache_mode_from_string (src_cache, &source_cache_mode, &error))
+  if (args->src_cache &&
+      !rechain_cache_mode_from_string (args->src_cache, &args->source_cache_mode, &error))
     return tool_fail (error);
-  if (!parse_copy_mode (copy_mode_arg, &copy_mode, &error))
+  if (!parse_copy_mode (args->copy_mode_arg, &args->copy_mode, &error))
     return tool_fail (error);
-  if ((connect_uri || pool) && !(connect_uri && pool))
+  if ((args->connect_uri || args->pool) && !(args->connect_uri && args->pool))
     return tool_usage_error (context, _("--connect and --pool go together"));
-  if ((backing_name || strict) && !pool)
+  if ((args->backing_name || args->strict) && !args->pool)
     return tool_usage_error (context, _("--backing-name and --strict apply to pool volumes (--connect, --pool)"));
-  if (unsafe)
+  if (args->unsafe)
     {
-      if (compress)
+      if (args->compress)
         return tool_usage_error (context, _("-c only applies to a safe rebase, not with -u"));
-      if (dry_run)
+      if (args->dry_run)
         return tool_usage_error (context, _("--dry-run only applies to a safe rebase"));
       if (argc != 2)
         return tool_usage_error (context, _("-u takes exactly one IMAGE"));
     }
+  args->images = g_strdupv (argv + 1);
+  return -1;
+}
 
-  {
-    g_autoptr(RechainRebaseJob) job = NULL;
-    g_autoptr(GCancellable) cancellable = g_cancellable_new ();
-    RebaseRun run = { 0 };
-    guint sigint, sigterm;
-    RechainRebaseStats *stats;
-    int status = TOOL_EXIT_OK;
+/* With --pool, turns the volume names of @args (IMAGEs and -b) into
+ * paths through libvirt: @volume is the first IMAGE's volume, @paths its
+ * path and the linked images'. The backing name written is the one libvirt
+ * itself would write (absolute for dir pools), unless --backing-name says
+ * otherwise. Without --pool the IMAGEs are paths already. */
+static gboolean
+resolve_images (RebaseArgs *args, RechainVolume **volume, GPtrArray *paths, GError **error)
+{
+  g_autoptr(RechainVolume) backing_volume = NULL;
+  RechainVolumeHelper *helper;
 
-    image_path = argv[1];
-    for (int i = 2; i < argc; i++)
-      g_ptr_array_add (linked, g_strdup (argv[i]));
-    if (pool)
-      {
-        /* Volume names resolved through libvirt; the backing name written
-         * is the one libvirt itself would write (absolute for dir pools). */
-        g_autoptr(RechainVolume) backing_volume = NULL;
+  if (!args->pool)
+    {
+      for (guint i = 0; args->images[i]; i++)
+        g_ptr_array_add (paths, g_strdup (args->images[i]));
+      return TRUE;
+    }
+  *volume = rechain_volume_resolve ("libvirt", args->connect_uri, args->pool, args->images[0],
+                                    NULL, error);
+  if (!*volume)
+    return FALSE;
+  helper = rechain_volume_get_helper (*volume);
+  g_ptr_array_add (paths, g_strdup (rechain_volume_get_path (*volume)));
+  if (!args->format)
+    args->format = g_strdup (rechain_volume_get_format (*volume));
+  for (guint i = 1; args->images[i]; i++)
+    {
+      g_autoptr(RechainVolume) v = rechain_volume_helper_resolve (helper, args->pool,
+                                                                  args->images[i], NULL, error);
+      if (!v)
+        return FALSE;
+      g_ptr_array_add (paths, g_strdup (rechain_volume_get_path (v)));
+    }
+  if (!*args->backing)
+    return TRUE;
+  backing_volume = rechain_volume_helper_resolve (helper, args->pool, args->backing, NULL, error);
+  if (!backing_volume)
+    return FALSE;
+  g_free (args->backing);
+  args->backing = g_strdup (args->backing_name ? args->backing_name
+                                               : rechain_volume_get_backing_name (backing_volume));
+  if (!args->backing_format)
+    args->backing_format = g_strdup (rechain_volume_get_format (backing_volume));
+  return TRUE;
+}
 
-        volume = rechain_volume_resolve ("libvirt", connect_uri, pool, argv[1], NULL, &error);
-        if (!volume)
-          return tool_fail (error);
-        image_path = rechain_volume_get_path (volume);
-        if (!format)
-          format = g_strdup (rechain_volume_get_format (volume));
-        g_ptr_array_set_size (linked, 0);
-        for (int i = 2; i < argc; i++)
-          {
-            g_autoptr(RechainVolume) v = rechain_volume_helper_resolve (rechain_volume_get_helper (volume),
-                                                                        pool, argv[i], NULL, &error);
-            if (!v)
-              return tool_fail (error);
-            g_ptr_array_add (linked, g_strdup (rechain_volume_get_path (v)));
-          }
-        if (*backing)
-          {
-            backing_volume = rechain_volume_helper_resolve (rechain_volume_get_helper (volume),
-                                                            pool, backing, NULL, &error);
-            if (!backing_volume)
-              return tool_fail (error);
-            g_free (backing);
-            backing = g_strdup (backing_name ? backing_name : rechain_volume_get_backing_name (backing_volume));
-            if (!backing_format)
-              backing_format = g_strdup (rechain_volume_get_format (backing_volume));
-          }
-      }
-    g_ptr_array_add (linked, NULL);
+/* Runs @job on the library's worker thread (through @volume's helper, for
+ * its in-use check and pool refresh, when there is one) while this thread
+ * waits for signals, so Ctrl-C cancels cleanly (the image stays
+ * consistent) instead of killing the process between two writes. */
+static gboolean
+run_job (RechainRebaseJob *job, RechainVolume *volume, const RebaseArgs *args, GError **error)
+{
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  RebaseRun run = { job, args->progress, FALSE, FALSE, NULL };
+  guint sigint, sigterm;
 
-    job = g_object_new (RECHAIN_TYPE_REBASE_JOB,
-                        "image", image_path,
-                        "linked-images", linked->len > 1 ? (char **) linked->pdata : NULL,
-                        "format", format,
-                        "backing-file", backing,
-                        "backing-format", backing_format,
-                        "copy-mode", copy_mode,
-                        "backing-root", backing_root,
-                        "trust-chain", trust_chain,
-                        "mode", unsafe ? RECHAIN_REBASE_MODE_UNSAFE : RECHAIN_REBASE_MODE_SAFE,
-                        "compress", compress,
-                        "cache-mode", cache_mode,
-                        "source-cache-mode", source_cache_mode,
-                        "force-share", force_share,
-                        "dry-run", dry_run,
-                        NULL);
-    run.job = job;
-    run.progress = progress_out;
-    g_signal_connect (job, "notify::progress", G_CALLBACK (on_progress), &run);
+  g_signal_connect (job, "notify::progress", G_CALLBACK (on_progress), &run);
+  sigint = g_unix_signal_add (SIGINT, on_signal, cancellable);
+  sigterm = g_unix_signal_add (SIGTERM, on_signal, cancellable);
+  if (volume)
+    rechain_volume_rebase_async (volume, job, args->strict ? RECHAIN_VOLUME_REBASE_STRICT : 0,
+                                 G_PRIORITY_DEFAULT, cancellable, on_volume_done, &run);
+  else
+    rechain_block_job_run_async (RECHAIN_BLOCK_JOB (job), G_PRIORITY_DEFAULT, cancellable,
+                                 on_done, &run);
+  while (!run.done)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+  g_signal_handlers_disconnect_by_data (job, &run);
+  /* A final 100 % always, however small the job. */
+  tool_progress_end (args->progress, run.ok);
+  if (!run.ok)
+    g_propagate_error (error, run.error);
+  return run.ok;
+}
 
-    /* The job runs on the library's worker thread; this thread waits for
-     * signals, so Ctrl-C cancels cleanly (the image stays consistent)
-     * instead of killing the process between two writes. */
-    sigint = g_unix_signal_add (SIGINT, on_signal, cancellable);
-    sigterm = g_unix_signal_add (SIGTERM, on_signal, cancellable);
-    if (volume)
-      rechain_volume_rebase_async (volume, job, strict ? RECHAIN_VOLUME_REBASE_STRICT : 0,
-                                   G_PRIORITY_DEFAULT, cancellable, on_volume_done, &run);
-    else
-      rechain_block_job_run_async (RECHAIN_BLOCK_JOB (job), G_PRIORITY_DEFAULT, cancellable,
-                                   on_done, &run);
-    while (!run.done)
-      g_main_context_iteration (NULL, TRUE);
-    g_source_remove (sigint);
-    g_source_remove (sigterm);
+/* The report --output asks for, of what was done (or, after a failure,
+ * of what was done before it). */
+static void
+report (RechainRebaseJob *job, const RebaseArgs *args)
+{
+  RechainRebaseStats *stats = rechain_rebase_job_get_stats (job);
 
-    /* A final 100 % always, however small the job. */
-    tool_progress_end (progress_out, run.ok);
-    stats = rechain_rebase_job_get_stats (job);
-    if (output && stats && has_images (stats))
-      {
-        if (out_format == TOOL_OUTPUT_JSON)
-          {
-            g_autofree char *json = rechain_rebase_stats_to_json (stats);
-            printf ("%s\n", json);
-          }
-        else
-          print_human_report (stats);
-      }
-    if (!run.ok)
-      {
-        status = tool_fail (run.error);
-        g_error_free (run.error);
-      }
+  if (!args->output || !stats || !has_images (stats))
+    return;
+  if (args->out_format == TOOL_OUTPUT_JSON)
+    {
+      g_autofree char *json = rechain_rebase_stats_to_json (stats);
+      printf ("%s\n", json);
+    }
+  else
+    print_human_report (stats);
+}
+
+int
+cmd_rebase (int argc, char **argv)
+{
+  g_auto(RebaseArgs) args = { 0 };
+  g_autoptr(RechainVolume) volume = NULL;
+  g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(RechainRebaseJob) job = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean ok;
+  int status = parse_args (argc, argv, &args);
+
+  if (status >= 0)
     return status;
-  }
+  if (!resolve_images (&args, &volume, paths, &error))
+    return tool_fail (error);
+  g_ptr_array_add (paths, NULL);
+  job = g_object_new (RECHAIN_TYPE_REBASE_JOB,
+                      "image", g_ptr_array_index (paths, 0),
+                      "linked-images", paths->len > 2 ? (char **) paths->pdata + 1 : NULL,
+                      "format", args.format,
+                      "backing-file", args.backing,
+                      "backing-format", args.backing_format,
+                      "copy-mode", args.copy_mode,
+                      "backing-root", args.backing_root,
+                      "trust-chain", args.trust_chain,
+                      "mode", args.unsafe ? RECHAIN_REBASE_MODE_UNSAFE : RECHAIN_REBASE_MODE_SAFE,
+                      "compress", args.compress,
+                      "cache-mode", args.cache_mode,
+                      "source-cache-mode", args.source_cache_mode,
+                      "force-share", args.force_share,
+                      "dry-run", args.dry_run,
+                      NULL);
+  ok = run_job (job, volume, &args, &error);
+  report (job, &args);
+  return ok ? TOOL_EXIT_OK : tool_fail (error);
 }
