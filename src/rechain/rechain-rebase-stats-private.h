@@ -1,0 +1,15 @@
+/* rechain-rebase-stats-private.h: how a rebase job makes its stats.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "job/rebase.h"
+#include "rechain/rechain-rebase-stats.h"
+
+G_BEGIN_DECLS
+
+/* The stats of a finished (or planned) rebase; takes @report. */
+G_GNUC_INTERNAL RechainRebaseStats *rechain_rebase_stats_new_for_report (RechainRebaseReport *report);
+
+G_END_DECLS
