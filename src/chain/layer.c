@@ -911,20 +911,11 @@ rechain_layer_get_allocated (RechainLayer *layer)
 
 /* ---- rewriting the backing file name ---- */
 
-gboolean
-rechain_layer_check_backing_change (RechainLayer *layer, const char *backing_file,
-                                    const char *backing_format, GError **error)
+/* The checks of a new backing name that need neither the header cluster
+ * nor a write. */
+static gboolean
+check_backing_fields (RechainLayer *layer, const char *backing_file, GError **error)
 {
-  g_autofree guint8 *header_cluster = NULL;
-  g_autofree char *old_file = NULL;
-  g_autofree char *old_format = NULL;
-  /* The arguments may be the header's own strings, which the trial below
-   * replaces: work on copies. */
-  g_autofree char *file_arg = g_strdup (backing_file);
-  g_autofree char *format_arg = g_strdup (backing_format);
-
-  backing_file = file_arg;
-  backing_format = format_arg;
   if (layer->format != RECHAIN_FORMAT_QCOW2)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
@@ -945,19 +936,43 @@ rechain_layer_check_backing_change (RechainLayer *layer, const char *backing_fil
                    layer->path, strlen (backing_file), RECHAIN_QCOW2_MAX_BACKING_NAME);
       return FALSE;
     }
-  /* Whether the new name fits in the header cluster: serialized with it,
-   * then the in-memory header is put back. */
-  old_file = g_strdup (layer->header->backing_file);
-  old_format = g_strdup (layer->header->backing_format);
-  rechain_qcow2_header_set_backing (layer->header, backing_file, backing_format);
-  header_cluster = rechain_qcow2_header_serialize (layer->header, error);
-  rechain_qcow2_header_set_backing (layer->header, old_file, old_format);
-  if (!header_cluster)
-    {
-      g_prefix_error (error, "%s: ", layer->path);
-      return FALSE;
-    }
   return TRUE;
+}
+
+/* The header cluster with @backing_file and @backing_format, serialized
+ * before anything is written: NULL with @error if the name does not fit.
+ * The in-memory header keeps the new name only with @keep and success;
+ * otherwise it is put back. The arguments may be the header's own strings:
+ * they are copied first. */
+static guint8 *
+serialize_with_backing (RechainLayer *layer, const char *backing_file,
+                        const char *backing_format, gboolean keep, GError **error)
+{
+  g_autofree char *file_arg = g_strdup (backing_file);
+  g_autofree char *format_arg = g_strdup (backing_format);
+  g_autofree char *old_file = g_strdup (layer->header->backing_file);
+  g_autofree char *old_format = g_strdup (layer->header->backing_format);
+  guint8 *header_cluster;
+
+  rechain_qcow2_header_set_backing (layer->header, file_arg, format_arg);
+  header_cluster = rechain_qcow2_header_serialize (layer->header, error);
+  if (!header_cluster || !keep)
+    rechain_qcow2_header_set_backing (layer->header, old_file, old_format);
+  if (!header_cluster)
+    g_prefix_error (error, "%s: ", layer->path);
+  return header_cluster;
+}
+
+gboolean
+rechain_layer_check_backing_change (RechainLayer *layer, const char *backing_file,
+                                    const char *backing_format, GError **error)
+{
+  g_autofree guint8 *header_cluster = NULL;
+
+  if (!check_backing_fields (layer, backing_file, error))
+    return FALSE;
+  header_cluster = serialize_with_backing (layer, backing_file, backing_format, FALSE, error);
+  return header_cluster != NULL;
 }
 
 gboolean
@@ -969,16 +984,10 @@ rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
   gsize cluster = (gsize) layer->geom.cluster_size;
   gsize len = (cluster + align - 1) / align * align;
   g_autofree guint8 *header_cluster = NULL;
-  /* copies: the arguments may be the header's own strings, which the
-   * check below replaces */
-  g_autofree char *file_arg = g_strdup (backing_file);
-  g_autofree char *format_arg = g_strdup (backing_format);
   void *buf;
   gboolean ok;
 
-  backing_file = file_arg;
-  backing_format = format_arg;
-  if (!rechain_layer_check_backing_change (layer, backing_file, backing_format, error))
+  if (!check_backing_fields (layer, backing_file, error))
     return FALSE;
   if (!rechain_file_is_writable (file))
     {
@@ -993,19 +1002,9 @@ rechain_layer_write_backing (RechainLayer *layer, const char *backing_file,
 
   /* Serialize before writing anything: if the new name does not fit, the
    * file is untouched and the in-memory header is put back. */
-  {
-    g_autofree char *old_file = g_strdup (layer->header->backing_file);
-    g_autofree char *old_format = g_strdup (layer->header->backing_format);
-
-    rechain_qcow2_header_set_backing (layer->header, backing_file, backing_format);
-    header_cluster = rechain_qcow2_header_serialize (layer->header, error);
-    if (!header_cluster)
-      {
-        rechain_qcow2_header_set_backing (layer->header, old_file, old_format);
-        g_prefix_error (error, "%s: ", layer->path);
-        return FALSE;
-      }
-  }
+  header_cluster = serialize_with_backing (layer, backing_file, backing_format, TRUE, error);
+  if (!header_cluster)
+    return FALSE;
 
   /* One write of the whole header cluster (with O_DIRECT, of the aligned
    * blocks that hold it: the bytes after the cluster are read back first
