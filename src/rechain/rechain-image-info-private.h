@@ -1,5 +1,6 @@
 /* rechain-image-info-private.h: how the library makes a RechainImageInfo
- * and writes it in qemu-img's JSON shape.
+ * (and the RechainSnapshotInfo and RechainBitmapInfo it lists) and writes
+ * it in qemu-img's JSON shape.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -11,6 +12,14 @@
 #include "rechain/rechain-image-info.h"
 
 G_BEGIN_DECLS
+
+/* An entry of the snapshot table, as qemu-img info shows it: the guest
+ * clock in seconds and nanoseconds, no icount as -1. */
+G_GNUC_INTERNAL RechainSnapshotInfo *rechain_snapshot_info_new (const RechainQcow2Snapshot *s);
+
+/* An entry of the bitmap directory, as qemu-img info shows it: the
+ * granularity in bytes, the flags by name. */
+G_GNUC_INTERNAL RechainBitmapInfo *rechain_bitmap_info_new (const RechainQcow2Bitmap *bm);
 
 /* Describes one layer of an opened chain: reads its snapshot table and
  * bitmap directory (which may fail on a damaged image). */

@@ -10,29 +10,10 @@
 
 #include <gio/gio.h>
 #include <rechain/rechain-version.h>
+#include <rechain/rechain-snapshot-info.h>
+#include <rechain/rechain-bitmap-info.h>
 
 G_BEGIN_DECLS
-
-#define RECHAIN_TYPE_SNAPSHOT_INFO (rechain_snapshot_info_get_type ())
-RECHAIN_AVAILABLE_IN_0_2
-G_DECLARE_FINAL_TYPE (RechainSnapshotInfo, rechain_snapshot_info, RECHAIN, SNAPSHOT_INFO, GObject)
-
-RECHAIN_AVAILABLE_IN_0_2 const char *rechain_snapshot_info_get_name (RechainSnapshotInfo *snapshot);
-RECHAIN_AVAILABLE_IN_0_2 const char *rechain_snapshot_info_get_id (RechainSnapshotInfo *snapshot);
-RECHAIN_AVAILABLE_IN_0_2 guint64 rechain_snapshot_info_get_vm_state_size (RechainSnapshotInfo *snapshot);
-RECHAIN_AVAILABLE_IN_0_2 gint64 rechain_snapshot_info_get_date_sec (RechainSnapshotInfo *snapshot);
-RECHAIN_AVAILABLE_IN_0_2 gint64 rechain_snapshot_info_get_date_nsec (RechainSnapshotInfo *snapshot);
-RECHAIN_AVAILABLE_IN_0_2 gint64 rechain_snapshot_info_get_vm_clock_sec (RechainSnapshotInfo *snapshot);
-RECHAIN_AVAILABLE_IN_0_2 gint64 rechain_snapshot_info_get_vm_clock_nsec (RechainSnapshotInfo *snapshot);
-RECHAIN_AVAILABLE_IN_0_2 gint64 rechain_snapshot_info_get_icount (RechainSnapshotInfo *snapshot);
-
-#define RECHAIN_TYPE_BITMAP_INFO (rechain_bitmap_info_get_type ())
-RECHAIN_AVAILABLE_IN_0_2
-G_DECLARE_FINAL_TYPE (RechainBitmapInfo, rechain_bitmap_info, RECHAIN, BITMAP_INFO, GObject)
-
-RECHAIN_AVAILABLE_IN_0_2 const char *rechain_bitmap_info_get_name (RechainBitmapInfo *bitmap);
-RECHAIN_AVAILABLE_IN_0_2 guint64 rechain_bitmap_info_get_granularity (RechainBitmapInfo *bitmap);
-RECHAIN_AVAILABLE_IN_0_2 const char * const *rechain_bitmap_info_get_flags (RechainBitmapInfo *bitmap);
 
 #define RECHAIN_TYPE_IMAGE_INFO (rechain_image_info_get_type ())
 RECHAIN_AVAILABLE_IN_0_2

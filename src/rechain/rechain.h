@@ -11,6 +11,8 @@
 #include <rechain/rechain-enum-types.h>
 #include <rechain/rechain-error.h>
 #include <rechain/rechain-extent.h>
+#include <rechain/rechain-snapshot-info.h>
+#include <rechain/rechain-bitmap-info.h>
 #include <rechain/rechain-image-info.h>
 #include <rechain/rechain-image.h>
 #include <rechain/rechain-block-job.h>
