@@ -8,8 +8,8 @@
 #include "config.h"
 
 #include "rechain/rechain-image-info-private.h"
+#include "rechain/rechain-readonly-props-private.h"
 
-#define RO_PROP (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)
 
 /**
  * RechainImageInfo:
@@ -57,32 +57,192 @@ struct _RechainImageInfo {
   GListStore *bitmaps;   /* of RechainBitmapInfo */
 };
 
-enum {
-  PROP_0,
-  PROP_FILENAME,
-  PROP_FORMAT,
-  PROP_VIRTUAL_SIZE,
-  PROP_ACTUAL_SIZE,
-  PROP_CLUSTER_SIZE,
-  PROP_BACKING_FILENAME,
-  PROP_FULL_BACKING_FILENAME,
-  PROP_BACKING_FORMAT,
-  PROP_ENCRYPTED,
-  PROP_DIRTY_FLAG,
-  PROP_CORRUPT,
-  PROP_COMPAT,
-  PROP_COMPRESSION_TYPE,
-  PROP_EXTENDED_L2,
-  PROP_REFCOUNT_BITS,
-  PROP_LAZY_REFCOUNTS,
-  PROP_HAS_DATA_FILE,
-  PROP_DATA_FILE,
-  PROP_DATA_FILE_RAW,
-  PROP_SNAPSHOTS,
-  PROP_BITMAPS,
-  N_PROPS
+/* The properties, in the order of their ids. */
+static const RechainReadonlyProp props[] = {
+  /**
+   * RechainImageInfo:filename:
+   *
+   * The path of the image, as it was opened (for a backing file, as it was
+   * resolved from the name in its overlay).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("filename", RechainImageInfo, filename),
+  /**
+   * RechainImageInfo:format:
+   *
+   * The format of the image: "qcow2" or "raw".
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("format", RechainImageInfo, format),
+  /**
+   * RechainImageInfo:virtual-size:
+   *
+   * The size of the disk the guest sees, in bytes.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("virtual-size", RechainImageInfo, virtual_size),
+  /**
+   * RechainImageInfo:actual-size:
+   *
+   * The bytes the image file (and its data file) occupy on disk, as
+   * `qemu-img info` reports them ("disk size").
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("actual-size", RechainImageInfo, actual_size),
+  /**
+   * RechainImageInfo:cluster-size:
+   *
+   * The cluster size of a qcow2 image in bytes; 0 for a raw image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("cluster-size", RechainImageInfo, cluster_size),
+  /**
+   * RechainImageInfo:backing-filename:
+   *
+   * The backing file name as the header records it, or %NULL for an image
+   * without a backing file.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("backing-filename", RechainImageInfo, backing_filename),
+  /**
+   * RechainImageInfo:full-backing-filename:
+   *
+   * The backing file name resolved as QEMU resolves it (relative to the
+   * directory of the image), or %NULL without a backing file.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("full-backing-filename", RechainImageInfo, full_backing_filename),
+  /**
+   * RechainImageInfo:backing-format:
+   *
+   * The format of the backing file as the header records it (qemu-img's
+   * `backing-filename-format`), or %NULL when it records none.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("backing-format", RechainImageInfo, backing_format),
+  /**
+   * RechainImageInfo:encrypted:
+   *
+   * Whether the image is encrypted. rechain refuses to open encrypted
+   * images, so an image it describes is not.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_BOOLEAN ("encrypted", RechainImageInfo, encrypted),
+  /**
+   * RechainImageInfo:dirty-flag:
+   *
+   * Whether the qcow2 dirty bit is set (lazy refcounts not yet repaired).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_BOOLEAN ("dirty-flag", RechainImageInfo, dirty_flag),
+  /**
+   * RechainImageInfo:corrupt:
+   *
+   * Whether the qcow2 corrupt bit is set (compat 1.1 only).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_BOOLEAN ("corrupt", RechainImageInfo, corrupt),
+  /**
+   * RechainImageInfo:compat:
+   *
+   * The qcow2 version as qemu-img names it: "0.10" (version 2) or "1.1"
+   * (version 3); %NULL for a raw image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("compat", RechainImageInfo, compat),
+  /**
+   * RechainImageInfo:compression-type:
+   *
+   * The compression of compressed clusters: "zlib" or "zstd"; %NULL for a
+   * raw image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("compression-type", RechainImageInfo, compression_type),
+  /**
+   * RechainImageInfo:extended-l2:
+   *
+   * Whether the image has extended L2 entries (subclusters; compat 1.1 only).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_BOOLEAN ("extended-l2", RechainImageInfo, extended_l2),
+  /**
+   * RechainImageInfo:refcount-bits:
+   *
+   * The width of a qcow2 reference count in bits; 0 for a raw image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT ("refcount-bits", RechainImageInfo, refcount_bits),
+  /**
+   * RechainImageInfo:lazy-refcounts:
+   *
+   * Whether the lazy refcounts feature is on (compat 1.1 only).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_BOOLEAN ("lazy-refcounts", RechainImageInfo, lazy_refcounts),
+  /**
+   * RechainImageInfo:has-data-file:
+   *
+   * Whether the image keeps its guest data in an external data file (the
+   * qcow2 data-file feature). #RechainImageInfo:data-file names it when
+   * the header records its name; #RechainImageInfo:data-file-raw is
+   * meaningful only for such images (qemu-img shows both keys only then).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_BOOLEAN ("has-data-file", RechainImageInfo, has_data_file),
+  /**
+   * RechainImageInfo:data-file:
+   *
+   * The name of the external data file as the header records it, or %NULL.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("data-file", RechainImageInfo, data_file),
+  /**
+   * RechainImageInfo:data-file-raw:
+   *
+   * Whether the external data file is a valid raw image by itself.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_BOOLEAN ("data-file-raw", RechainImageInfo, data_file_raw),
+  /**
+   * RechainImageInfo:snapshots:
+   *
+   * The internal snapshots of the image, a #GListModel of
+   * #RechainSnapshotInfo in the order of the snapshot table (empty for
+   * none).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_OBJECT ("snapshots", g_list_model_get_type, RechainImageInfo, snapshots),
+  /**
+   * RechainImageInfo:bitmaps:
+   *
+   * The persistent dirty bitmaps of the image, a #GListModel of
+   * #RechainBitmapInfo in the order of the bitmap directory (empty for
+   * none).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_OBJECT ("bitmaps", g_list_model_get_type, RechainImageInfo, bitmaps),
 };
-static GParamSpec *props[N_PROPS];
 
 G_DEFINE_FINAL_TYPE (RechainImageInfo, rechain_image_info, G_TYPE_OBJECT)
 
@@ -107,76 +267,7 @@ rechain_image_info_finalize (GObject *object)
 static void
 rechain_image_info_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
 {
-  RechainImageInfo *self = RECHAIN_IMAGE_INFO (object);
-
-  switch (prop_id)
-    {
-    case PROP_FILENAME:
-      g_value_set_string (value, self->filename);
-      break;
-    case PROP_FORMAT:
-      g_value_set_string (value, self->format);
-      break;
-    case PROP_VIRTUAL_SIZE:
-      g_value_set_uint64 (value, self->virtual_size);
-      break;
-    case PROP_ACTUAL_SIZE:
-      g_value_set_uint64 (value, self->actual_size);
-      break;
-    case PROP_CLUSTER_SIZE:
-      g_value_set_uint64 (value, self->cluster_size);
-      break;
-    case PROP_BACKING_FILENAME:
-      g_value_set_string (value, self->backing_filename);
-      break;
-    case PROP_FULL_BACKING_FILENAME:
-      g_value_set_string (value, self->full_backing_filename);
-      break;
-    case PROP_BACKING_FORMAT:
-      g_value_set_string (value, self->backing_format);
-      break;
-    case PROP_ENCRYPTED:
-      g_value_set_boolean (value, self->encrypted);
-      break;
-    case PROP_DIRTY_FLAG:
-      g_value_set_boolean (value, self->dirty_flag);
-      break;
-    case PROP_CORRUPT:
-      g_value_set_boolean (value, self->corrupt);
-      break;
-    case PROP_COMPAT:
-      g_value_set_string (value, self->compat);
-      break;
-    case PROP_COMPRESSION_TYPE:
-      g_value_set_string (value, self->compression_type);
-      break;
-    case PROP_EXTENDED_L2:
-      g_value_set_boolean (value, self->extended_l2);
-      break;
-    case PROP_REFCOUNT_BITS:
-      g_value_set_uint (value, self->refcount_bits);
-      break;
-    case PROP_LAZY_REFCOUNTS:
-      g_value_set_boolean (value, self->lazy_refcounts);
-      break;
-    case PROP_HAS_DATA_FILE:
-      g_value_set_boolean (value, self->has_data_file);
-      break;
-    case PROP_DATA_FILE:
-      g_value_set_string (value, self->data_file);
-      break;
-    case PROP_DATA_FILE_RAW:
-      g_value_set_boolean (value, self->data_file_raw);
-      break;
-    case PROP_SNAPSHOTS:
-      g_value_set_object (value, self->snapshots);
-      break;
-    case PROP_BITMAPS:
-      g_value_set_object (value, self->bitmaps);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-    }
+  rechain_readonly_props_get (object, object, props, G_N_ELEMENTS (props), prop_id, value, pspec);
 }
 
 static void
@@ -186,196 +277,7 @@ rechain_image_info_class_init (RechainImageInfoClass *klass)
 
   object_class->finalize = rechain_image_info_finalize;
   object_class->get_property = rechain_image_info_get_property;
-
-  /**
-   * RechainImageInfo:filename:
-   *
-   * The path of the image, as it was opened (for a backing file, as it was
-   * resolved from the name in its overlay).
-   *
-   * Since: 0.2
-   */
-  props[PROP_FILENAME] = g_param_spec_string ("filename", NULL, NULL, NULL, RO_PROP);
-  /**
-   * RechainImageInfo:format:
-   *
-   * The format of the image: "qcow2" or "raw".
-   *
-   * Since: 0.2
-   */
-  props[PROP_FORMAT] = g_param_spec_string ("format", NULL, NULL, NULL, RO_PROP);
-  /**
-   * RechainImageInfo:virtual-size:
-   *
-   * The size of the disk the guest sees, in bytes.
-   *
-   * Since: 0.2
-   */
-  props[PROP_VIRTUAL_SIZE] = g_param_spec_uint64 ("virtual-size", NULL, NULL,
-                                                  0, G_MAXUINT64, 0, RO_PROP);
-  /**
-   * RechainImageInfo:actual-size:
-   *
-   * The bytes the image file (and its data file) occupy on disk, as
-   * `qemu-img info` reports them ("disk size").
-   *
-   * Since: 0.2
-   */
-  props[PROP_ACTUAL_SIZE] = g_param_spec_uint64 ("actual-size", NULL, NULL,
-                                                 0, G_MAXUINT64, 0, RO_PROP);
-  /**
-   * RechainImageInfo:cluster-size:
-   *
-   * The cluster size of a qcow2 image in bytes; 0 for a raw image.
-   *
-   * Since: 0.2
-   */
-  props[PROP_CLUSTER_SIZE] = g_param_spec_uint64 ("cluster-size", NULL, NULL,
-                                                  0, G_MAXUINT64, 0, RO_PROP);
-  /**
-   * RechainImageInfo:backing-filename:
-   *
-   * The backing file name as the header records it, or %NULL for an image
-   * without a backing file.
-   *
-   * Since: 0.2
-   */
-  props[PROP_BACKING_FILENAME] = g_param_spec_string ("backing-filename", NULL, NULL, NULL, RO_PROP);
-  /**
-   * RechainImageInfo:full-backing-filename:
-   *
-   * The backing file name resolved as QEMU resolves it (relative to the
-   * directory of the image), or %NULL without a backing file.
-   *
-   * Since: 0.2
-   */
-  props[PROP_FULL_BACKING_FILENAME] = g_param_spec_string ("full-backing-filename", NULL, NULL,
-                                                           NULL, RO_PROP);
-  /**
-   * RechainImageInfo:backing-format:
-   *
-   * The format of the backing file as the header records it (qemu-img's
-   * `backing-filename-format`), or %NULL when it records none.
-   *
-   * Since: 0.2
-   */
-  props[PROP_BACKING_FORMAT] = g_param_spec_string ("backing-format", NULL, NULL, NULL, RO_PROP);
-  /**
-   * RechainImageInfo:encrypted:
-   *
-   * Whether the image is encrypted. rechain refuses to open encrypted
-   * images, so an image it describes is not.
-   *
-   * Since: 0.2
-   */
-  props[PROP_ENCRYPTED] = g_param_spec_boolean ("encrypted", NULL, NULL, FALSE, RO_PROP);
-  /**
-   * RechainImageInfo:dirty-flag:
-   *
-   * Whether the qcow2 dirty bit is set (lazy refcounts not yet repaired).
-   *
-   * Since: 0.2
-   */
-  props[PROP_DIRTY_FLAG] = g_param_spec_boolean ("dirty-flag", NULL, NULL, FALSE, RO_PROP);
-  /**
-   * RechainImageInfo:corrupt:
-   *
-   * Whether the qcow2 corrupt bit is set (compat 1.1 only).
-   *
-   * Since: 0.2
-   */
-  props[PROP_CORRUPT] = g_param_spec_boolean ("corrupt", NULL, NULL, FALSE, RO_PROP);
-  /**
-   * RechainImageInfo:compat:
-   *
-   * The qcow2 version as qemu-img names it: "0.10" (version 2) or "1.1"
-   * (version 3); %NULL for a raw image.
-   *
-   * Since: 0.2
-   */
-  props[PROP_COMPAT] = g_param_spec_string ("compat", NULL, NULL, NULL, RO_PROP);
-  /**
-   * RechainImageInfo:compression-type:
-   *
-   * The compression of compressed clusters: "zlib" or "zstd"; %NULL for a
-   * raw image.
-   *
-   * Since: 0.2
-   */
-  props[PROP_COMPRESSION_TYPE] = g_param_spec_string ("compression-type", NULL, NULL, NULL, RO_PROP);
-  /**
-   * RechainImageInfo:extended-l2:
-   *
-   * Whether the image has extended L2 entries (subclusters; compat 1.1 only).
-   *
-   * Since: 0.2
-   */
-  props[PROP_EXTENDED_L2] = g_param_spec_boolean ("extended-l2", NULL, NULL, FALSE, RO_PROP);
-  /**
-   * RechainImageInfo:refcount-bits:
-   *
-   * The width of a qcow2 reference count in bits; 0 for a raw image.
-   *
-   * Since: 0.2
-   */
-  props[PROP_REFCOUNT_BITS] = g_param_spec_uint ("refcount-bits", NULL, NULL,
-                                                 0, G_MAXUINT, 0, RO_PROP);
-  /**
-   * RechainImageInfo:lazy-refcounts:
-   *
-   * Whether the lazy refcounts feature is on (compat 1.1 only).
-   *
-   * Since: 0.2
-   */
-  props[PROP_LAZY_REFCOUNTS] = g_param_spec_boolean ("lazy-refcounts", NULL, NULL, FALSE, RO_PROP);
-  /**
-   * RechainImageInfo:has-data-file:
-   *
-   * Whether the image keeps its guest data in an external data file (the
-   * qcow2 data-file feature). #RechainImageInfo:data-file names it when
-   * the header records its name; #RechainImageInfo:data-file-raw is
-   * meaningful only for such images (qemu-img shows both keys only then).
-   *
-   * Since: 0.2
-   */
-  props[PROP_HAS_DATA_FILE] = g_param_spec_boolean ("has-data-file", NULL, NULL, FALSE, RO_PROP);
-  /**
-   * RechainImageInfo:data-file:
-   *
-   * The name of the external data file as the header records it, or %NULL.
-   *
-   * Since: 0.2
-   */
-  props[PROP_DATA_FILE] = g_param_spec_string ("data-file", NULL, NULL, NULL, RO_PROP);
-  /**
-   * RechainImageInfo:data-file-raw:
-   *
-   * Whether the external data file is a valid raw image by itself.
-   *
-   * Since: 0.2
-   */
-  props[PROP_DATA_FILE_RAW] = g_param_spec_boolean ("data-file-raw", NULL, NULL, FALSE, RO_PROP);
-  /**
-   * RechainImageInfo:snapshots:
-   *
-   * The internal snapshots of the image, a #GListModel of
-   * #RechainSnapshotInfo in the order of the snapshot table (empty for
-   * none).
-   *
-   * Since: 0.2
-   */
-  props[PROP_SNAPSHOTS] = g_param_spec_object ("snapshots", NULL, NULL, G_TYPE_LIST_MODEL, RO_PROP);
-  /**
-   * RechainImageInfo:bitmaps:
-   *
-   * The persistent dirty bitmaps of the image, a #GListModel of
-   * #RechainBitmapInfo in the order of the bitmap directory (empty for
-   * none).
-   *
-   * Since: 0.2
-   */
-  props[PROP_BITMAPS] = g_param_spec_object ("bitmaps", NULL, NULL, G_TYPE_LIST_MODEL, RO_PROP);
-  g_object_class_install_properties (object_class, N_PROPS, props);
+  rechain_readonly_props_install (object_class, props, G_N_ELEMENTS (props));
 }
 
 static void
