@@ -35,6 +35,12 @@ typedef struct {
   gint64 minimum;
 } RechainReadonlyProp;
 
+/* The offset of a property no field holds: the type's get_property
+ * computes it, rather than calling rechain_readonly_props_get(). */
+#define RECHAIN_RO_COMPUTED G_MAXSIZE
+
+#define RECHAIN_RO_STRING_COMPUTED(name) \
+  { name, G_TYPE_STRING, NULL, RECHAIN_RO_COMPUTED, 0 }
 #define RECHAIN_RO_STRING(name, Struct, field) \
   { name, G_TYPE_STRING, NULL, G_STRUCT_OFFSET (Struct, field), 0 }
 #define RECHAIN_RO_BOOLEAN(name, Struct, field) \
@@ -59,7 +65,7 @@ G_GNUC_INTERNAL void rechain_readonly_props_install (GObjectClass *object_class,
 /* Sets @value to property @prop_id of @object: the field of its table entry,
  * at its offset from @fields (the struct the table's offsets are in: the
  * instance itself, or a struct it points to). Warns as get_property must
- * for an id outside the table. */
+ * for an id outside the table; a computed property is a programming error. */
 G_GNUC_INTERNAL void rechain_readonly_props_get (GObject *object,
                                                  gconstpointer fields,
                                                  const RechainReadonlyProp *props,

@@ -61,6 +61,7 @@ rechain_readonly_props_get (GObject *object,
       return;
     }
   p = &props[prop_id - 1];
+  g_return_if_fail (p->offset != RECHAIN_RO_COMPUTED);
   field = (const guint8 *) fields + p->offset;
   switch (p->fundamental)
     {

@@ -11,6 +11,7 @@
 #include "rechain/rechain-enum-types.h"
 #include "rechain/rechain-rebase-job.h"
 #include "rechain/rechain-rebase-stats-private.h"
+#include "rechain/rechain-readonly-props-private.h"
 
 /* ---- RechainRebaseStats ---- */
 
@@ -334,24 +335,120 @@ struct _RechainRebaseImageStats {
   const RechainRebaseImageReport *r;   /* an image of stats->report */
 };
 
-enum {
-  IMG_PROP_0,
-  IMG_PROP_IMAGE,
-  IMG_PROP_RESULT,
-  IMG_PROP_ERROR,
-  IMG_PROP_BYTES_EXAMINED,
-  IMG_PROP_BYTES_WRITTEN,
-  IMG_PROP_BYTES_ZEROED,
-  IMG_PROP_BYTES_SHARED,
-  IMG_PROP_BYTES_COPIED_IN_KERNEL,
-  IMG_PROP_BYTES_COPIED_BUFFERED,
-  IMG_PROP_CLUSTERS_ALLOCATED,
-  IMG_PROP_COMPRESSED_CLUSTERS,
-  IMG_PROP_METADATA_BYTES,
-  IMG_PROP_FLUSHES,
-  IMG_N_PROPS
+/* The properties, in the order of their ids: fields of the image's report,
+ * but for "result", which get_property computes. */
+static const RechainReadonlyProp img_props[] = {
+  /**
+   * RechainRebaseImageStats:image:
+   *
+   * The path of the image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("image", RechainRebaseImageReport, image),
+  /**
+   * RechainRebaseImageStats:result:
+   *
+   * "rebased", "planned" (a plan) or "failed" (then
+   * #RechainRebaseImageStats:error says why).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING_COMPUTED ("result"), /* IMG_PROP_RESULT */
+  /**
+   * RechainRebaseImageStats:error:
+   *
+   * Why the image could not be rebased, or %NULL if it was.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_BOXED ("error", g_error_get_type, RechainRebaseImageReport, error),
+  /**
+   * RechainRebaseImageStats:bytes-examined:
+   *
+   * Guest bytes the image does not allocate itself: those its backing
+   * chain provides, which the rebase compares.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("bytes-examined", RechainRebaseImageReport, bytes_examined),
+  /**
+   * RechainRebaseImageStats:bytes-written:
+   *
+   * Guest data bytes copied into the image (for a plan: at most).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("bytes-written", RechainRebaseImageReport, bytes_to_write),
+  /**
+   * RechainRebaseImageStats:bytes-zeroed:
+   *
+   * Guest bytes made to read as zeros by metadata.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("bytes-zeroed", RechainRebaseImageReport, bytes_to_zero),
+  /**
+   * RechainRebaseImageStats:bytes-shared:
+   *
+   * Bytes of the written data whose blocks are shared with the backing
+   * files (reflink).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("bytes-shared", RechainRebaseImageReport, bytes_shared),
+  /**
+   * RechainRebaseImageStats:bytes-copied-in-kernel:
+   *
+   * Bytes of the written data copied inside the kernel (copy_file_range),
+   * which may itself have shared blocks.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("bytes-copied-in-kernel", RechainRebaseImageReport, bytes_copied_in_kernel),
+  /**
+   * RechainRebaseImageStats:bytes-copied-buffered:
+   *
+   * Bytes of the written data read and written through buffers.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("bytes-copied-buffered", RechainRebaseImageReport, bytes_copied_buffered),
+  /**
+   * RechainRebaseImageStats:clusters-allocated:
+   *
+   * Clusters allocated in the image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("clusters-allocated", RechainRebaseImageReport, clusters_allocated),
+  /**
+   * RechainRebaseImageStats:compressed-clusters:
+   *
+   * Clusters written compressed (`-c`).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("compressed-clusters", RechainRebaseImageReport, compressed_clusters),
+  /**
+   * RechainRebaseImageStats:metadata-bytes:
+   *
+   * Bytes of metadata (tables, header) written to the image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("metadata-bytes", RechainRebaseImageReport, metadata_bytes),
+  /**
+   * RechainRebaseImageStats:flushes:
+   *
+   * Flushes of the image to stable storage.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("flushes", RechainRebaseImageReport, flushes),
 };
-static GParamSpec *img_props[IMG_N_PROPS];
+/* the id of "result": its place in img_props, counted from 1 */
+#define IMG_PROP_RESULT 2
 
 G_DEFINE_FINAL_TYPE (RechainRebaseImageStats, rechain_rebase_image_stats, G_TYPE_OBJECT)
 
@@ -370,57 +467,11 @@ rechain_rebase_image_stats_get_property (GObject *object, guint prop_id, GValue 
 {
   RechainRebaseImageStats *self = RECHAIN_REBASE_IMAGE_STATS (object);
 
-  switch (prop_id)
-    {
-    case IMG_PROP_IMAGE:
-      g_value_set_string (value, self->r->image);
-      break;
-    case IMG_PROP_RESULT:
-      g_value_set_string (value, rechain_rebase_image_stats_get_result (self));
-      break;
-    case IMG_PROP_ERROR:
-      g_value_set_boxed (value, self->r->error);
-      break;
-    case IMG_PROP_BYTES_EXAMINED:
-      g_value_set_uint64 (value, self->r->bytes_examined);
-      break;
-    case IMG_PROP_BYTES_WRITTEN:
-      g_value_set_uint64 (value, self->r->bytes_to_write);
-      break;
-    case IMG_PROP_BYTES_ZEROED:
-      g_value_set_uint64 (value, self->r->bytes_to_zero);
-      break;
-    case IMG_PROP_BYTES_SHARED:
-      g_value_set_uint64 (value, self->r->bytes_shared);
-      break;
-    case IMG_PROP_BYTES_COPIED_IN_KERNEL:
-      g_value_set_uint64 (value, self->r->bytes_copied_in_kernel);
-      break;
-    case IMG_PROP_BYTES_COPIED_BUFFERED:
-      g_value_set_uint64 (value, self->r->bytes_copied_buffered);
-      break;
-    case IMG_PROP_CLUSTERS_ALLOCATED:
-      g_value_set_uint64 (value, self->r->clusters_allocated);
-      break;
-    case IMG_PROP_COMPRESSED_CLUSTERS:
-      g_value_set_uint64 (value, self->r->compressed_clusters);
-      break;
-    case IMG_PROP_METADATA_BYTES:
-      g_value_set_uint64 (value, self->r->metadata_bytes);
-      break;
-    case IMG_PROP_FLUSHES:
-      g_value_set_uint64 (value, self->r->flushes);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-    }
-}
-
-static GParamSpec *
-uint64_prop (const char *name)
-{
-  return g_param_spec_uint64 (name, NULL, NULL, 0, G_MAXUINT64, 0,
-                              G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  if (prop_id == IMG_PROP_RESULT)
+    g_value_set_string (value, rechain_rebase_image_stats_get_result (self));
+  else
+    rechain_readonly_props_get (object, self->r, img_props, G_N_ELEMENTS (img_props),
+                                prop_id, value, pspec);
 }
 
 static void
@@ -428,121 +479,10 @@ rechain_rebase_image_stats_class_init (RechainRebaseImageStatsClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
+  g_assert (g_str_equal (img_props[IMG_PROP_RESULT - 1].name, "result"));
   object_class->finalize = rechain_rebase_image_stats_finalize;
   object_class->get_property = rechain_rebase_image_stats_get_property;
-
-  /**
-   * RechainRebaseImageStats:image:
-   *
-   * The path of the image.
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_IMAGE] = g_param_spec_string ("image", NULL, NULL, NULL,
-                                                   G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
-  /**
-   * RechainRebaseImageStats:result:
-   *
-   * "rebased", "planned" (a plan) or "failed" (then
-   * #RechainRebaseImageStats:error says why).
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_RESULT] = g_param_spec_string ("result", NULL, NULL, NULL,
-                                                    G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
-  /**
-   * RechainRebaseImageStats:error:
-   *
-   * Why the image could not be rebased, or %NULL if it was.
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_ERROR] = g_param_spec_boxed ("error", NULL, NULL, G_TYPE_ERROR,
-                                                  G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
-  /**
-   * RechainRebaseImageStats:bytes-examined:
-   *
-   * Guest bytes the image does not allocate itself: those its backing
-   * chain provides, which the rebase compares.
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_BYTES_EXAMINED] = uint64_prop ("bytes-examined");
-  /**
-   * RechainRebaseImageStats:bytes-written:
-   *
-   * Guest data bytes copied into the image (for a plan: at most).
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_BYTES_WRITTEN] = uint64_prop ("bytes-written");
-  /**
-   * RechainRebaseImageStats:bytes-zeroed:
-   *
-   * Guest bytes made to read as zeros by metadata.
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_BYTES_ZEROED] = uint64_prop ("bytes-zeroed");
-  /**
-   * RechainRebaseImageStats:bytes-shared:
-   *
-   * Bytes of the written data whose blocks are shared with the backing
-   * files (reflink).
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_BYTES_SHARED] = uint64_prop ("bytes-shared");
-  /**
-   * RechainRebaseImageStats:bytes-copied-in-kernel:
-   *
-   * Bytes of the written data copied inside the kernel (copy_file_range),
-   * which may itself have shared blocks.
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_BYTES_COPIED_IN_KERNEL] = uint64_prop ("bytes-copied-in-kernel");
-  /**
-   * RechainRebaseImageStats:bytes-copied-buffered:
-   *
-   * Bytes of the written data read and written through buffers.
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_BYTES_COPIED_BUFFERED] = uint64_prop ("bytes-copied-buffered");
-  /**
-   * RechainRebaseImageStats:clusters-allocated:
-   *
-   * Clusters allocated in the image.
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_CLUSTERS_ALLOCATED] = uint64_prop ("clusters-allocated");
-  /**
-   * RechainRebaseImageStats:compressed-clusters:
-   *
-   * Clusters written compressed (`-c`).
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_COMPRESSED_CLUSTERS] = uint64_prop ("compressed-clusters");
-  /**
-   * RechainRebaseImageStats:metadata-bytes:
-   *
-   * Bytes of metadata (tables, header) written to the image.
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_METADATA_BYTES] = uint64_prop ("metadata-bytes");
-  /**
-   * RechainRebaseImageStats:flushes:
-   *
-   * Flushes of the image to stable storage.
-   *
-   * Since: 0.2
-   */
-  img_props[IMG_PROP_FLUSHES] = uint64_prop ("flushes");
-  g_object_class_install_properties (object_class, IMG_N_PROPS, img_props);
+  rechain_readonly_props_install (object_class, img_props, G_N_ELEMENTS (img_props));
 }
 
 static void
