@@ -59,8 +59,8 @@ rechain_luks_crypto_init (GError **error)
   return ok;
 }
 
-static gboolean
-gcrypt_failed (GError **error, const char *what, gcry_error_t err)
+gboolean
+rechain_luks_gcrypt_error (GError **error, const char *what, unsigned int err)
 {
   g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_FAILED,
                _("libgcrypt: %s: %s"), what, gcry_strerror (err));
@@ -102,7 +102,7 @@ essiv_open (RechainLuksCipher *c, const RechainLuksHeader *h,
 
   err = gcry_md_open (&md, h->ivgen_hash_algo, GCRY_MD_FLAG_SECURE);
   if (err)
-    return gcrypt_failed (error, "ESSIV hash", err);
+    return rechain_luks_gcrypt_error (error, "ESSIV hash", err);
   gcry_md_write (md, key, key_len);
   err = gcry_cipher_open (&c->essiv, h->essiv_cipher_algo, GCRY_CIPHER_MODE_ECB,
                           GCRY_CIPHER_SECURE);
@@ -110,7 +110,7 @@ essiv_open (RechainLuksCipher *c, const RechainLuksHeader *h,
     err = gcry_cipher_setkey (c->essiv, gcry_md_read (md, 0), dlen);
   gcry_md_close (md);             /* wipes the digest */
   if (err)
-    return gcrypt_failed (error, "ESSIV cipher", err);
+    return rechain_luks_gcrypt_error (error, "ESSIV cipher", err);
   return TRUE;
 }
 
@@ -129,8 +129,8 @@ rechain_luks_cipher_new (const RechainLuksHeader *h,
   if (key_len != h->key_bytes)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   _("LUKS key of %" G_GSIZE_FORMAT " bytes for a header with "
-                     "%" G_GUINT32_FORMAT "-byte keys"), key_len, h->key_bytes);
+                   _("LUKS key of %zu bytes for a header with "
+                     "%u-byte keys"), key_len, h->key_bytes);
       return NULL;
     }
 
@@ -145,13 +145,13 @@ rechain_luks_cipher_new (const RechainLuksHeader *h,
   if (err)
     {
       c->data = NULL;
-      gcrypt_failed (error, h->cipher_name, err);
+      rechain_luks_gcrypt_error (error, h->cipher_name, err);
       return NULL;
     }
   err = gcry_cipher_setkey (c->data, key, key_len);
   if (err)
     {
-      gcrypt_failed (error, h->cipher_name, err);
+      rechain_luks_gcrypt_error (error, h->cipher_name, err);
       return NULL;
     }
   if (c->ivgen == RECHAIN_LUKS_IVGEN_ESSIV && !essiv_open (c, h, key, key_len, error))
@@ -186,7 +186,7 @@ make_iv (RechainLuksCipher *c, guint64 sector, guint8 *iv, GError **error)
     {
       gcry_error_t err = gcry_cipher_encrypt (c->essiv, iv, c->iv_len, NULL, 0);
       if (err)
-        return gcrypt_failed (error, "ESSIV", err);
+        return rechain_luks_gcrypt_error (error, "ESSIV", err);
     }
   return TRUE;
 }
@@ -201,7 +201,7 @@ crypt_sectors (RechainLuksCipher *c, gboolean encrypt, guint64 sector,
   if (len % (allow_tail ? c->block_size : RECHAIN_LUKS_SECTOR_SIZE) != 0)
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                   _("LUKS: %" G_GSIZE_FORMAT " bytes are not a whole number "
+                   _("LUKS: %zu bytes are not a whole number "
                      "of sectors"), len);
       return FALSE;
     }
@@ -216,12 +216,12 @@ crypt_sectors (RechainLuksCipher *c, gboolean encrypt, guint64 sector,
             return FALSE;
           err = gcry_cipher_setiv (c->data, iv, c->iv_len);
           if (err)
-            return gcrypt_failed (error, "IV", err);
+            return rechain_luks_gcrypt_error (error, "IV", err);
         }
       err = encrypt ? gcry_cipher_encrypt (c->data, buf + done, n, NULL, 0)
                     : gcry_cipher_decrypt (c->data, buf + done, n, NULL, 0);
       if (err)
-        return gcrypt_failed (error, encrypt ? "encrypt" : "decrypt", err);
+        return rechain_luks_gcrypt_error (error, encrypt ? "encrypt" : "decrypt", err);
     }
   return TRUE;
 }

@@ -28,6 +28,10 @@ G_BEGIN_DECLS
  * libgcrypt found at run time is older than rechain needs. */
 gboolean rechain_luks_crypto_init (GError **error);
 
+/* Sets @error (RECHAIN_ERROR_FAILED) for libgcrypt error @err (a
+ * gcry_error_t) in step @what; returns FALSE. */
+gboolean rechain_luks_gcrypt_error (GError **error, const char *what, unsigned int err);
+
 typedef struct _RechainLuksCipher RechainLuksCipher;
 
 /* A cipher for the data of an image whose header is @h, keyed with @key

@@ -132,7 +132,7 @@ check_iterations (guint32 iterations, const char *what, GError **error)
 {
   if (iterations == 0 || iterations > RECHAIN_LUKS_MAX_ITERATIONS)
     return fail (error, RECHAIN_ERROR_INVALID_IMAGE,
-                 _("LUKS header: %s has %" G_GUINT32_FORMAT " PBKDF2 iterations "
+                 _("LUKS header: %s has %u PBKDF2 iterations "
                    "(allowed: 1 to %u)"), what, iterations,
                  RECHAIN_LUKS_MAX_ITERATIONS);
   return TRUE;
@@ -229,14 +229,14 @@ parse_cipher (RechainLuksHeader *h, guint essiv_key_len, GError **error)
                      h->cipher_name);
       if (bytes % 2 != 0)
         return fail (error, RECHAIN_ERROR_INVALID_IMAGE,
-                     _("LUKS header: odd key length %" G_GUINT32_FORMAT
+                     _("LUKS header: odd key length %u"
                        " for XTS mode"), bytes);
       bytes /= 2;
     }
   ki = key_index (bytes);
   if (ki < 0 || c->algo[ki] == 0)
     return fail (error, RECHAIN_ERROR_UNSUPPORTED,
-                 _("LUKS header: cipher \"%s\" with a key of %" G_GUINT32_FORMAT
+                 _("LUKS header: cipher \"%s\" with a key of %u"
                    " bytes (%s) is not supported"), h->cipher_name,
                  h->key_bytes, h->cipher_mode);
   h->cipher_algo = c->algo[ki];
@@ -291,8 +291,8 @@ parse_slots (RechainLuksHeader *h, const guint8 *buf, GError **error)
         s->active = TRUE;
       else if (state != RECHAIN_LUKS_SLOT_DISABLED)
         return fail (error, RECHAIN_ERROR_INVALID_IMAGE,
-                     _("LUKS header: key slot %u has state 0x%08" G_GINT32_MODIFIER
-                       "x (neither active nor disabled)"), i, state);
+                     _("LUKS header: key slot %u has state 0x%08x"
+                       " (neither active nor disabled)"), i, state);
       if (s->active)
         {
           g_autofree char *what = g_strdup_printf (_("key slot %u"), i);
@@ -304,19 +304,19 @@ parse_slots (RechainLuksHeader *h, const guint8 *buf, GError **error)
        * slot enabled later reuses its area */
       if (s->stripes != RECHAIN_LUKS_STRIPES)
         return fail (error, RECHAIN_ERROR_INVALID_IMAGE,
-                     _("LUKS header: key slot %u has %" G_GUINT32_FORMAT
+                     _("LUKS header: key slot %u has %u"
                        " anti-forensic stripes (must be %u)"), i, s->stripes,
                      RECHAIN_LUKS_STRIPES);
       if (s->key_offset < HEADER_SECTORS)
         return fail (error, RECHAIN_ERROR_INVALID_IMAGE,
-                     _("LUKS header: key material of key slot %u (sector %"
-                       G_GUINT32_FORMAT ") overlaps the LUKS header"), i,
+                     _("LUKS header: key material of key slot %u (sector %u"
+                       ") overlaps the LUKS header"), i,
                      s->key_offset);
       if (s->key_offset + material_sectors (h, i) > h->payload_offset)
         return fail (error, RECHAIN_ERROR_INVALID_IMAGE,
-                     _("LUKS header: key material of key slot %u (sectors %"
-                       G_GUINT32_FORMAT "+%" G_GUINT64_FORMAT ") extends past the "
-                       "payload offset (sector %" G_GUINT32_FORMAT ")"), i,
+                     _("LUKS header: key material of key slot %u (sectors %u"
+                       "+%" PRIu64 ") extends past the "
+                       "payload offset (sector %u)"), i,
                      s->key_offset, material_sectors (h, i), h->payload_offset);
       for (guint j = 0; j < i; j++)
         {
@@ -348,7 +348,7 @@ rechain_luks_header_parse (const guint8 *buf,
 
   if (len < RECHAIN_LUKS_HEADER_SIZE || area_len < RECHAIN_LUKS_HEADER_SIZE)
     return fail (error, RECHAIN_ERROR_INVALID_IMAGE,
-                 _("LUKS header: the encryption header area is %" G_GUINT64_FORMAT
+                 _("LUKS header: the encryption header area is %" PRIu64
                    " bytes, too short for a LUKS header (%u bytes)"),
                  MIN ((guint64) len, area_len), RECHAIN_LUKS_HEADER_SIZE);
   if (memcmp (buf, luks_magic, sizeof luks_magic) != 0)
@@ -397,8 +397,8 @@ rechain_luks_header_parse (const guint8 *buf,
   if ((guint64) h.payload_offset * RECHAIN_LUKS_SECTOR_SIZE > area_len ||
       h.payload_offset < HEADER_SECTORS)
     return fail (error, RECHAIN_ERROR_INVALID_IMAGE,
-                 _("LUKS header: payload offset (sector %" G_GUINT32_FORMAT
-                   ") outside the encryption header area (%" G_GUINT64_FORMAT
+                 _("LUKS header: payload offset (sector %u"
+                   ") outside the encryption header area (%" PRIu64
                    " bytes)"), h.payload_offset, area_len);
   if (!parse_slots (&h, buf, error))
     return FALSE;

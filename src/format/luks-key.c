@@ -41,14 +41,6 @@ rechain_luks_key_free (guint8 *key, gsize len)
   gcry_free (key);
 }
 
-static gboolean
-gcrypt_failed (GError **error, const char *what, gcry_error_t err)
-{
-  g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_FAILED,
-               _("libgcrypt: %s: %s"), what, gcry_strerror (err));
-  return FALSE;
-}
-
 /* The AF "diffusion" of @buf (@len bytes) in place: each digest-sized
  * piece i becomes hash(be32(i) || piece), cut to the piece's length. */
 static void
@@ -136,7 +128,7 @@ try_slot (const RechainLuksHeader *h, guint i, const guint8 *area, gsize area_le
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
                    _("LUKS header: key material of key slot %u lies outside "
-                     "the %" G_GSIZE_FORMAT " bytes of the encryption header "
+                     "the %zu bytes of the encryption header "
                      "area"), i, area_len);
       return FALSE;
     }
@@ -144,14 +136,14 @@ try_slot (const RechainLuksHeader *h, guint i, const guint8 *area, gsize area_le
                          slot->salt, RECHAIN_LUKS_SALT_LEN, slot->iterations,
                          h->key_bytes, s->slot_key);
   if (err)
-    return gcrypt_failed (error, "PBKDF2", err);
+    return rechain_luks_gcrypt_error (error, "PBKDF2", err);
   if (!merge_material (h, i, area + off, md, s, key, error))
     return FALSE;
   err = gcry_kdf_derive (key, h->key_bytes, GCRY_KDF_PBKDF2, h->hash_algo,
                          h->mk_salt, RECHAIN_LUKS_SALT_LEN, h->mk_iterations,
                          RECHAIN_LUKS_DIGEST_LEN, s->digest);
   if (err)
-    return gcrypt_failed (error, "PBKDF2", err);
+    return rechain_luks_gcrypt_error (error, "PBKDF2", err);
   /* not secret-dependent timing that matters (the digest is public), but
    * there is no reason to stop early either */
   {
@@ -208,7 +200,7 @@ rechain_luks_unlock (const RechainLuksHeader *h,
   err = gcry_md_open (&md, h->hash_algo, GCRY_MD_FLAG_SECURE);
   if (err)
     {
-      gcrypt_failed (error, h->hash_spec, err);
+      rechain_luks_gcrypt_error (error, h->hash_spec, err);
       goto out;
     }
 
