@@ -13,7 +13,6 @@
 
 #include <string.h>
 #include <glib.h>
-#include <glib/gstdio.h>
 
 #include "format/qcow2.h"
 #include "format/be.h"
@@ -21,6 +20,7 @@
 #include "format/luks-key.h"
 #include "format/luks-cipher.h"
 #include "rechain/rechain-error.h"
+#include "qemu-fixture.h"
 
 #define PASS "rechain-test-pass"
 #define PASS2 "second key, with spaces"
@@ -36,22 +36,16 @@ static char *qemu_img, *qemu_io, *tmpdir;
 static void
 run (const char *const *argv, guint attempts)
 {
-  g_autofree char *cmd = g_strjoinv (" ", (char **) argv);
+  g_autoptr (GString) cmd = g_string_new (NULL);
 
-  for (guint i = 1;; i++)
+  for (guint i = 0; argv[i]; i++)
     {
-      g_autoptr (GError) error = NULL;
-      g_autofree char *out = NULL, *err = NULL;
-      int status;
-
-      if (!g_spawn_sync (tmpdir, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                         &out, &err, &status, &error))
-        g_error ("cannot run %s: %s", cmd, error->message);
-      if (g_spawn_check_wait_status (status, &error))
-        return;
-      if (i >= attempts)
-        g_error ("%s failed: %s\n%s%s", cmd, error->message, out, err);
+      g_autofree char *q = g_shell_quote (argv[i]);
+      g_string_append_printf (cmd, "%s%s", i ? " " : "", q);
     }
+  for (guint i = 1; qemu_fixture_try (tmpdir, "%s", cmd->str) != 0; i++)
+    if (i >= attempts)
+      g_error ("failed %u times: %s", attempts, cmd->str);
 }
 
 /* An encrypted image @name of 1 MiB, with @opts added to the encryption
@@ -425,6 +419,18 @@ test_corrupt (gconstpointer data)
     g_error ("%s: \"%s\" not in \"%s\"", c->name, c->message, error->message);
 }
 
+/* @buf must parse as RECHAIN_ERROR_UNSUPPORTED. */
+static void
+expect_unsupported (const guint8 *buf)
+{
+  g_autoptr (GError) error = NULL;
+  RechainLuksHeader h;
+
+  g_assert_false (rechain_luks_header_parse (buf, RECHAIN_LUKS_HEADER_SIZE,
+                                             AREA_SECTORS * 512, &h, &error));
+  g_assert_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED);
+}
+
 static void
 test_crafted_valid (void)
 {
@@ -474,45 +480,40 @@ test_crafted_valid (void)
   valid_header (buf);
   put_name (buf, 8, "twofish");
   put32 (buf + 108, 48);
-  g_assert_false (rechain_luks_header_parse (buf, sizeof buf, AREA_SECTORS * 512, &h, &error));
-  g_assert_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED);
-  g_clear_error (&error);
+  expect_unsupported (buf);
   put_name (buf, 8, "cast5");
   put32 (buf + 108, 32);
-  g_assert_false (rechain_luks_header_parse (buf, sizeof buf, AREA_SECTORS * 512, &h, &error));
-  g_assert_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED);
-  g_clear_error (&error);
+  expect_unsupported (buf);
   /* essiv with sha1 (20 bytes): no AES key of that size */
   valid_header (buf);
   put_name (buf, 40, "cbc-essiv:sha1");
   put32 (buf + 108, 32);
-  g_assert_false (rechain_luks_header_parse (buf, sizeof buf, AREA_SECTORS * 512, &h, &error));
-  g_assert_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED);
-  g_clear_error (&error);
+  expect_unsupported (buf);
+}
+
+/* The program named by environment variable @env, else @name from PATH. */
+static char *
+find_tool (const char *env, const char *name)
+{
+  const char *v = g_getenv (env);
+  return v ? g_strdup (v) : g_find_program_in_path (name);
 }
 
 int
 main (int argc, char **argv)
 {
-  g_autoptr (GError) error = NULL;
   int ret;
 
   g_test_init (&argc, &argv, NULL);
-
-  qemu_img = g_strdup (g_getenv ("QEMU_IMG"));
-  if (qemu_img == NULL)
-    qemu_img = g_find_program_in_path ("qemu-img");
-  qemu_io = g_strdup (g_getenv ("QEMU_IO"));
-  if (qemu_io == NULL)
-    qemu_io = g_find_program_in_path ("qemu-io");
-  if (qemu_img == NULL || qemu_io == NULL)
+  qemu_img = find_tool ("QEMU_IMG", "qemu-img");
+  qemu_io = find_tool ("QEMU_IO", "qemu-io");
+  if (!qemu_img || !qemu_io)
     {
       /* QEMU is the oracle of these tests: without it they cannot pass. */
       g_printerr ("qemu-img/qemu-io not found (install qemu-utils)\n");
       return 1;
     }
-  tmpdir = g_dir_make_tmp ("rechain-luks-XXXXXX", &error);
-  g_assert_no_error (error);
+  tmpdir = qemu_fixture_tmpdir_new ();
 
   g_test_add_func ("/format/luks/crafted-valid", test_crafted_valid);
   for (gsize i = 0; i < G_N_ELEMENTS (corruptions); i++)
@@ -528,16 +529,6 @@ main (int argc, char **argv)
   g_test_add_func ("/format/luks/qemu/key-slots", test_slots);
 
   ret = g_test_run ();
-
-  {
-    g_autoptr (GDir) dir = g_dir_open (tmpdir, 0, NULL);
-    const char *n;
-    while (dir && (n = g_dir_read_name (dir)))
-      {
-        g_autofree char *p = g_build_filename (tmpdir, n, NULL);
-        g_unlink (p);
-      }
-    g_rmdir (tmpdir);
-  }
+  qemu_fixture_tmpdir_free (tmpdir);
   return ret;
 }
