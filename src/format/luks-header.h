@@ -30,11 +30,11 @@ G_BEGIN_DECLS
 #define RECHAIN_LUKS_SLOT_ACTIVE 0x00AC71F3u
 #define RECHAIN_LUKS_SLOT_DISABLED 0x0000DEADu
 /* Upper bound of a PBKDF2 iteration count (key slots and master-key
- * digest). QEMU's default iter-time of 2 s gives about 2-4 million
- * iterations on today's CPUs (see docs/reliability.md, "LUKS"); 2^30 is
- * over 250 times that, so only a deliberately huge iter-time hits it, while
- * an unlock bounded by it still ends (about 8 minutes per slot here instead
- * of the 2^32 - 1 a hostile header could ask for, times 8 slots). */
+ * digest). QEMU's default iter-time of 2 s gave 7.2 million slot
+ * iterations on this project's test machine (docs/reliability.md, "LUKS");
+ * 2^30 is 150 times that, so only a deliberately huge iter-time hits it,
+ * while an unlock bounded by it still ends in minutes per slot rather than
+ * the hours 2^32 - 1 iterations times 8 slots would take. */
 #define RECHAIN_LUKS_MAX_ITERATIONS (1u << 30)
 /* The biggest key LUKS in qcow2 can hold: AES-256 in XTS mode. */
 #define RECHAIN_LUKS_MAX_KEY_BYTES 64
