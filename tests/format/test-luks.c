@@ -259,6 +259,33 @@ test_variant (gconstpointer data)
   image_clear (&img);
 }
 
+/* The same image with its encryption header pointer extension renamed to
+ * an unknown type: a LUKS image that says nowhere where its key is. */
+static void
+check_no_crypto_ext (const Image *img)
+{
+  g_autoptr (GError) error = NULL;
+  gsize len = MIN (img->size, (gsize) 65536);
+  g_autofree guint8 *buf = g_memdup2 (img->data, len);
+  gsize off = img->qh->header_length;
+  gboolean found = FALSE;
+
+  while (off + 8 <= len && rd32 (buf + off) != 0)
+    {
+      if (rd32 (buf + off) == 0x0537be77)
+        {
+          buf[off] ^= 0x80;
+          found = TRUE;
+        }
+      off += 8 + ((rd32 (buf + off + 4) + 7) & ~7u);
+    }
+  g_assert_true (found);
+  g_assert_null (rechain_qcow2_header_parse_flags (buf, len, img->size,
+                                                   RECHAIN_QCOW2_PARSE_ALLOW_LUKS, &error));
+  g_assert_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE);
+  g_assert_nonnull (strstr (error->message, "without a full disk encryption header pointer"));
+}
+
 /* Keys added in slots 3 and 6 with qemu-img amend: each passphrase opens
  * its own slot, and all three give the same master key. */
 static void
@@ -288,6 +315,7 @@ test_slots (void)
   g_assert_cmpmem (k0, img.lh.key_bytes, k6, img.lh.key_bytes);
   check_data (&img, k6);
   unlock_wrong (&img, "fourth");
+  check_no_crypto_ext (&img);
   rechain_luks_key_free (k0, img.lh.key_bytes);
   rechain_luks_key_free (k3, img.lh.key_bytes);
   rechain_luks_key_free (k6, img.lh.key_bytes);
