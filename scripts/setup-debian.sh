@@ -4,7 +4,7 @@
 set -eu
 
 packages="meson ninja-build pkg-config gcc libc6-dev gettext
-libglib2.0-dev libzstd-dev zlib1g-dev libjson-glib-dev
+libglib2.0-dev libzstd-dev zlib1g-dev libjson-glib-dev libgcrypt20-dev
 gobject-introspection libgirepository1.0-dev python3-gi valac gi-docgen
 qemu-utils python3 groff-base man-db bash-completion bsdutils
 libvirt-dev libvirt-daemon libvirt-clients qemu-system-x86"

@@ -406,6 +406,16 @@ rechain_qcow2_header_parse (const guint8 *buf,
                             guint64 file_size,
                             GError **error)
 {
+  return rechain_qcow2_header_parse_flags (buf, len, file_size, 0, error);
+}
+
+RechainQcow2Header *
+rechain_qcow2_header_parse_flags (const guint8 *buf,
+                                  gsize len,
+                                  guint64 file_size,
+                                  RechainQcow2ParseFlags flags,
+                                  GError **error)
+{
   g_autoptr (RechainQcow2Header) h = NULL;
   guint32 magic;
   guint64 cluster_size;
@@ -755,10 +765,21 @@ rechain_qcow2_header_parse (const guint8 *buf,
       return NULL;
     }
 
+  /* QEMU cannot open a LUKS image without the extension: nothing says
+   * where its key material is. */
+  if (h->crypt_method == RECHAIN_QCOW2_CRYPT_LUKS && !h->has_crypto_ext &&
+      (flags & RECHAIN_QCOW2_PARSE_ALLOW_LUKS))
+    {
+      invalid (error, _("crypt_method 2 (LUKS) without a full disk encryption "
+               "header pointer extension"));
+      return NULL;
+    }
+
   /* Checked last so that a well-formed encrypted image gets this message
    * rather than a complaint about some other field. */
   if (h->crypt_method == RECHAIN_QCOW2_CRYPT_AES ||
-      h->crypt_method == RECHAIN_QCOW2_CRYPT_LUKS)
+      (h->crypt_method == RECHAIN_QCOW2_CRYPT_LUKS &&
+       !(flags & RECHAIN_QCOW2_PARSE_ALLOW_LUKS)))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
                    _("encryption (%s) is not supported"),

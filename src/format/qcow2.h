@@ -151,6 +151,22 @@ RechainQcow2Header *rechain_qcow2_header_parse (const guint8 *buf,
                                                 guint64 file_size,
                                                 GError **error);
 
+/* What rechain_qcow2_header_parse_flags accepts beyond the default. */
+typedef enum {
+  /* A LUKS image (crypt_method 2, which then needs the full disk
+   * encryption header pointer extension) parses instead of being refused:
+   * for the layers that know how to unlock it (format/luks-*.h). Legacy
+   * AES stays refused. */
+  RECHAIN_QCOW2_PARSE_ALLOW_LUKS = 1 << 0,
+} RechainQcow2ParseFlags;
+
+/* rechain_qcow2_header_parse with @flags. */
+RechainQcow2Header *rechain_qcow2_header_parse_flags (const guint8 *buf,
+                                                      gsize len,
+                                                      guint64 file_size,
+                                                      RechainQcow2ParseFlags flags,
+                                                      GError **error);
+
 /* Serializes @header into a zero-filled buffer of @cluster_size bytes: the
  * header (header_length bytes, unknown trailing fields preserved), every
  * extension of header->extensions in order, the end marker, then
