@@ -137,7 +137,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainQcow2Header, rechain_qcow2_header_free)
  * refcount table offsets aligned and inside the file, their sizes bounded,
  * header_length, extension lengths, backing name length and placement,
  * refcount_order 0..6, unknown incompatible bits, compression type.
- * Encryption is refused (RECHAIN_ERROR_UNSUPPORTED). Dirty and corrupt bits
+ * Encrypted images are accepted (crypt_method 1 or 2; LUKS needs its
+ * crypto header pointer extension): what needs their data refuses them
+ * later. Dirty and corrupt bits
  * are reported in the header, not refused: opening code decides.
  *
  * Details: a version other than 2 or 3 is RECHAIN_ERROR_UNSUPPORTED, as are

@@ -489,6 +489,7 @@ struct _RechainImageInfo {
   char *full_backing_filename;
   char *backing_format;
   gboolean encrypted;
+  char *encryption_format;
   gboolean dirty_flag;
   gboolean corrupt;
   char *compat;
@@ -514,6 +515,7 @@ enum {
   PROP_FULL_BACKING_FILENAME,
   PROP_BACKING_FORMAT,
   PROP_ENCRYPTED,
+  PROP_ENCRYPTION_FORMAT,
   PROP_DIRTY_FLAG,
   PROP_CORRUPT,
   PROP_COMPAT,
@@ -542,6 +544,7 @@ rechain_image_info_finalize (GObject *object)
   g_free (self->backing_filename);
   g_free (self->full_backing_filename);
   g_free (self->backing_format);
+  g_free (self->encryption_format);
   g_free (self->compat);
   g_free (self->compression_type);
   g_free (self->data_file);
@@ -583,6 +586,9 @@ rechain_image_info_get_property (GObject *object, guint prop_id, GValue *value, 
       break;
     case PROP_ENCRYPTED:
       g_value_set_boolean (value, self->encrypted);
+      break;
+    case PROP_ENCRYPTION_FORMAT:
+      g_value_set_string (value, self->encryption_format);
       break;
     case PROP_DIRTY_FLAG:
       g_value_set_boolean (value, self->dirty_flag);
@@ -709,12 +715,21 @@ rechain_image_info_class_init (RechainImageInfoClass *klass)
   /**
    * RechainImageInfo:encrypted:
    *
-   * Whether the image is encrypted. rechain refuses to open encrypted
-   * images, so an image it describes is not.
+   * Whether the image is encrypted. Describing an encrypted image needs
+   * no key.
    *
    * Since: 0.2
    */
   props[PROP_ENCRYPTED] = g_param_spec_boolean ("encrypted", NULL, NULL, FALSE, RO_PROP);
+  /**
+   * RechainImageInfo:encryption-format:
+   *
+   * How the image is encrypted, as qemu-img's `encrypt.format`: "luks"
+   * or "aes" (legacy, qcow2 crypt_method 1), or %NULL when it is not.
+   *
+   * Since: 0.2
+   */
+  props[PROP_ENCRYPTION_FORMAT] = g_param_spec_string ("encryption-format", NULL, NULL, NULL, RO_PROP);
   /**
    * RechainImageInfo:dirty-flag:
    *
@@ -891,6 +906,10 @@ rechain_image_info_new_for_layer (RechainLayer *layer, GError **error)
 
       info->cluster_size = rechain_qcow2_cluster_size (h);
       info->encrypted = h->crypt_method != 0;
+      if (h->crypt_method == RECHAIN_QCOW2_CRYPT_LUKS)
+        info->encryption_format = g_strdup ("luks");
+      else if (h->crypt_method == RECHAIN_QCOW2_CRYPT_AES)
+        info->encryption_format = g_strdup ("aes");
       info->dirty_flag = (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DIRTY) != 0;
       info->compat = g_strdup (v3 ? "1.1" : "0.10");
       info->compression_type = g_strdup (h->compression_type == RECHAIN_QCOW2_COMPRESSION_ZSTD
@@ -1071,6 +1090,21 @@ rechain_image_info_get_encrypted (RechainImageInfo *info)
 {
   g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), FALSE);
   return info->encrypted;
+}
+
+/**
+ * rechain_image_info_get_encryption_format:
+ * @info: image information
+ *
+ * Returns: (nullable): the value of [property@Rechain.ImageInfo:encryption-format]
+ *
+ * Since: 0.2
+ */
+const char *
+rechain_image_info_get_encryption_format (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), NULL);
+  return info->encryption_format;
 }
 
 /**

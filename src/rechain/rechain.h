@@ -12,6 +12,7 @@
 #include <rechain/rechain-error.h>
 #include <rechain/rechain-extent.h>
 #include <rechain/rechain-image-info.h>
+#include <rechain/rechain-keyring.h>
 #include <rechain/rechain-image.h>
 #include <rechain/rechain-block-job.h>
 #include <rechain/rechain-rebase-stats.h>
