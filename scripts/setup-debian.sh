@@ -5,7 +5,7 @@ set -eu
 
 packages="meson ninja-build pkg-config gcc libc6-dev gettext
 libglib2.0-dev libzstd-dev zlib1g-dev libjson-glib-dev
-gobject-introspection libgirepository1.0-dev python3-gi valac gi-docgen
+gobject-introspection libgirepository1.0-dev python3-gi valac gi-docgen libgcrypt20-dev
 qemu-utils python3 groff-base man-db bash-completion bsdutils
 libvirt-dev libvirt-daemon libvirt-clients qemu-system-x86"
 # the tests also make loop file systems (ext4 for ENOSPC; XFS with reflink
