@@ -388,7 +388,7 @@ add_object (ToolKeys *keys, const char *text, GError **error)
       /* as QEMU: format=base64 says how the ciphertext is encoded, and the
        * plaintext is used as it is */
       ciphertext = base64 ? base64_decode_secure (g_bytes_get_data (raw, NULL),
-                                                  g_bytes_get_size (raw), id, _("the data"), error)
+                                                  g_bytes_get_size (raw), id, "data", error)
                           : g_bytes_ref (raw);
       if (!ciphertext)
         return FALSE;
@@ -396,7 +396,7 @@ add_object (ToolKeys *keys, const char *text, GError **error)
     }
   else if (base64)
     value = base64_decode_secure (g_bytes_get_data (raw, NULL), g_bytes_get_size (raw), id,
-                                  _("the data"), error);
+                                  "data", error);
   else
     value = g_bytes_ref (raw);
   if (!value)
