@@ -260,7 +260,7 @@ find_entry (RechainKeyring *self, gboolean have_file, dev_t dev, ino_t ino)
 gboolean
 rechain_keyring_has_passphrase (RechainKeyring *keyring, const char *image_path)
 {
-  struct stat st;
+  struct stat st = { 0 };
   gboolean have_file, found;
 
   g_return_val_if_fail (RECHAIN_IS_KEYRING (keyring), FALSE);

@@ -601,9 +601,10 @@ apply_image_opts (ToolKeys *keys, const ImageOpts *o, const char *what, GError *
       if (!secret)
         return FALSE;
       path = d == 0 ? g_strdup (o->filename) : named ? g_strdup (named) : file_at_depth (o->filename, d);
-      /* a backing file that cannot be found needs no key: an unsafe rebase
-       * does not open it, and whatever reads it reports it missing */
-      if (!path || (d > 0 && access (path, F_OK) < 0))
+      /* a file that cannot be found needs no key: the open that follows
+       * reports a missing image (exit status 3), and an unsafe rebase
+       * does not open a missing backing file at all */
+      if (!path || access (path, F_OK) < 0)
         continue;
       if (!rechain_keyring_add_passphrase (keys->keyring, path, secret, error))
         {
