@@ -788,6 +788,63 @@ qcow2_read_compressed (RechainLayer *layer, guint64 offset, guint8 *buf, gsize l
   return TRUE;
 }
 
+RechainLayerEncryption
+rechain_layer_get_encryption (RechainLayer *layer)
+{
+  if (!layer->header)
+    return RECHAIN_LAYER_ENCRYPTION_NONE;
+  switch (layer->header->crypt_method)
+    {
+    case RECHAIN_QCOW2_CRYPT_AES:
+      return RECHAIN_LAYER_ENCRYPTION_AES;
+    case RECHAIN_QCOW2_CRYPT_LUKS:
+      return RECHAIN_LAYER_ENCRYPTION_LUKS;
+    default:
+      return RECHAIN_LAYER_ENCRYPTION_NONE;
+    }
+}
+
+gboolean
+rechain_layer_check_data_access (RechainLayer *layer, GError **error)
+{
+  switch (rechain_layer_get_encryption (layer))
+    {
+    case RECHAIN_LAYER_ENCRYPTION_NONE:
+      return TRUE;
+    case RECHAIN_LAYER_ENCRYPTION_AES:
+      /* QEMU's system emulators refuse legacy AES too, so the way out is
+       * the one QEMU documents, not support for a broken cipher mode. */
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   _("%s: the image uses legacy AES encryption (crypt_method 1), whose data "
+                     "rechain does not read or write; only an unsafe rebase (-u) works on it. "
+                     "Convert it to "
+                     "LUKS first: qemu-img convert -O qcow2 --object secret,id=sec0,file=KEYFILE "
+                     "--image-opts driver=qcow2,encrypt.key-secret=sec0,file.filename=%s "
+                     "-o encrypt.format=luks,encrypt.key-secret=sec0 NEW.qcow2"),
+                   layer->path, layer->path);
+      return FALSE;
+    case RECHAIN_LAYER_ENCRYPTION_LUKS:
+    default:
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   _("%s: the image is LUKS-encrypted and rechain cannot read or write its data "
+                     "yet, so a safe rebase or flatten that involves it is refused; an unsafe "
+                     "rebase (-u), info and map need no key"), layer->path);
+      return FALSE;
+    }
+}
+
+gboolean
+rechain_layer_lookup_key (RechainLayer *layer, const RechainKeyLookup *keys,
+                          const guint8 **data, gsize *len)
+{
+  struct stat st;
+
+  if (!keys || !keys->lookup ||
+      fstat (rechain_file_get_fd (layer->file), &st) < 0)
+    return FALSE;
+  return keys->lookup (keys->user_data, layer->path, st.st_dev, st.st_ino, data, len);
+}
+
 gboolean
 rechain_layer_read (RechainLayer *layer, guint64 offset, void *buf, gsize length,
                     GError **error)
@@ -795,7 +852,8 @@ rechain_layer_read (RechainLayer *layer, guint64 offset, void *buf, gsize length
   g_autoptr(GArray) extents = rechain_extent_list_new ();
   guint8 *out = buf;
 
-  if (!rechain_layer_map (layer, offset, length, extents, error))
+  if (!rechain_layer_check_data_access (layer, error) ||
+      !rechain_layer_map (layer, offset, length, extents, error))
     return FALSE;
 
   for (guint i = 0; i < extents->len; i++)
@@ -1049,6 +1107,8 @@ rechain_layer_new_writer (RechainLayer *layer, GError **error)
   RechainQcow2IO data_io = { io_pread, io_pwrite, io_flush, layer->data_file };
   RechainQcow2Writer *writer;
 
+  if (!rechain_layer_check_data_access (layer, error))
+    return NULL;
   if (layer->format != RECHAIN_FORMAT_QCOW2 || !rechain_file_is_writable (layer->file))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,

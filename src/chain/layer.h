@@ -14,6 +14,7 @@
 #include "format/qcow2-writer.h"
 #include "io/file.h"
 #include "chain/extent.h"
+#include "chain/keys.h"
 #include "chain/trust.h"
 
 G_BEGIN_DECLS
@@ -105,6 +106,28 @@ gboolean rechain_layer_map (RechainLayer *layer,
  * the same message the map would give. Costs a read of the L2 tables and a
  * zero scan: a 1 TiB image with 64 KiB clusters has 64 MiB of them. */
 gboolean rechain_layer_check_tables (RechainLayer *layer, GError **error);
+
+typedef enum {
+  RECHAIN_LAYER_ENCRYPTION_NONE,
+  RECHAIN_LAYER_ENCRYPTION_AES,  /* qcow2 crypt_method 1 */
+  RECHAIN_LAYER_ENCRYPTION_LUKS, /* qcow2 crypt_method 2 */
+} RechainLayerEncryption;
+
+RechainLayerEncryption rechain_layer_get_encryption (RechainLayer *layer);
+
+/* Refuses (RECHAIN_ERROR_UNSUPPORTED, naming the image) a layer whose
+ * guest data is encrypted: its clusters cannot be read or written yet.
+ * Its metadata (header, tables, map) stays usable, so an unsafe rebase,
+ * info and map work without a key. */
+gboolean rechain_layer_check_data_access (RechainLayer *layer, GError **error);
+
+/* The passphrase @keys has for this layer's file (by device and inode),
+ * for the step that unlocks encrypted layers; FALSE when it has none or
+ * @keys is NULL. */
+gboolean rechain_layer_lookup_key (RechainLayer *layer,
+                                   const RechainKeyLookup *keys,
+                                   const guint8 **data,
+                                   gsize *len);
 
 /* Reads guest bytes of this layer alone. Unallocated parts are left
  * untouched in @buf (the chain fills them from the backing); zero parts are

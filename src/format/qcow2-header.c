@@ -406,16 +406,6 @@ rechain_qcow2_header_parse (const guint8 *buf,
                             guint64 file_size,
                             GError **error)
 {
-  return rechain_qcow2_header_parse_flags (buf, len, file_size, 0, error);
-}
-
-RechainQcow2Header *
-rechain_qcow2_header_parse_flags (const guint8 *buf,
-                                  gsize len,
-                                  guint64 file_size,
-                                  RechainQcow2ParseFlags flags,
-                                  GError **error)
-{
   g_autoptr (RechainQcow2Header) h = NULL;
   guint32 magic;
   guint64 cluster_size;
@@ -738,6 +728,14 @@ rechain_qcow2_header_parse_flags (const guint8 *buf,
     }
   if (!parse_extensions (h, buf, h->header_length, ext_end, file_size, error))
     return NULL;
+  /* As QEMU: a LUKS image without the pointer to its LUKS header cannot
+   * be unlocked by anyone, so it is malformed, not merely encrypted. */
+  if (h->crypt_method == RECHAIN_QCOW2_CRYPT_LUKS && !h->has_crypto_ext)
+    {
+      invalid (error, _("crypt_method is 2 (LUKS) but the full disk encryption header "
+               "pointer extension is missing"));
+      return NULL;
+    }
 
   if ((h->autoclear_features & RECHAIN_QCOW2_AUTOCLEAR_DATA_FILE_RAW) &&
       !(h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DATA_FILE))
@@ -765,28 +763,11 @@ rechain_qcow2_header_parse_flags (const guint8 *buf,
       return NULL;
     }
 
-  /* QEMU cannot open a LUKS image without the extension: nothing says
-   * where its key material is. */
-  if (h->crypt_method == RECHAIN_QCOW2_CRYPT_LUKS && !h->has_crypto_ext &&
-      (flags & RECHAIN_QCOW2_PARSE_ALLOW_LUKS))
-    {
-      invalid (error, _("crypt_method 2 (LUKS) without a full disk encryption "
-               "header pointer extension"));
-      return NULL;
-    }
-
-  /* Checked last so that a well-formed encrypted image gets this message
-   * rather than a complaint about some other field. */
-  if (h->crypt_method == RECHAIN_QCOW2_CRYPT_AES ||
-      (h->crypt_method == RECHAIN_QCOW2_CRYPT_LUKS &&
-       !(flags & RECHAIN_QCOW2_PARSE_ALLOW_LUKS)))
-    {
-      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   _("encryption (%s) is not supported"),
-                   h->crypt_method == RECHAIN_QCOW2_CRYPT_AES ? "aes" : "luks");
-      return NULL;
-    }
-
+  /* An encrypted image parses like any other: its header, the crypto
+   * header pointer extension and the LUKS clusters are metadata that an
+   * unsafe rebase keeps byte for byte, and info and map need no key. What
+   * needs the data decrypted is refused where the data would be read or
+   * written (rechain_layer_check_data_access). */
   return g_steal_pointer (&h);
 }
 

@@ -137,7 +137,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainQcow2Header, rechain_qcow2_header_free)
  * refcount table offsets aligned and inside the file, their sizes bounded,
  * header_length, extension lengths, backing name length and placement,
  * refcount_order 0..6, unknown incompatible bits, compression type.
- * Encryption is refused (RECHAIN_ERROR_UNSUPPORTED). Dirty and corrupt bits
+ * Encrypted images are accepted (crypt_method 1 or 2; LUKS needs its
+ * crypto header pointer extension): what needs their data refuses them
+ * later. Dirty and corrupt bits
  * are reported in the header, not refused: opening code decides.
  *
  * Details: a version other than 2 or 3 is RECHAIN_ERROR_UNSUPPORTED, as are
@@ -150,22 +152,6 @@ RechainQcow2Header *rechain_qcow2_header_parse (const guint8 *buf,
                                                 gsize len,
                                                 guint64 file_size,
                                                 GError **error);
-
-/* What rechain_qcow2_header_parse_flags accepts beyond the default. */
-typedef enum {
-  /* A LUKS image (crypt_method 2, which then needs the full disk
-   * encryption header pointer extension) parses instead of being refused:
-   * for the layers that know how to unlock it (format/luks-*.h). Legacy
-   * AES stays refused. */
-  RECHAIN_QCOW2_PARSE_ALLOW_LUKS = 1 << 0,
-} RechainQcow2ParseFlags;
-
-/* rechain_qcow2_header_parse with @flags. */
-RechainQcow2Header *rechain_qcow2_header_parse_flags (const guint8 *buf,
-                                                      gsize len,
-                                                      guint64 file_size,
-                                                      RechainQcow2ParseFlags flags,
-                                                      GError **error);
 
 /* Serializes @header into a zero-filled buffer of @cluster_size bytes: the
  * header (header_length bytes, unknown trailing fields preserved), every

@@ -534,7 +534,11 @@ check_before_writing (Rebase *rb, GError **error)
               seen = rechain_layer_same_file (g_ptr_array_index (checked, i), st.st_dev, st.st_ino);
           if (seen)
             continue;
-          if (!rechain_layer_check_tables (layer, error))
+          /* Any encrypted layer of either chain is refused before the
+           * first write, naming it, rather than when its data is first
+           * read: the engine cannot decrypt yet. */
+          if (!rechain_layer_check_data_access (layer, error) ||
+              !rechain_layer_check_tables (layer, error))
             return FALSE;
           g_ptr_array_add (checked, layer);
         }

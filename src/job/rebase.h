@@ -23,6 +23,10 @@ typedef struct {
   RechainCopyMode copy_mode;  /* how copied data gets into the image */
   RechainChainConfinement confine; /* directories the backing files must stay in */
   gboolean trust_chain;       /* follow the names in other users' images unchecked (trust.h) */
+  /* passphrases of encrypted layers (NULL: none); an unsafe rebase needs
+   * none, and the safe engine refuses encrypted layers until it can
+   * unlock them with these (rechain_layer_lookup_key) */
+  const RechainKeyLookup *keys;
 } RechainRebaseOptions;
 
 /* What a safe rebase did (or, for a dry run, would do) to one overlay. */

@@ -101,6 +101,15 @@ build_format_specific (JsonBuilder *b, RechainImageInfo *info)
     add_boolean (b, "lazy-refcounts", rechain_image_info_get_lazy_refcounts (info));
   build_bitmaps (b, rechain_image_info_get_bitmaps (info));
   add_int (b, "refcount-bits", rechain_image_info_get_refcount_bits (info));
+  /* qemu-img adds the LUKS header's cipher, slots and offsets here; rechain
+   * says only what the qcow2 header says until it parses LUKS headers. */
+  if (rechain_image_info_get_encryption_format (info))
+    {
+      json_builder_set_member_name (b, "encrypt");
+      json_builder_begin_object (b);
+      add_string (b, "format", rechain_image_info_get_encryption_format (info));
+      json_builder_end_object (b);
+    }
   if (rechain_image_info_get_has_data_file (info))
     {
       if (rechain_image_info_get_data_file (info))
@@ -127,10 +136,11 @@ rechain_image_info_build_json (RechainImageInfo *info, JsonBuilder *b)
     add_int (b, "cluster-size", (gint64) rechain_image_info_get_cluster_size (info));
   add_string (b, "format", rechain_image_info_get_format (info));
   add_int (b, "actual-size", (gint64) rechain_image_info_get_actual_size (info));
-  if (rechain_image_info_get_encrypted (info))
-    add_boolean (b, "encrypted", TRUE);
   if (rechain_image_info_get_compat (info))
     build_format_specific (b, info);
+  /* after format-specific, where qemu-img puts it */
+  if (rechain_image_info_get_encrypted (info))
+    add_boolean (b, "encrypted", TRUE);
   if (rechain_image_info_get_backing_filename (info))
     {
       if (rechain_image_info_get_full_backing_filename (info))

@@ -43,6 +43,7 @@ struct _RechainImageInfo {
   char *full_backing_filename;
   char *backing_format;
   gboolean encrypted;
+  char *encryption_format;
   gboolean dirty_flag;
   gboolean corrupt;
   char *compat;
@@ -131,12 +132,21 @@ static const RechainReadonlyProp props[] = {
   /**
    * RechainImageInfo:encrypted:
    *
-   * Whether the image is encrypted. rechain refuses to open encrypted
-   * images, so an image it describes is not.
+   * Whether the image is encrypted. Describing an encrypted image needs
+   * no key.
    *
    * Since: 0.2
    */
   RECHAIN_RO_BOOLEAN ("encrypted", RechainImageInfo, encrypted),
+  /**
+   * RechainImageInfo:encryption-format:
+   *
+   * How the image is encrypted, as qemu-img's `encrypt.format`: "luks"
+   * or "aes" (legacy, qcow2 crypt_method 1), or %NULL when it is not.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("encryption-format", RechainImageInfo, encryption_format),
   /**
    * RechainImageInfo:dirty-flag:
    *
@@ -256,6 +266,7 @@ rechain_image_info_finalize (GObject *object)
   g_free (self->backing_filename);
   g_free (self->full_backing_filename);
   g_free (self->backing_format);
+  g_free (self->encryption_format);
   g_free (self->compat);
   g_free (self->compression_type);
   g_free (self->data_file);
@@ -332,6 +343,10 @@ rechain_image_info_new_for_layer (RechainLayer *layer, GError **error)
 
       info->cluster_size = rechain_qcow2_cluster_size (h);
       info->encrypted = h->crypt_method != 0;
+      if (h->crypt_method == RECHAIN_QCOW2_CRYPT_LUKS)
+        info->encryption_format = g_strdup ("luks");
+      else if (h->crypt_method == RECHAIN_QCOW2_CRYPT_AES)
+        info->encryption_format = g_strdup ("aes");
       info->dirty_flag = (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DIRTY) != 0;
       info->compat = g_strdup (v3 ? "1.1" : "0.10");
       info->compression_type = g_strdup (h->compression_type == RECHAIN_QCOW2_COMPRESSION_ZSTD
@@ -501,6 +516,21 @@ rechain_image_info_get_encrypted (RechainImageInfo *info)
 {
   g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), FALSE);
   return info->encrypted;
+}
+
+/**
+ * rechain_image_info_get_encryption_format:
+ * @info: image information
+ *
+ * Returns: (nullable): the value of [property@Rechain.ImageInfo:encryption-format]
+ *
+ * Since: 0.2
+ */
+const char *
+rechain_image_info_get_encryption_format (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), NULL);
+  return info->encryption_format;
 }
 
 /**

@@ -28,6 +28,7 @@ RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_backing_filename (Re
 RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_full_backing_filename (RechainImageInfo *info);
 RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_backing_format (RechainImageInfo *info);
 RECHAIN_AVAILABLE_IN_0_2 gboolean rechain_image_info_get_encrypted (RechainImageInfo *info);
+RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_encryption_format (RechainImageInfo *info);
 RECHAIN_AVAILABLE_IN_0_2 gboolean rechain_image_info_get_dirty_flag (RechainImageInfo *info);
 RECHAIN_AVAILABLE_IN_0_2 gboolean rechain_image_info_get_corrupt (RechainImageInfo *info);
 RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_compat (RechainImageInfo *info);

@@ -7,6 +7,7 @@
 #include "chain/chain.h"
 #include "rechain/rechain-image-private.h"
 #include "rechain/rechain-image-info-private.h"
+#include "rechain/rechain-keyring-private.h"
 #include "rechain/rechain-image.h"
 
 /**
@@ -21,6 +22,7 @@
 /* The open files of one chain, shared by the RechainImage of each level. */
 typedef struct {
   RechainChain *chain;
+  RechainKeyring *keyring; /* NULL: no passphrases given */
 } SharedChain;
 
 struct _RechainImage {
@@ -49,6 +51,7 @@ shared_chain_clear (gpointer data)
 {
   SharedChain *s = data;
   g_clear_pointer (&s->chain, rechain_chain_free);
+  g_clear_object (&s->keyring);
 }
 
 static void
@@ -197,6 +200,86 @@ rechain_image_open_full (const char *path, const char *format, RechainImageOpenF
   return rechain_image_open_confined (path, format, flags,
                                       &(RechainChainConfinement) { .backing_root = backing_root },
                                       cancellable, error);
+}
+
+/**
+ * rechain_image_open_with_keyring:
+ * @path: the image file
+ * @format: (nullable): its format, or %NULL to probe it
+ * @flags: how to open it
+ * @backing_root: (nullable): a directory every backing file must lie in,
+ *   or %NULL
+ * @keyring: (nullable): the passphrases of the encrypted images of the
+ *   chain, or %NULL
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Like rechain_image_open_full(), keeping @keyring for the images of the
+ * chain that are encrypted. Opening, describing and mapping an encrypted
+ * image need no passphrase: only its metadata is read. Reading its data
+ * is not supported yet, whatever the keyring holds.
+ *
+ * Returns: (transfer full): the image, or %NULL with @error set
+ *
+ * Since: 0.2
+ */
+RechainImage *
+rechain_image_open_with_keyring (const char *path, const char *format, RechainImageOpenFlags flags,
+                                 const char *backing_root, RechainKeyring *keyring,
+                                 GCancellable *cancellable, GError **error)
+{
+  RechainImage *image;
+
+  g_return_val_if_fail (path != NULL, NULL);
+  g_return_val_if_fail (keyring == NULL || RECHAIN_IS_KEYRING (keyring), NULL);
+  image = rechain_image_open_full (path, format, flags, backing_root, cancellable, error);
+  if (image && keyring)
+    image->shared->keyring = g_object_ref (keyring);
+  return image;
+}
+
+/**
+ * rechain_image_get_keyring:
+ * @image: an image
+ *
+ * Returns: (transfer none) (nullable): the keyring the chain was opened
+ *   with, or %NULL
+ *
+ * Since: 0.2
+ */
+RechainKeyring *
+rechain_image_get_keyring (RechainImage *image)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  return image->shared->keyring;
+}
+
+/**
+ * rechain_image_get_encryption_format:
+ * @image: an image
+ *
+ * How this image (not its backing files) is encrypted, read from its
+ * header without any key.
+ *
+ * Returns: (nullable): "luks", "aes" (legacy qcow2 encryption), or %NULL
+ *   when the image is not encrypted
+ *
+ * Since: 0.2
+ */
+const char *
+rechain_image_get_encryption_format (RechainImage *image)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
+  switch (rechain_layer_get_encryption (image->layer))
+    {
+    case RECHAIN_LAYER_ENCRYPTION_LUKS:
+      return "luks";
+    case RECHAIN_LAYER_ENCRYPTION_AES:
+      return "aes";
+    case RECHAIN_LAYER_ENCRYPTION_NONE:
+    default:
+      return NULL;
+    }
 }
 
 RechainImage *

@@ -12,6 +12,7 @@
 #include <rechain/rechain-enums.h>
 #include <rechain/rechain-extent.h>
 #include <rechain/rechain-image-info.h>
+#include <rechain/rechain-keyring.h>
 #include <rechain/rechain-version.h>
 
 G_BEGIN_DECLS
@@ -31,6 +32,13 @@ RECHAIN_AVAILABLE_IN_ALL RechainImage *rechain_image_open_full (const char *path
                                                       const char *backing_root,
                                                       GCancellable *cancellable,
                                                       GError **error);
+RECHAIN_AVAILABLE_IN_0_2 RechainImage *rechain_image_open_with_keyring (const char *path,
+                                                                        const char *format,
+                                                                        RechainImageOpenFlags flags,
+                                                                        const char *backing_root,
+                                                                        RechainKeyring *keyring,
+                                                                        GCancellable *cancellable,
+                                                                        GError **error);
 RECHAIN_AVAILABLE_IN_ALL void rechain_image_open_async (const char *path,
                                               const char *format,
                                               RechainImageOpenFlags flags,
@@ -50,6 +58,8 @@ RECHAIN_AVAILABLE_IN_ALL const char *rechain_image_get_backing_format (RechainIm
 RECHAIN_AVAILABLE_IN_ALL RechainImage *rechain_image_get_backing_image (RechainImage *image);
 RECHAIN_AVAILABLE_IN_ALL guint rechain_image_get_chain_length (RechainImage *image);
 RECHAIN_AVAILABLE_IN_ALL const char * const *rechain_image_get_warnings (RechainImage *image);
+RECHAIN_AVAILABLE_IN_0_2 RechainKeyring *rechain_image_get_keyring (RechainImage *image);
+RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_get_encryption_format (RechainImage *image);
 
 RECHAIN_AVAILABLE_IN_ALL GPtrArray *rechain_image_get_extents (RechainImage *image,
                                                      guint64 offset,

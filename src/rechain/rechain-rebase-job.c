@@ -9,6 +9,7 @@
 #include "rechain/rechain-enum-types.h"
 #include "rechain/rechain-rebase-job.h"
 #include "rechain/rechain-rebase-job-private.h"
+#include "rechain/rechain-keyring-private.h"
 #include "rechain/rechain-rebase-stats-private.h"
 
 /* ---- RechainRebaseJob ---- */
@@ -51,6 +52,7 @@ struct _RechainRebaseJob {
   RechainCopyMode copy_mode;
   char *backing_root;
   gboolean trust_chain;
+  RechainKeyring *keyring;
   char **storage_dirs;  /* set by a volume helper: its pools' directories */
   char *storage_name;   /* whose they are, for messages */
   char **linked_images;
@@ -72,6 +74,7 @@ enum {
   PROP_COPY_MODE,
   PROP_BACKING_ROOT,
   PROP_TRUST_CHAIN,
+  PROP_KEYRING,
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -87,6 +90,7 @@ rechain_rebase_job_finalize (GObject *object)
   g_free (self->backing_file);
   g_free (self->backing_format);
   g_free (self->backing_root);
+  g_clear_object (&self->keyring);
   g_strfreev (self->storage_dirs);
   g_free (self->storage_name);
   g_strfreev (self->linked_images);
@@ -141,6 +145,9 @@ rechain_rebase_job_set_property (GObject *object, guint prop_id, const GValue *v
     case PROP_BACKING_ROOT:
       self->backing_root = g_value_dup_string (value);
       break;
+    case PROP_KEYRING:
+      g_set_object (&self->keyring, g_value_get_object (value));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -192,6 +199,9 @@ rechain_rebase_job_get_property (GObject *object, guint prop_id, GValue *value, 
     case PROP_BACKING_ROOT:
       g_value_set_string (value, self->backing_root);
       break;
+    case PROP_KEYRING:
+      g_value_set_object (value, self->keyring);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -212,6 +222,7 @@ run_rebase (RechainRebaseJob *self, gboolean dry_run, GCancellable *cancellable,
   const char *image = rechain_block_job_get_image (RECHAIN_BLOCK_JOB (self));
   g_autoptr(GPtrArray) images = g_ptr_array_new ();
   RechainRebaseOptions options = { 0 };
+  RechainKeyLookup keys;
   RechainRebaseReport *report = rechain_rebase_report_new ();
 
   g_ptr_array_add (images, (gpointer) image);
@@ -232,6 +243,8 @@ run_rebase (RechainRebaseJob *self, gboolean dry_run, GCancellable *cancellable,
   options.copy_mode = self->copy_mode;
   options.confine.backing_root = self->backing_root;
   options.trust_chain = self->trust_chain;
+  rechain_keyring_init_lookup (self->keyring, &keys);
+  options.keys = &keys;
   if (!self->trust_chain)
     {
       options.confine.storage_dirs = (const char * const *) self->storage_dirs;
@@ -388,6 +401,19 @@ rechain_rebase_job_class_init (RechainRebaseJobClass *klass)
    * Since: 0.2
    */
   props[PROP_TRUST_CHAIN] = g_param_spec_boolean ("trust-chain", NULL, NULL, FALSE, flags);
+  /**
+   * RechainRebaseJob:keyring:
+   *
+   * The passphrases of the encrypted images of the old and the new chain
+   * (see [class@Rechain.Keyring]), or %NULL. An unsafe rebase needs none:
+   * it rewrites the header only, and keeps the encryption header and
+   * key material byte for byte. A safe rebase that involves an encrypted
+   * image is refused for now (%RECHAIN_ERROR_UNSUPPORTED, naming it),
+   * whatever the keyring holds.
+   *
+   * Since: 0.2
+   */
+  props[PROP_KEYRING] = g_param_spec_object ("keyring", NULL, NULL, RECHAIN_TYPE_KEYRING, flags);
   g_object_class_install_properties (object_class, N_PROPS, props);
 }
 
@@ -426,6 +452,22 @@ rechain_rebase_job_get_backing_file (RechainRebaseJob *job)
 {
   g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), NULL);
   return job->backing_file ? job->backing_file : "";
+}
+
+/**
+ * rechain_rebase_job_get_keyring:
+ * @job: a rebase job
+ *
+ * Returns: (transfer none) (nullable): the value of
+ *   [property@Rechain.RebaseJob:keyring]
+ *
+ * Since: 0.2
+ */
+RechainKeyring *
+rechain_rebase_job_get_keyring (RechainRebaseJob *job)
+{
+  g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), NULL);
+  return job->keyring;
 }
 
 /**

@@ -9,6 +9,7 @@
 #endif
 
 #include <rechain/rechain-block-job.h>
+#include <rechain/rechain-keyring.h>
 #include <rechain/rechain-rebase-stats.h>
 
 G_BEGIN_DECLS
@@ -23,6 +24,7 @@ RECHAIN_AVAILABLE_IN_ALL RechainRebaseJob *rechain_rebase_job_new (const char *i
 
 RECHAIN_AVAILABLE_IN_ALL const char *rechain_rebase_job_get_backing_file (RechainRebaseJob *job);
 RECHAIN_AVAILABLE_IN_ALL const char *rechain_rebase_job_get_backing_format (RechainRebaseJob *job);
+RECHAIN_AVAILABLE_IN_0_2 RechainKeyring *rechain_rebase_job_get_keyring (RechainRebaseJob *job);
 RECHAIN_AVAILABLE_IN_ALL RechainRebaseMode rechain_rebase_job_get_mode (RechainRebaseJob *job);
 RECHAIN_AVAILABLE_IN_ALL const char * const *rechain_rebase_job_get_linked_images (RechainRebaseJob *job);
 

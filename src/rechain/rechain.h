@@ -14,6 +14,7 @@
 #include <rechain/rechain-snapshot-info.h>
 #include <rechain/rechain-bitmap-info.h>
 #include <rechain/rechain-image-info.h>
+#include <rechain/rechain-keyring.h>
 #include <rechain/rechain-image.h>
 #include <rechain/rechain-block-job.h>
 #include <rechain/rechain-rebase-stats.h>

@@ -60,6 +60,8 @@ print_format_specific (RechainImageInfo *info)
   if (g_list_model_get_n_items (rechain_image_info_get_bitmaps (info)) > 0)
     print_bitmaps (rechain_image_info_get_bitmaps (info));
   printf ("    refcount bits: %u\n", rechain_image_info_get_refcount_bits (info));
+  if (rechain_image_info_get_encryption_format (info))
+    printf ("    encrypt:\n        format: %s\n", rechain_image_info_get_encryption_format (info));
   if (rechain_image_info_get_has_data_file (info))
     {
       if (rechain_image_info_get_data_file (info))
@@ -86,6 +88,8 @@ print_human (RechainImageInfo *info)
   printf (_("virtual size: %s (%" PRId64 " bytes)\n"), vsize,
           (gint64) rechain_image_info_get_virtual_size (info));
   printf (_("disk size: %s\n"), dsize);
+  if (rechain_image_info_get_encrypted (info))
+    printf (_("encrypted: yes\n"));
   if (rechain_image_info_get_cluster_size (info) > 0)
     printf (_("cluster_size: %" PRId64 "\n"), (gint64) rechain_image_info_get_cluster_size (info));
   if (name)

@@ -22,7 +22,16 @@ print_extent (const RechainExtent *e, RechainImage *top, ToolOutputFormat format
 {
   gboolean data = e->kind == RECHAIN_EXTENT_DATA;
   gboolean present = e->kind != RECHAIN_EXTENT_UNALLOCATED;
-  gboolean has_offset = e->host_offset != RECHAIN_NO_HOST_OFFSET && !e->compressed;
+  RechainImage *holder = top;
+  gboolean encrypted;
+  gboolean has_offset;
+
+  for (gint d = 0; d < e->depth && holder; d++)
+    holder = rechain_image_get_backing_image (holder);
+  /* As qemu-img: the offset of encrypted data is not where its guest bytes
+   * can be read, so it is not shown (the map itself needs no key). */
+  encrypted = holder && rechain_image_get_encryption_format (holder) != NULL;
+  has_offset = e->host_offset != RECHAIN_NO_HOST_OFFSET && !e->compressed && !encrypted;
 
   if (format == TOOL_OUTPUT_JSON)
     {
@@ -42,15 +51,13 @@ print_extent (const RechainExtent *e, RechainImage *top, ToolOutputFormat format
   if (!data)
     return;
   {
-    RechainImage *holder = top;
-    for (gint d = 0; d < e->depth && holder; d++)
-      holder = rechain_image_get_backing_image (holder);
     if (has_offset)
       printf ("%#-19" G_GINT64_MODIFIER "x %#-19" G_GINT64_MODIFIER "x %#-19" G_GINT64_MODIFIER "x %s\n",
               e->offset, e->length, e->host_offset, rechain_image_get_path (holder));
     else
       printf ("%#-19" G_GINT64_MODIFIER "x %#-19" G_GINT64_MODIFIER "x %-19s %s\n",
-              e->offset, e->length, e->compressed ? _("compressed") : "-",
+              e->offset, e->length,
+              e->compressed ? _("compressed") : encrypted ? _("encrypted") : "-",
               rechain_image_get_path (holder));
   }
 }

@@ -154,6 +154,8 @@ typedef struct {
   ToolOutputFormat out_format;
   ToolProgress *progress;    /* NULL: no progress asked for */
   char **images;             /* the IMAGE arguments, at least one */
+  ToolKeyOptions key_options;
+  ToolKeys *keys;            /* the secrets, once loaded */
 } RebaseArgs;
 
 static void
@@ -172,6 +174,8 @@ rebase_args_clear (RebaseArgs *args)
   g_free (args->backing_name);
   g_clear_pointer (&args->progress, tool_progress_free);
   g_strfreev (args->images);
+  tool_key_options_clear (&args->key_options);
+  g_clear_pointer (&args->keys, tool_keys_free);
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (RebaseArgs, rebase_args_clear)
 
@@ -216,6 +220,7 @@ parse_args (int argc, char **argv, RebaseArgs *args)
       "IMAGEs sharing one old backing chain (linked clones) are compared once and moved\n"
       "together. Unsafe mode (-u) only rewrites the backing file name and format."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  tool_keys_add_entries (context, &args->key_options);
   tool_progress_add_entries (context, &progress_options);
   tool_progress_rewrite_args (argc, argv);
   parsed = g_option_context_parse (context, &argc, &argv, &error);
@@ -244,6 +249,8 @@ parse_args (int argc, char **argv, RebaseArgs *args)
     return tool_fail (error);
   if ((args->connect_uri || args->pool) && !(args->connect_uri && args->pool))
     return tool_usage_error (context, _("--connect and --pool go together"));
+  if (args->key_options.image_opts && args->pool)
+    return tool_usage_error (context, _("--image-opts and --pool exclude each other"));
   if ((args->backing_name || args->strict) && !args->pool)
     return tool_usage_error (context, _("--backing-name and --strict apply to pool volumes (--connect, --pool)"));
   if (args->unsafe)
@@ -270,12 +277,31 @@ resolve_images (RebaseArgs *args, RechainVolume **volume, GPtrArray *paths, GErr
   g_autoptr(RechainVolume) backing_volume = NULL;
   RechainVolumeHelper *helper;
 
+  args->keys = tool_keys_new (&args->key_options, error);
+  if (!args->keys)
+    return FALSE;
   if (!args->pool)
     {
+      g_autofree char *backing = NULL;
+
       for (guint i = 0; args->images[i]; i++)
-        g_ptr_array_add (paths, g_strdup (args->images[i]));
-      return TRUE;
+        {
+          char *path = tool_keys_image_arg (args->keys, &args->key_options, args->images[i],
+                                            &args->format, error);
+          if (!path)
+            return FALSE;
+          g_ptr_array_add (paths, path);
+        }
+      backing = tool_keys_backing_arg (args->keys, g_ptr_array_index (paths, 0), args->backing,
+                                       &args->backing_format, error);
+      if (!backing)
+        return FALSE;
+      g_free (args->backing);
+      args->backing = g_steal_pointer (&backing);
+      return tool_keys_add_native (args->keys, &args->key_options, error);
     }
+  if (!tool_keys_add_native (args->keys, &args->key_options, error))
+    return FALSE;
   *volume = rechain_volume_resolve ("libvirt", args->connect_uri, args->pool, args->images[0],
                                     NULL, error);
   if (!*volume)
@@ -386,6 +412,7 @@ cmd_rebase (int argc, char **argv)
                       "source-cache-mode", args.source_cache_mode,
                       "force-share", args.force_share,
                       "dry-run", args.dry_run,
+                      "keyring", tool_keys_get_keyring (args.keys),
                       NULL);
   ok = run_job (job, volume, &args, &error);
   report (job, &args);

@@ -165,6 +165,7 @@ tool_source_add_entries (GOptionContext *context, ToolSource *source)
   };
   /* GOption copies the entries */
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  tool_keys_add_entries (context, &source->keys);
 }
 
 void
@@ -173,6 +174,7 @@ tool_source_clear (ToolSource *source)
   g_clear_pointer (&source->connect_uri, g_free);
   g_clear_pointer (&source->pool, g_free);
   g_clear_pointer (&source->backing_root, g_free);
+  tool_key_options_clear (&source->keys);
 }
 
 RechainImage *
@@ -180,6 +182,9 @@ tool_source_open (ToolSource *source, const char *arg, const char *format,
                           RechainImageOpenFlags flags, GError **error)
 {
   g_autoptr(RechainVolume) volume = NULL;
+  g_autoptr(ToolKeys) keys = NULL;
+  g_autofree char *path = NULL;
+  g_autofree char *fmt = g_strdup (format);
 
   if (source->trust_chain)
     flags |= RECHAIN_IMAGE_OPEN_TRUST_CHAIN;
@@ -189,8 +194,25 @@ tool_source_open (ToolSource *source, const char *arg, const char *format,
                    _("--connect and --pool go together"));
       return NULL;
     }
+  keys = tool_keys_new (&source->keys, error);
+  if (!keys)
+    return NULL;
+  if (source->pool && source->keys.image_opts)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   _("--image-opts and --pool exclude each other"));
+      return NULL;
+    }
   if (!source->pool)
-    return rechain_image_open_full (arg, format, flags, source->backing_root, NULL, error);
+    {
+      path = tool_keys_image_arg (keys, &source->keys, arg, &fmt, error);
+      if (!path || !tool_keys_add_native (keys, &source->keys, error))
+        return NULL;
+      return rechain_image_open_with_keyring (path, fmt, flags, source->backing_root,
+                                              tool_keys_get_keyring (keys), NULL, error);
+    }
+  if (!tool_keys_add_native (keys, &source->keys, error))
+    return NULL;
   volume = rechain_volume_resolve ("libvirt", source->connect_uri, source->pool, arg, NULL, error);
   if (!volume)
     return NULL;

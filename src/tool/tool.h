@@ -68,12 +68,46 @@ void tool_progress_end (ToolProgress *progress, gboolean complete);
 void tool_progress_free (ToolProgress *progress);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ToolProgress, tool_progress_free)
 
+/* keys.c: passphrases of encrypted images, qemu-img's way (--object
+ * secret, --image-opts, -b json:) and the native one (--key-file,
+ * --key-secret). */
+typedef struct {
+  char **objects;     /* --object */
+  gboolean image_opts; /* --image-opts: IMAGE arguments are option lists */
+  char **key_files;   /* --key-file [IMAGE=]FILE */
+  char **key_secrets; /* --key-secret [IMAGE=]ID */
+} ToolKeyOptions;
+
+typedef struct _ToolKeys ToolKeys;
+
+void tool_keys_add_entries (GOptionContext *context, ToolKeyOptions *options);
+void tool_key_options_clear (ToolKeyOptions *options);
+/* Loads every --object secret (RECHAIN_ERROR_INVALID_ARGUMENT for a bad
+ * one; no message contains secret data). */
+ToolKeys *tool_keys_new (const ToolKeyOptions *options, GError **error);
+void tool_keys_free (ToolKeys *keys);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ToolKeys, tool_keys_free)
+/* The path an IMAGE argument names: @arg itself, or with --image-opts its
+ * file.filename, the keys it names given to the keyring and its driver=
+ * to *@format. */
+char *tool_keys_image_arg (ToolKeys *keys, const ToolKeyOptions *options, const char *arg,
+                           char **format, GError **error);
+/* The backing name -b names: @arg itself, or for a json: name its plain
+ * file name (written into the header as it is), the keys it names given
+ * to the keyring and its driver to *@format. */
+char *tool_keys_backing_arg (ToolKeys *keys, const char *image_path, const char *arg,
+                             char **format, GError **error);
+/* --key-file and --key-secret, after the IMAGE arguments were read. */
+gboolean tool_keys_add_native (ToolKeys *keys, const ToolKeyOptions *options, GError **error);
+RechainKeyring *tool_keys_get_keyring (ToolKeys *keys);
+
 /* Where info and map find their image: a path, or a libvirt pool volume. */
 typedef struct {
   char *connect_uri;
   char *pool;
   char *backing_root;
   gboolean trust_chain;
+  ToolKeyOptions keys;
 } ToolSource;
 
 void tool_source_add_entries (GOptionContext *context, ToolSource *source);

@@ -101,8 +101,7 @@ image_load (Image *img, const char *name)
   g_assert_null (rechain_qcow2_header_parse (img->data, img->size, img->size, &error));
   g_assert_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED);
   g_clear_error (&error);
-  img->qh = rechain_qcow2_header_parse_flags (img->data, img->size, img->size,
-                                              RECHAIN_QCOW2_PARSE_ALLOW_LUKS, &error);
+  img->qh = rechain_qcow2_header_parse (img->data, img->size, img->size, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (img->qh->crypt_method, ==, RECHAIN_QCOW2_CRYPT_LUKS);
   g_assert_true (img->qh->has_crypto_ext);
@@ -280,10 +279,9 @@ check_no_crypto_ext (const Image *img)
       off += 8 + ((rd32 (buf + off + 4) + 7) & ~7u);
     }
   g_assert_true (found);
-  g_assert_null (rechain_qcow2_header_parse_flags (buf, len, img->size,
-                                                   RECHAIN_QCOW2_PARSE_ALLOW_LUKS, &error));
+  g_assert_null (rechain_qcow2_header_parse (buf, len, img->size, &error));
   g_assert_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE);
-  g_assert_nonnull (strstr (error->message, "without a full disk encryption header pointer"));
+  g_assert_nonnull (strstr (error->message, "full disk encryption header pointer extension is missing"));
 }
 
 /* Keys added in slots 3 and 6 with qemu-img amend: each passphrase opens
