@@ -143,7 +143,7 @@ bench_unlock (const char *path, const char *pass)
     g_error ("%s", error->message);
   data = (const guint8 *) g_mapped_file_get_contents (mf);
   size = g_mapped_file_get_length (mf);
-  qh = rechain_qcow2_header_parse_flags (data, size, size, RECHAIN_QCOW2_PARSE_ALLOW_LUKS, &error);
+  qh = rechain_qcow2_header_parse (data, size, size, &error);
   if (!qh)
     g_error ("%s: %s", path, error->message);
   if (!rechain_luks_header_parse (data + qh->crypto_header_offset, qh->crypto_header_length,

@@ -10,6 +10,7 @@
 
 #include <gcrypt.h>
 
+#include "format/luks-cipher.h"
 #include "rechain/rechain-error.h"
 #include "rechain/rechain-i18n-private.h"
 #include "rechain/rechain-keyring-private.h"
@@ -50,30 +51,6 @@ struct _RechainKeyring {
 };
 
 G_DEFINE_FINAL_TYPE (RechainKeyring, rechain_keyring, G_TYPE_OBJECT)
-
-/* libgcrypt wants its secure memory set up once per process, before
- * any other use. An application that did it already keeps its own
- * settings; otherwise the pool grows as needed, and the warning printed
- * where memory cannot be locked (an unprivileged user with a low
- * RLIMIT_MEMLOCK) is silenced: the keys are still wiped on free. */
-static void
-ensure_gcrypt (void)
-{
-  static gsize initialized = 0;
-
-  if (g_once_init_enter (&initialized))
-    {
-      if (!gcry_control (GCRYCTL_INITIALIZATION_FINISHED_P))
-        {
-          gcry_check_version (NULL);
-          gcry_control (GCRYCTL_DISABLE_SECMEM_WARN);
-          gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, 0);
-          gcry_control (GCRYCTL_INIT_SECMEM, 32768, 0);
-          gcry_control (GCRYCTL_INITIALIZATION_FINISHED, 0);
-        }
-      g_once_init_leave (&initialized, 1);
-    }
-}
 
 static void
 key_entry_clear (gpointer p)
@@ -123,7 +100,9 @@ rechain_keyring_init (RechainKeyring *self)
 RechainKeyring *
 rechain_keyring_new (void)
 {
-  ensure_gcrypt ();
+  /* the secure memory the passphrases go to (format/luks-cipher.c sets
+   * libgcrypt up once, unless the application did) */
+  rechain_luks_crypto_init (NULL);
   return g_object_new (RECHAIN_TYPE_KEYRING, NULL);
 }
 
