@@ -29,6 +29,11 @@
  * step 3, the executor and its copy strategy, in rebase-copy.c. Data flows
  * one way, planner -> executor -> qcow2 writer (rebase-private.h).
  *
+ * A dry run runs all of it. It differs in three places only: its overlays
+ * are opened read-only (open_overlays()), their output is a planning one
+ * (open_output(), rebase-copy.c), and it switches no header
+ * (finish_overlays()).
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "config.h"
