@@ -1101,15 +1101,16 @@ io_flush (gpointer user, GError **error)
 }
 
 RechainQcow2Writer *
-rechain_layer_new_writer (RechainLayer *layer, GError **error)
+rechain_layer_new_writer (RechainLayer *layer, RechainQcow2WriterFlags flags, GError **error)
 {
   RechainQcow2IO image_io = { io_pread, io_pwrite, io_flush, layer->file };
   RechainQcow2IO data_io = { io_pread, io_pwrite, io_flush, layer->data_file };
+  gboolean plan = (flags & RECHAIN_QCOW2_WRITER_PLAN) != 0;
   RechainQcow2Writer *writer;
 
   if (!rechain_layer_check_data_access (layer, error))
     return NULL;
-  if (layer->format != RECHAIN_FORMAT_QCOW2 || !rechain_file_is_writable (layer->file))
+  if (layer->format != RECHAIN_FORMAT_QCOW2 || (!plan && !rechain_file_is_writable (layer->file)))
     {
       g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_READ_ONLY,
                    _("%s: the image is not a qcow2 image opened for writing"), layer->path);
@@ -1121,15 +1122,16 @@ rechain_layer_new_writer (RechainLayer *layer, GError **error)
    * own metadata stays byte for byte as it was. */
   writer = rechain_qcow2_writer_new (layer->header, &image_io,
                                      layer->data_file ? &data_io : NULL,
-                                     layer->file_size, error);
+                                     layer->file_size, flags, error);
   if (!writer)
     {
       g_prefix_error (error, "%s: ", layer->path);
       return NULL;
     }
   /* Unknown autoclear bits must be cleared before any other write, but
-   * only once the image is known to be writable. */
-  if ((layer->header->autoclear_features & ~RECHAIN_QCOW2_AUTOCLEAR_KNOWN) &&
+   * only once the image is known to be writable; a planning writer writes
+   * nothing, so nothing is cleared for it. */
+  if (!plan && (layer->header->autoclear_features & ~RECHAIN_QCOW2_AUTOCLEAR_KNOWN) &&
       !rechain_layer_write_backing (layer, layer->header->backing_file,
                                     layer->header->backing_format, error))
     {

@@ -174,7 +174,11 @@ gboolean rechain_layer_write_backing (RechainLayer *layer,
  * header first, as the format requires of writers. The writer updates this
  * layer's header in memory when it moves the refcount table, so a later
  * rechain_layer_write_backing() keeps the new table. The layer's own map
- * and read caches are not updated: do not map or read it afterwards. */
-RechainQcow2Writer *rechain_layer_new_writer (RechainLayer *layer, GError **error);
+ * and read caches are not updated: do not map or read it afterwards.
+ * With RECHAIN_QCOW2_WRITER_PLAN, a planning writer: the layer may be open
+ * read-only, and neither its files nor its header are written. */
+RechainQcow2Writer *rechain_layer_new_writer (RechainLayer *layer,
+                                              RechainQcow2WriterFlags flags,
+                                              GError **error);
 
 G_END_DECLS

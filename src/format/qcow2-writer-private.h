@@ -5,6 +5,7 @@
  *   qcow2-writer.c       the public API, L2 tables, writing data, commit
  *   qcow2-writer-scan.c  the open-time consistency scan
  *   qcow2-alloc.c        the cluster allocator and refcounts
+ *   qcow2-writer-plan.c  the planning writer's I/O: a shadow of the metadata
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -40,11 +41,17 @@ typedef struct {
   guint64 used_blocks[MAX_FRESH_BLOCKS / 64];
 } L2Table;
 
+typedef struct _PlanShadow PlanShadow;
+
 struct _RechainQcow2Writer {
   RechainQcow2Header *header;
   RechainQcow2Geometry geom;
-  RechainQcow2IO io;
+  RechainQcow2IO io;            /* the image file: metadata, reads */
+  /* where guest data for the image file is written: io, or for a planning
+   * writer nowhere (chosen once here: no test of the mode per write) */
+  RechainQcow2IO image_data_io;
   RechainQcow2IO data_io;
+  PlanShadow *shadow;           /* a planning writer's metadata, or NULL */
   gboolean external;
   guint64 cluster_size;
   guint64 refblock_entries;
@@ -93,6 +100,12 @@ G_GNUC_INTERNAL gboolean image_flush (RechainQcow2Writer *w, GError **error);
  * the checks that refuse a corrupt image before anything is written. */
 G_GNUC_INTERNAL gboolean scan_references (RechainQcow2Writer *w, guint64 file_size,
                                           guint64 *end, GError **error);
+
+/* qcow2-writer-plan.c: a planning writer's I/O, over the files' (which it
+ * only reads); the shadow is freed with plan_shadow_free(). */
+G_GNUC_INTERNAL void plan_io_init (RechainQcow2Writer *w, const RechainQcow2IO *image_io,
+                                   const RechainQcow2IO *data_io, guint64 file_size);
+G_GNUC_INTERNAL void plan_shadow_free (PlanShadow *s);
 
 /* qcow2-alloc.c: refcounts and cluster allocation. */
 G_GNUC_INTERNAL void refblock_free (gpointer p);

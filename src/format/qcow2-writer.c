@@ -6,7 +6,8 @@
  * the arenas their memory comes from, writing guest data and L2 entries,
  * and commit with its flush order. The open-time consistency scan is in
  * qcow2-writer-scan.c, the cluster allocator and refcounts in
- * qcow2-alloc.c; what they share is in qcow2-writer-private.h.
+ * qcow2-alloc.c, the planning writer's I/O in qcow2-writer-plan.c; what
+ * they share is in qcow2-writer-private.h.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -146,6 +147,7 @@ rechain_qcow2_writer_free (RechainQcow2Writer *w)
   g_clear_pointer (&w->arenas, g_ptr_array_unref); /* after the tables in them */
   g_clear_pointer (&w->deferred_frees, g_array_unref);
   g_clear_pointer (&w->gather, g_byte_array_unref);
+  g_clear_pointer (&w->shadow, plan_shadow_free);
   g_free (w);
 }
 
@@ -171,6 +173,7 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
                           const RechainQcow2IO *image_io,
                           const RechainQcow2IO *data_io,
                           guint64 file_size,
+                          RechainQcow2WriterFlags flags,
                           GError **error)
 {
   g_autoptr(RechainQcow2Writer) w = g_new0 (RechainQcow2Writer, 1);
@@ -178,17 +181,20 @@ rechain_qcow2_writer_new (RechainQcow2Header *header,
 
   w->header = header;
   rechain_qcow2_geometry_init (&w->geom, header);
-  w->io = *image_io;
   w->external = w->geom.external_data;
-  if (w->external)
+  if (w->external && !data_io)
     {
-      if (!data_io)
-        {
-          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
-                       _("the image has an external data file that was not opened"));
-          return NULL;
-        }
-      w->data_io = *data_io;
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
+                   _("the image has an external data file that was not opened"));
+      return NULL;
+    }
+  if (flags & RECHAIN_QCOW2_WRITER_PLAN)
+    plan_io_init (w, image_io, w->external ? data_io : NULL, file_size);
+  else
+    {
+      w->io = w->image_data_io = *image_io;
+      if (w->external)
+        w->data_io = *data_io;
     }
   w->cluster_size = w->geom.cluster_size;
   w->refblock_entries = (w->cluster_size * 8) >> header->refcount_order;
@@ -366,7 +372,8 @@ gather_flush (RechainQcow2Writer *w, GError **error)
     }
   else
     {
-      ok = w->io.pwrite (w->io.user, w->gather->data, w->gather->len, w->gather_offset, error);
+      ok = w->image_data_io.pwrite (w->image_data_io.user, w->gather->data, w->gather->len,
+                                    w->gather_offset, error);
       if (ok)
         w->file_end = MAX (w->file_end, w->gather_offset + w->gather->len);
     }

@@ -10,6 +10,14 @@
  * It does no I/O of its own: it calls the functions it is given, so it can
  * run against a file, a fault-injecting file, or a buffer in a test.
  *
+ * A planning writer (RECHAIN_QCOW2_WRITER_PLAN, what a dry run uses) is the
+ * same writer, taking every decision the real one takes, but it never
+ * writes the image: guest data is counted and dropped, metadata goes to an
+ * in-memory shadow that answers the writer's later reads of it (it drops
+ * its caches at commit() and reads tables back), flushes are counted. Its
+ * stats are the ones the real writer would report on the same image and
+ * calls, by construction: the two differ only in where the bytes go.
+ *
  * Durability order, the reason this file exists (see commit()):
  *   1. data, refcount blocks and new L2 tables are written, then flushed;
  *   2. refcount table entries naming new refcount blocks, then flushed;
@@ -47,14 +55,22 @@ typedef struct {
 
 typedef struct _RechainQcow2Writer RechainQcow2Writer;
 
+typedef enum {
+  RECHAIN_QCOW2_WRITER_NONE = 0,
+  /* plan: leave the files as they are (see above); they are only read */
+  RECHAIN_QCOW2_WRITER_PLAN = 1 << 0,
+} RechainQcow2WriterFlags;
+
 /* Creates a writer for the image whose parsed @header is given (the writer
  * updates its refcount-table fields when it moves the table, so that a later
  * header rewrite keeps them). @data_io is the external data file, or NULL.
- * @virtual_size bounds the guest range. Loads the L1 and refcount tables. */
+ * Loads the L1 and refcount tables. With RECHAIN_QCOW2_WRITER_PLAN the
+ * pwrite and flush functions of @image_io and @data_io are never called. */
 RechainQcow2Writer *rechain_qcow2_writer_new (RechainQcow2Header *header,
                                               const RechainQcow2IO *image_io,
                                               const RechainQcow2IO *data_io,
                                               guint64 file_size,
+                                              RechainQcow2WriterFlags flags,
                                               GError **error);
 void rechain_qcow2_writer_free (RechainQcow2Writer *writer);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainQcow2Writer, rechain_qcow2_writer_free)
@@ -77,7 +93,9 @@ gboolean rechain_qcow2_writer_write (RechainQcow2Writer *writer,
  * (directly, or with put_data()) before commit(), which makes it durable
  * before the L2 entry. *@host is 0 (and nothing changes) where the writer
  * cannot give fresh space: images with an external data file, and clusters
- * that already hold some subclusters; use write() there. */
+ * that already hold some subclusters; use write() there. A planning writer
+ * places the same way: *@host is where the real one would put the range
+ * (the caller then predicts its copy instead of making it). */
 gboolean rechain_qcow2_writer_place (RechainQcow2Writer *writer,
                                      guint64 offset,
                                      gsize length,

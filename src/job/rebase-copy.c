@@ -14,8 +14,12 @@
  * backing files first).
  *
  * Data flows one way: the planner (rebase-compare.c: the Diff list and the
- * old view's map) -> this executor -> the qcow2 writer. A dry run takes the
- * same decisions and counts them instead of writing.
+ * old view's map) -> this executor -> the overlay's output: its qcow2
+ * writer and its copy target (the kernel's clones and copies). A dry run
+ * runs this same code: open_output() gives it a planning writer, which
+ * takes every decision the real one takes and writes nothing, and a copy
+ * target that predicts the kernel's part instead of asking the kernel. So
+ * the dry run's report is the real run's, by construction.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -88,18 +92,16 @@ static gboolean
 write_piece (Rebase *rb, Overlay *o, guint64 p, gsize plen, const guint8 *data,
              gboolean zero, GError **error)
 {
-  /* data is NULL when nothing was read: metadata says zero, or a dry run */
-  zero = zero || (data && is_zero (data, plen));
+  /* data is NULL when nothing was read: metadata says zero */
+  zero = zero || is_zero (data, plen);
 
   if (zero)
     {
       o->report->bytes_to_zero += plen;
-      return rb->options->dry_run || rechain_qcow2_writer_write_zeroes (o->writer, p, plen, error);
+      return rechain_qcow2_writer_write_zeroes (o->writer, p, plen, error);
     }
   o->report->bytes_to_write += plen;
   o->report->bytes_copied_buffered += plen;
-  if (rb->options->dry_run)
-    return TRUE;
   return rb->options->compress
            ? rechain_qcow2_writer_write_compressed (o->writer, p, plen, data, error)
            : rechain_qcow2_writer_write (o->writer, p, plen, data, error);
@@ -121,9 +123,7 @@ write_chunk (Rebase *rb, Overlay *o, guint64 pos, gsize len, const guint8 *buf,
         return FALSE;
       p = piece_end;
     }
-  if (!rb->options->dry_run &&
-      should_commit (o) &&
-      !commit_overlay (rb, o, error))
+  if (should_commit (o) && !commit_overlay (rb, o, error))
     return FALSE;
   return !g_cancellable_set_error_if_cancelled (rb->cancellable, error);
 }
@@ -165,6 +165,56 @@ reflink_refused (Overlay *o, const CopyOp *op, GError **error)
   return FALSE;
 }
 
+/* Through a buffer, into the fresh clusters place() gave: what the
+ * kernel cannot do. */
+static gboolean
+put_buffered (Rebase *rb, Overlay *o, const CopyOp *op, GError **error)
+{
+  g_autofree guint8 *buf = g_malloc (MIN (op->length, (guint64) RECHAIN_CHUNK_SIZE));
+
+  for (guint64 done = 0; done < op->length; )
+    {
+      gsize n = (gsize) MIN (op->length - done, (guint64) RECHAIN_CHUNK_SIZE);
+      if (!rechain_file_pread_zero_fill (op->src, buf, n, op->src_offset + done, error) ||
+          !rechain_qcow2_writer_put_data (o->writer, op->dst_offset + done, buf, n, error))
+        return FALSE;
+      rb->report->bytes_read += n;
+      done += n;
+    }
+  return TRUE;
+}
+
+/* A planning output's copies: the kernel is taken to do what copy_way()
+ * says the file systems allow (the prediction), and what goes through a
+ * buffer is neither read nor written (the planning writer would drop it). */
+static RechainCopyResult
+plan_kernel_copy (RechainFile *src, guint64 src_offset, RechainFile *dst, guint64 dst_offset,
+                  guint64 length, GError **error)
+{
+  return RECHAIN_COPY_DONE;
+}
+
+static gboolean
+plan_put (Rebase *rb, Overlay *o, const CopyOp *op, GError **error)
+{
+  return TRUE;
+}
+
+/* Where an overlay's copies go, chosen once with its writer (open_output):
+ * the files, or, for a dry run, nowhere. */
+struct _CopyTarget {
+  RechainCopyResult (*share) (RechainFile *src, guint64 src_offset, RechainFile *dst,
+                              guint64 dst_offset, guint64 length, GError **error);
+  RechainCopyResult (*copy) (RechainFile *src, guint64 src_offset, RechainFile *dst,
+                             guint64 dst_offset, guint64 length, GError **error);
+  gboolean (*put) (Rebase *rb, Overlay *o, const CopyOp *op, GError **error);
+};
+
+static const CopyTarget file_target = {
+  rechain_file_clone_range, rechain_file_copy_range, put_buffered
+};
+static const CopyTarget plan_target = { plan_kernel_copy, plan_kernel_copy, plan_put };
+
 /* Copies one coalesced range, sharing blocks where it can, copying in the
  * kernel where it can, through a buffer otherwise. */
 static gboolean
@@ -180,20 +230,9 @@ copy_op (Rebase *rb, Overlay *o, const CopyOp *op, GError **error)
   /* the pre-check refuses such layouts before anything is written */
   if (rb->options->copy_mode == RECHAIN_COPY_MODE_REFLINK && way != COPY_SHARE)
     return reflink_refused (o, op, error);
-  if (rb->options->dry_run)
-    {
-      /* the prediction: what the file systems allow */
-      if (way == COPY_SHARE)
-        o->report->bytes_shared += op->length;
-      else if (way == COPY_IN_KERNEL)
-        o->report->bytes_copied_in_kernel += op->length;
-      else
-        o->report->bytes_copied_buffered += op->length;
-      return TRUE;
-    }
   if (way == COPY_SHARE)
     {
-      r = rechain_file_clone_range (op->src, op->src_offset, dst, op->dst_offset, op->length, error);
+      r = o->target->share (op->src, op->src_offset, dst, op->dst_offset, op->length, error);
       if (r == RECHAIN_COPY_DONE)
         {
           o->report->bytes_shared += op->length;
@@ -206,7 +245,7 @@ copy_op (Rebase *rb, Overlay *o, const CopyOp *op, GError **error)
     }
   if (way != COPY_BUFFERED)
     {
-      r = rechain_file_copy_range (op->src, op->src_offset, dst, op->dst_offset, op->length, error);
+      r = o->target->copy (op->src, op->src_offset, dst, op->dst_offset, op->length, error);
       if (r == RECHAIN_COPY_DONE)
         {
           o->report->bytes_copied_in_kernel += op->length;
@@ -215,21 +254,9 @@ copy_op (Rebase *rb, Overlay *o, const CopyOp *op, GError **error)
       if (r == RECHAIN_COPY_FAILED)
         return FALSE;
     }
-
-  /* the kernel cannot: through a buffer, into the same fresh clusters */
-  {
-    g_autofree guint8 *buf = g_malloc (MIN (op->length, (guint64) RECHAIN_CHUNK_SIZE));
-    for (guint64 done = 0; done < op->length; )
-      {
-        gsize n = (gsize) MIN (op->length - done, (guint64) RECHAIN_CHUNK_SIZE);
-        if (!rechain_file_pread_zero_fill (op->src, buf, n, op->src_offset + done, error) ||
-            !rechain_qcow2_writer_put_data (o->writer, op->dst_offset + done, buf, n, error))
-          return FALSE;
-        rb->report->bytes_read += n;
-        done += n;
-      }
-    o->report->bytes_copied_buffered += op->length;
-  }
+  if (!o->target->put (rb, o, op, error))
+    return FALSE;
+  o->report->bytes_copied_buffered += op->length;
   return TRUE;
 }
 
@@ -250,28 +277,6 @@ queue_copy (Rebase *rb, Overlay *o, CopyOp *pending, RechainFile *src, guint64 s
   if (!copy_op (rb, o, pending, error))
     return FALSE;
   *pending = (CopyOp) { src, src_offset, dst_offset, length };
-  return TRUE;
-}
-
-/* For a dry run: whether rechain_qcow2_writer_place() would give the
- * piece at guest offset @p a fresh cluster -- not in an external data file
- * (no fresh space there), not in a cluster the overlay already holds data
- * subclusters of (extended L2). */
-static gboolean
-dry_run_placeable (Overlay *o, guint64 p, gboolean *placeable, GError **error)
-{
-  const RechainQcow2Geometry *g = rechain_layer_get_qcow2_geometry (o->top);
-  guint64 start = p >> g->cluster_bits << g->cluster_bits;
-  g_autoptr(GArray) map = rechain_extent_list_new ();
-
-  *placeable = rechain_layer_get_data_file (o->top) == rechain_layer_get_file (o->top);
-  if (!*placeable || !g->extended_l2)
-    return TRUE;
-  if (!rechain_layer_map (o->top, start, MIN (g->cluster_size, o->vsize - start), map, error))
-    return FALSE;
-  for (guint i = 0; i < map->len; i++)
-    if (g_array_index (map, RechainExtent, i).kind == RECHAIN_EXTENT_DATA)
-      *placeable = FALSE;
   return TRUE;
 }
 
@@ -317,30 +322,18 @@ offload_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **er
           p = piece_end;
           continue;
         }
-      if (!has_compressed)
-        {
-          if (rb->options->dry_run)
-            {
-              gboolean placeable;
-              if (!dry_run_placeable (o, p, &placeable, error))
-                return FALSE;
-              /* where it would go: the same alignment, and never 0 */
-              host = placeable ? p + o->block_size : 0;
-            }
-          else if (!rechain_qcow2_writer_place (o->writer, p, plen, &host, error))
-            return FALSE;
-        }
+      if (!has_compressed && !rechain_qcow2_writer_place (o->writer, p, plen, &host, error))
+        return FALSE;
       if (host == 0) /* not placed (host 0 is the header, never data) */
         {
           /* through a buffer, piece by piece */
           guint64 n = 0;
           if (!buf)
             buf = g_malloc (g->cluster_size);
-          if (!rb->options->dry_run &&
-              !rechain_view_read (o->chain, 1, p, plen, buf, &n, error))
+          if (!rechain_view_read (o->chain, 1, p, plen, buf, &n, error))
             return FALSE;
           rb->report->bytes_read += n;
-          if (!write_piece (rb, o, p, plen, rb->options->dry_run ? NULL : buf, FALSE, error))
+          if (!write_piece (rb, o, p, plen, buf, FALSE, error))
             return FALSE;
           p = piece_end;
           continue;
@@ -368,8 +361,7 @@ offload_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **er
         }
       p = piece_end;
 
-      if (!rb->options->dry_run &&
-          should_commit (o) &&
+      if (should_commit (o) &&
           (!copy_op (rb, o, &pending, error) || (pending.length = 0, FALSE) ||
            !commit_overlay (rb, o, error)))
         return FALSE;
@@ -394,9 +386,9 @@ write_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **erro
     return FALSE;
   if (!zero && !rb->options->compress && rb->options->copy_mode != RECHAIN_COPY_MODE_COPY)
     return offload_run (rb, o, offset, length, error);
-  if (zero || rb->options->dry_run)
+  if (zero)
     {
-      /* nothing to read: metadata says zero, or nothing is written */
+      /* nothing to read: metadata says zero */
       for (pos = offset; pos < offset + length; pos += len)
         {
           len = (gsize) MIN ((guint64) chunk, offset + length - pos);
@@ -461,6 +453,23 @@ apply_diffs (Rebase *rb, Overlay *o, GArray *diffs, GError **error)
   if (run_end > run_start && !write_run (rb, o, run_start, run_end - run_start, error))
     return FALSE;
   return TRUE;
+}
+
+/* The single place where a dry run differs from a real one in this
+ * executor: the overlay's output. A dry run gets a planning writer (the
+ * overlay may be open read-only) and the planning copy target; everything
+ * after runs the same code. An overlay whose writer cannot be made fails
+ * alone (the error is returned), the others go on. */
+gboolean
+open_output (Rebase *rb, Overlay *o, GError **error)
+{
+  gboolean plan = rb->options->dry_run;
+
+  o->target = plan ? &plan_target : &file_target;
+  o->writer = rechain_layer_new_writer (o->top,
+                                        plan ? RECHAIN_QCOW2_WRITER_PLAN : RECHAIN_QCOW2_WRITER_NONE,
+                                        error);
+  return o->writer != NULL;
 }
 
 /* Which overlays can share blocks with their sources. With copy mode

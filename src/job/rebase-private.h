@@ -7,8 +7,10 @@
  *                     map of the window (Rebase.old_map);
  *   rebase-copy.c     the executor: the old view written into each overlay
  *                     over the differences, by the copy strategy (shared
- *                     blocks, in-kernel copy, buffered), through the qcow2
- *                     writer;
+ *                     blocks, in-kernel copy, buffered), through the
+ *                     overlay's output -- a qcow2 writer and a copy target,
+ *                     real ones or, for a dry run, planning ones (the one
+ *                     place a dry run differs: the same code runs on);
  *   rebase-safe.c     the orchestration: opening the overlays and chains,
  *                     the checks before writing, the windows, commits and
  *                     the header switch, the report.
@@ -34,10 +36,16 @@ typedef struct {
   gboolean old_zero; /* the old view reads zeros here */
 } Diff;
 
+/* Where an overlay's kernel copies go (rebase-copy.c) */
+typedef struct _CopyTarget CopyTarget;
+
 typedef struct {
   RechainChain *chain;
   RechainLayer *top;
+  /* the overlay's output, made by open_output(): a real or a planning
+   * writer, and the copy target that goes with it */
   RechainQcow2Writer *writer;
+  const CopyTarget *target;
   RechainRebaseImageReport *report;
   guint64 vsize;
   guint64 unit;
@@ -77,6 +85,7 @@ G_GNUC_INTERNAL gboolean slice_map (GArray *map, guint64 offset, guint64 length,
 G_GNUC_INTERNAL gboolean diff_range (Rebase *rb, const Range *r, GArray *diffs, GError **error);
 
 /* rebase-copy.c: the executor */
+G_GNUC_INTERNAL gboolean open_output (Rebase *rb, Overlay *o, GError **error);
 G_GNUC_INTERNAL gboolean apply_diffs (Rebase *rb, Overlay *o, GArray *diffs, GError **error);
 G_GNUC_INTERNAL gboolean setup_copy_mode (Rebase *rb, GError **error);
 G_GNUC_INTERNAL gboolean reflink_precheck (Rebase *rb, GArray *u, GError **error);

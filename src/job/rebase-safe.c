@@ -29,6 +29,11 @@
  * step 3, the executor and its copy strategy, in rebase-copy.c. Data flows
  * one way, planner -> executor -> qcow2 writer (rebase-private.h).
  *
+ * A dry run runs all of it. It differs in three places only: its overlays
+ * are opened read-only (open_overlays()), their output is a planning one
+ * (open_output(), rebase-copy.c), and it switches no header
+ * (finish_overlays()).
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "config.h"
@@ -572,20 +577,22 @@ classify_overlays (Rebase *rb, GError **error)
   return TRUE;
 }
 
+/* The last commit, then (@switch_header) the header switch. */
 static void
-finish_overlay (Rebase *rb, Overlay *o)
+finish_overlay (Rebase *rb, Overlay *o, gboolean switch_header)
 {
   const RechainRebaseOptions *opts = rb->options;
   gboolean has_backing = opts->backing_file && *opts->backing_file;
   GError *error = NULL;
 
-  if (overlay_failed (o) || opts->dry_run)
+  if (overlay_failed (o))
     return;
   /* All copied clusters durable first; only then does the header name
    * the new backing file. */
   if (!commit_overlay (rb, o, &error) ||
-      !rechain_layer_write_backing (o->top, has_backing ? opts->backing_file : NULL,
-                                    has_backing ? opts->backing_format : NULL, &error))
+      (switch_header &&
+       !rechain_layer_write_backing (o->top, has_backing ? opts->backing_file : NULL,
+                                     has_backing ? opts->backing_format : NULL, &error)))
     {
       overlay_fail (o, error);
       return;
@@ -604,6 +611,25 @@ collect_stats (Overlay *o)
   o->report->compressed_clusters = s->compressed_clusters;
   o->report->metadata_bytes = s->metadata_bytes;
   o->report->flushes = s->flushes;
+}
+
+/* Step 4. A dry run commits too (its planning writers count what the
+ * real commits write) but switches nothing, so it has no switch to check
+ * the backing files for: the one place the end of a dry run differs. */
+static gboolean
+finish_overlays (Rebase *rb, GError **error)
+{
+  gboolean switch_headers = !rb->options->dry_run;
+
+  if (switch_headers && !check_stamps (rb, error))
+    return FALSE;
+  for (guint k = 0; k < rb->overlays->len; k++)
+    {
+      Overlay *o = g_ptr_array_index (rb->overlays, k);
+      finish_overlay (rb, o, switch_headers);
+      collect_stats (o);
+    }
+  return TRUE;
 }
 
 gboolean
@@ -641,16 +667,14 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
     stamp_chain (&rb, rb.reference->chain, 1);
   stamp_chain (&rb, rb.new_chain, 0);
 
-  if (!options->dry_run)
-    for (guint k = 0; k < rb.overlays->len; k++)
-      {
-        Overlay *o = g_ptr_array_index (rb.overlays, k);
-        GError *local = NULL;
-        /* one overlay that cannot be written does not stop the others */
-        o->writer = rechain_layer_new_writer (o->top, &local);
-        if (!o->writer)
-          overlay_fail (o, local);
-      }
+  for (guint k = 0; k < rb.overlays->len; k++)
+    {
+      Overlay *o = g_ptr_array_index (rb.overlays, k);
+      GError *local = NULL;
+      /* one overlay that cannot be written does not stop the others */
+      if (!open_output (&rb, o, &local))
+        overlay_fail (o, local);
+    }
 
   /* Two views read in parallel, one chunk ahead. */
   rb.pool = rechain_read_pool_new (MAX (2, MIN (4, g_get_num_processors ())));
@@ -658,7 +682,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
    * backing file changed under the plan. */
   if ((rb.reference && !run_windows (&rb, error)) ||
       g_cancellable_set_error_if_cancelled (cancellable, error) ||
-      (!options->dry_run && !check_stamps (&rb, error)))
+      !finish_overlays (&rb, error))
     {
       /* Cancelled or the comparison failed: keep what is complete (it is
        * consistent and a rerun skips it), switch nothing. */
@@ -672,12 +696,6 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
       goto out;
     }
 
-  for (guint k = 0; k < rb.overlays->len; k++)
-    {
-      Overlay *o = g_ptr_array_index (rb.overlays, k);
-      finish_overlay (&rb, o);
-      collect_stats (o);
-    }
   /* from here on, each overlay's report says how it ended */
   whole_run_failed = FALSE;
   ok = TRUE;

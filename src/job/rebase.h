@@ -29,12 +29,15 @@ typedef struct {
   const RechainKeyLookup *keys;
 } RechainRebaseOptions;
 
-/* What a safe rebase did (or, for a dry run, would do) to one overlay. */
+/* What a safe rebase did (or, for a dry run, would do) to one overlay. A
+ * dry run runs the same code with a planning qcow2 writer: its numbers are
+ * the real run's on the same images (the kernel's clones and copies are
+ * predicted from the file systems: they are the only guess). */
 typedef struct {
   char *image;
   GError *error;             /* NULL on success */
   guint64 bytes_examined;    /* guest bytes the overlay does not allocate itself */
-  guint64 bytes_to_write;    /* guest data bytes written (dry run: known to need writing) */
+  guint64 bytes_to_write;    /* guest data bytes written */
   guint64 bytes_to_zero;     /* guest bytes made zero by metadata */
   /* how the written bytes got there (a dry run says how they would) */
   guint64 bytes_shared;      /* blocks shared with the source (reflink) */
