@@ -667,6 +667,15 @@ store_compressed (RechainQcow2Writer *w, Target *t, const guint8 *out, gsize out
   return TRUE;
 }
 
+/* A whole cluster (the last one may be shorter) of an image whose data
+ * is in the image file: what a compressed cluster can hold. */
+static gboolean
+whole_cluster (RechainQcow2Writer *w, guint64 offset, gsize length)
+{
+  return !w->external && (offset & (w->cluster_size - 1)) == 0 &&
+         (length == w->cluster_size || offset + length == w->header->size);
+}
+
 gboolean
 rechain_qcow2_writer_write_compressed (RechainQcow2Writer *w, guint64 offset, gsize length,
                                        const guint8 *data, GError **error)
@@ -678,9 +687,7 @@ rechain_qcow2_writer_write_compressed (RechainQcow2Writer *w, guint64 offset, gs
   Target t;
 
   /* Compressed clusters are whole clusters, never in external data files. */
-  if (w->external || (offset & (g->cluster_size - 1)) != 0 ||
-      (length != g->cluster_size && offset + length != w->header->size) ||
-      g->cluster_size <= 1024)
+  if (!whole_cluster (w, offset, length) || g->cluster_size <= 1024)
     return rechain_qcow2_writer_write (w, offset, length, data, error);
 
   in = g_malloc0 (g->cluster_size);
@@ -720,8 +727,7 @@ rechain_qcow2_writer_fill_compressed (RechainQcow2Writer *w, guint64 offset, gsi
   gboolean nonzero = FALSE;
   Target t;
 
-  if (!g->extended_l2 || w->external || (offset & (g->cluster_size - 1)) != 0 ||
-      (length != g->cluster_size && offset + length != w->header->size))
+  if (!g->extended_l2 || !whole_cluster (w, offset, length))
     return data ? rechain_qcow2_writer_write_compressed (w, offset, length, data, error)
                 : rechain_qcow2_writer_write_zeroes (w, offset, length, error);
   if (!locate_in (w, offset, length, TRUE, &t, error))
