@@ -410,7 +410,8 @@ typedef struct {
 } Target;
 
 static gboolean
-locate (RechainQcow2Writer *w, guint64 offset, gsize length, Target *t, GError **error)
+locate_in (RechainQcow2Writer *w, guint64 offset, gsize length, gboolean allocated_ok, Target *t,
+           GError **error)
 {
   const RechainQcow2Geometry *g = &w->geom;
   guint64 cluster = offset >> g->cluster_bits;
@@ -445,7 +446,7 @@ locate (RechainQcow2Writer *w, guint64 offset, gsize length, Target *t, GError *
     return FALSE;
   t->sc_first = (guint) ((offset - t->cluster_start) >> g->subcluster_bits);
   t->sc_count = (guint) ((end - offset + g->subcluster_size - 1) >> g->subcluster_bits);
-  for (guint i = t->sc_first; i < t->sc_first + t->sc_count; i++)
+  for (guint i = t->sc_first; i < t->sc_first + t->sc_count && !allocated_ok; i++)
     if (t->entry.type[i] != RECHAIN_QCOW2_SUBCLUSTER_UNALLOCATED)
       {
         g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_ARGUMENT,
@@ -454,6 +455,13 @@ locate (RechainQcow2Writer *w, guint64 offset, gsize length, Target *t, GError *
         return FALSE;
       }
   return TRUE;
+}
+
+/* A range none of whose subclusters the image allocates. */
+static gboolean
+locate (RechainQcow2Writer *w, guint64 offset, gsize length, Target *t, GError **error)
+{
+  return locate_in (w, offset, length, FALSE, t, error);
 }
 
 static guint64
@@ -476,6 +484,23 @@ store (RechainQcow2Writer *w, Target *t, guint64 word, guint64 bitmap)
   t->table->used_blocks[block / 64] |= G_GUINT64_CONSTANT (1) << (block % 64);
 }
 
+/* The refcount of the data cluster at @host; a data cluster in use with
+ * refcount 0 is an error. */
+static gboolean
+data_refcount (RechainQcow2Writer *w, guint64 host, guint64 *rc, GError **error)
+{
+  if (!get_refcount (w, host / w->cluster_size, rc, error))
+    return FALSE;
+  if (*rc == 0)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                   _("the data cluster at 0x%" PRIx64 " has refcount 0; "
+                   "repair the image with 'qemu-img check -r all'"), host);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 gboolean
 rechain_qcow2_writer_write (RechainQcow2Writer *w, guint64 offset, gsize length,
                             const guint8 *data, GError **error)
@@ -494,15 +519,8 @@ rechain_qcow2_writer_write (RechainQcow2Writer *w, guint64 offset, gsize length,
        * its subclusters. Write beside them if nobody else shares it. */
       guint64 rc = 1;
       host = t.entry.host_offset;
-      if (!w->external && !get_refcount (w, host / w->cluster_size, &rc, error))
+      if (!w->external && !data_refcount (w, host, &rc, error))
         return FALSE;
-      if (rc == 0)
-        {
-          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
-                       _("the data cluster at 0x%" PRIx64 " has refcount 0; "
-                       "repair the image with 'qemu-img check -r all'"), host);
-          return FALSE;
-        }
       if (rc > 1)
         {
           /* An internal snapshot shares the host cluster: copy it (its
@@ -592,38 +610,28 @@ rechain_qcow2_writer_write_zeroes (RechainQcow2Writer *w, guint64 offset, gsize 
   return TRUE;
 }
 
-gboolean
-rechain_qcow2_writer_write_compressed (RechainQcow2Writer *w, guint64 offset, gsize length,
-                                       const guint8 *data, GError **error)
+/* Compresses a whole cluster @in (cluster_size bytes) into a new buffer
+ * *@out; *@out is NULL when that does not save at least a sector. */
+static gboolean
+compress_cluster (RechainQcow2Writer *w, const guint8 *in, guint8 **out, gsize *out_len,
+                  GError **error)
 {
-  const RechainQcow2Geometry *g = &w->geom;
-  g_autofree guint8 *in = NULL;
-  g_autofree guint8 *out = NULL;
-  gsize out_len = 0;
+  g_autofree guint8 *buf = g_malloc (w->cluster_size);
+
+  *out = NULL;
+  if (!rechain_qcow2_compress (w->header->compression_type, in, w->cluster_size, buf,
+                               w->cluster_size - 512, out_len, error))
+    return !(error && *error);
+  *out = g_steal_pointer (&buf);
+  return TRUE;
+}
+
+/* Writes @out, a compressed cluster, and makes @t's entry name it. */
+static gboolean
+store_compressed (RechainQcow2Writer *w, Target *t, const guint8 *out, gsize out_len,
+                  GError **error)
+{
   guint64 host, nb_sectors, rc;
-  Target t;
-
-  /* Compressed clusters are whole clusters, never in external data files. */
-  if (w->external || (offset & (g->cluster_size - 1)) != 0 ||
-      (length != g->cluster_size && offset + length != w->header->size) ||
-      g->cluster_size <= 1024)
-    return rechain_qcow2_writer_write (w, offset, length, data, error);
-
-  in = g_malloc0 (g->cluster_size);
-  memcpy (in, data, length);
-  out = g_malloc (g->cluster_size);
-  /* Worth it only if it saves at least a sector. */
-  if (!rechain_qcow2_compress (w->header->compression_type, in, g->cluster_size, out,
-                               g->cluster_size - 512, &out_len, error))
-    {
-      if (error && *error)
-        return FALSE;
-      return rechain_qcow2_writer_write (w, offset, length, data, error);
-    }
-  if (!locate (w, offset, length, &t, error))
-    return FALSE;
-  if (t.entry.host_offset != 0)
-    return rechain_qcow2_writer_write (w, offset, length, data, error);
 
   /* Pack compressed clusters one after another. A cluster that several of
    * them touch has one reference per compressed cluster. */
@@ -654,9 +662,148 @@ rechain_qcow2_writer_write_compressed (RechainQcow2Writer *w, guint64 offset, gs
     w->comp_pos = 0;
 
   nb_sectors = ((host + out_len - 1) >> 9) - (host >> 9);
-  store (w, &t, RECHAIN_QCOW2_OFLAG_COMPRESSED | (nb_sectors << g->compressed_offset_bits) | host, 0);
-  w->stats.data_bytes += length;
+  store (w, t, RECHAIN_QCOW2_OFLAG_COMPRESSED | (nb_sectors << w->geom.compressed_offset_bits) | host, 0);
   w->stats.compressed_clusters++;
+  return TRUE;
+}
+
+/* A whole cluster (the last one may be shorter) of an image whose data
+ * is in the image file: what a compressed cluster can hold. */
+static gboolean
+whole_cluster (RechainQcow2Writer *w, guint64 offset, gsize length)
+{
+  return !w->external && (offset & (w->cluster_size - 1)) == 0 &&
+         (length == w->cluster_size || offset + length == w->header->size);
+}
+
+gboolean
+rechain_qcow2_writer_write_compressed (RechainQcow2Writer *w, guint64 offset, gsize length,
+                                       const guint8 *data, GError **error)
+{
+  const RechainQcow2Geometry *g = &w->geom;
+  g_autofree guint8 *in = NULL;
+  g_autofree guint8 *out = NULL;
+  gsize out_len = 0;
+  Target t;
+
+  /* Compressed clusters are whole clusters, never in external data files. */
+  if (!whole_cluster (w, offset, length) || g->cluster_size <= 1024)
+    return rechain_qcow2_writer_write (w, offset, length, data, error);
+
+  in = g_malloc0 (g->cluster_size);
+  memcpy (in, data, length);
+  if (!compress_cluster (w, in, &out, &out_len, error))
+    return FALSE;
+  if (!out)
+    return rechain_qcow2_writer_write (w, offset, length, data, error);
+  if (!locate (w, offset, length, &t, error))
+    return FALSE;
+  if (t.entry.host_offset != 0)
+    return rechain_qcow2_writer_write (w, offset, length, data, error);
+  if (!store_compressed (w, &t, out, out_len, error))
+    return FALSE;
+  w->stats.data_bytes += length;
+  return TRUE;
+}
+
+static gboolean
+range_is_zero (const guint8 *p, gsize len)
+{
+  for (gsize i = 0; i < len; i++)
+    if (p[i] != 0)
+      return FALSE;
+  return TRUE;
+}
+
+gboolean
+rechain_qcow2_writer_fill_compressed (RechainQcow2Writer *w, guint64 offset, gsize length,
+                                      const guint8 *data, GError **error)
+{
+  const RechainQcow2Geometry *g = &w->geom;
+  g_autofree guint8 *merged = NULL;
+  g_autofree guint8 *out = NULL;
+  gsize out_len = 0;
+  guint64 own = 0, fill = 0, fill_bytes = 0, host, rc;
+  gboolean nonzero = FALSE;
+  Target t;
+
+  if (!g->extended_l2 || !whole_cluster (w, offset, length))
+    return data ? rechain_qcow2_writer_write_compressed (w, offset, length, data, error)
+                : rechain_qcow2_writer_write_zeroes (w, offset, length, error);
+  if (!locate_in (w, offset, length, TRUE, &t, error))
+    return FALSE;
+  if (t.entry.compressed)
+    return locate (w, offset, length, &t, error); /* fails: allocated */
+
+  /* the old view where the image allocates nothing, the image's own
+   * subclusters (zeros, or its data) elsewhere */
+  merged = g_malloc0 (g->cluster_size);
+  if (data)
+    memcpy (merged, data, length);
+  for (guint i = 0; i < t.sc_count; i++)
+    {
+      guint64 at = (guint64) i << g->subcluster_bits;
+      gsize n = (gsize) MIN (g->subcluster_size, length - at);
+
+      switch (t.entry.type[i])
+        {
+        case RECHAIN_QCOW2_SUBCLUSTER_UNALLOCATED:
+          fill |= G_GUINT64_CONSTANT (1) << i;
+          fill_bytes += n;
+          nonzero = nonzero || !range_is_zero (merged + at, n);
+          break;
+        case RECHAIN_QCOW2_SUBCLUSTER_DATA:
+          if (!w->io.pread (w->io.user, merged + at, n, t.entry.host_offset + at, error))
+            return FALSE;
+          own |= G_GUINT64_CONSTANT (1) << i;
+          break;
+        default:
+          memset (merged + at, 0, n);
+          own |= G_GUINT64_CONSTANT (1) << i;
+          break;
+        }
+    }
+  if (fill == 0)
+    return TRUE;
+  if (!nonzero)
+    {
+      /* nothing but zeros to fill: the zero bits say it, the rest stays */
+      store (w, &t, rd64 (t.slot), t.bitmap | (fill << 32));
+      w->stats.zero_bytes += fill_bytes;
+      return TRUE;
+    }
+  if (own == 0)
+    return rechain_qcow2_writer_write_compressed (w, offset, length, merged, error);
+
+  /* The cluster is rewritten whole, as QEMU does: the new backing file no
+   * longer shows through anywhere in it. Its old host cluster, if any, is
+   * released once the L2 entry names the new one (deferred_frees). */
+  host = t.entry.host_offset;
+  if (host != 0 && !data_refcount (w, host, &rc, error))
+    return FALSE;
+  if (!compress_cluster (w, merged, &out, &out_len, error))
+    return FALSE;
+  if (out)
+    {
+      if (!store_compressed (w, &t, out, out_len, error))
+        return FALSE;
+    }
+  else
+    {
+      /* as QEMU's fallback, an ordinary write of the whole cluster: every
+       * subcluster allocated, none zero */
+      guint64 fresh;
+      if (!alloc_clusters (w, 1, &fresh, error) ||
+          !write_data (w, FALSE, fresh, merged, length, error))
+        return FALSE;
+      store (w, &t, fresh | RECHAIN_QCOW2_OFLAG_COPIED, sc_mask (&t));
+    }
+  if (host != 0)
+    {
+      guint64 old_cluster = host / w->cluster_size;
+      g_array_append_val (w->deferred_frees, old_cluster);
+    }
+  w->stats.data_bytes += length;
   return TRUE;
 }
 

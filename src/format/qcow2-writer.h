@@ -126,6 +126,26 @@ gboolean rechain_qcow2_writer_write_compressed (RechainQcow2Writer *writer,
                                                 const guint8 *data,
                                                 GError **error);
 
+/* What a compressing rebase (-c) writes into a cluster with extended L2,
+ * as QEMU 8.2+ does: the whole cluster, [@offset, @offset + @length) (the
+ * last cluster may be shorter), becomes one compressed cluster made of
+ * the image's own subclusters (its data, or zeros) and @data where the
+ * image allocates nothing; @data's bytes at the image's own subclusters
+ * are ignored. Such a cluster has no subcluster bitmap: the backing file
+ * no longer shows through anywhere in it. The cluster's old host cluster
+ * is released after the L2 entry names the new one (a snapshot sharing it
+ * keeps it). Where compression does not save a sector, an ordinary
+ * cluster is written whole (every subcluster allocated), as QEMU falls
+ * back to an ordinary write. Where @data is NULL or zeros in every
+ * subcluster the image does not allocate, those subclusters get zero
+ * bits and nothing else changes. Without extended L2 (or with an external
+ * data file) this is write_compressed(), or write_zeroes() for NULL. */
+gboolean rechain_qcow2_writer_fill_compressed (RechainQcow2Writer *writer,
+                                               guint64 offset,
+                                               gsize length,
+                                               const guint8 *data,
+                                               GError **error);
+
 /* Metadata bytes held in memory until commit() (L2 tables, refcount
  * blocks): callers commit when it grows past their memory budget. */
 guint64 rechain_qcow2_writer_get_pending (RechainQcow2Writer *writer);

@@ -88,10 +88,31 @@ old_view_is_zero (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 l
  * the overlay does not allocate, into the overlay: one piece per cluster
  * (a writer call stays inside a cluster), zero flags where the old view
  * is zero. */
+/* -c with subclusters (extended L2): whole clusters are written, as QEMU
+ * 8.2+ writes them (see rechain_qcow2_writer_fill_compressed()). */
+static gboolean
+whole_clusters (Rebase *rb, Overlay *o)
+{
+  const RechainQcow2Geometry *g = rechain_layer_get_qcow2_geometry (o->top);
+
+  return rb->options->compress && g->subcluster_size < g->cluster_size && !g->external_data;
+}
+
 static gboolean
 write_piece (Rebase *rb, Overlay *o, guint64 p, gsize plen, const guint8 *data,
              gboolean zero, GError **error)
 {
+  if (whole_clusters (rb, o))
+    {
+      if (zero)
+        o->report->bytes_to_zero += plen;
+      else
+        {
+          o->report->bytes_to_write += plen;
+          o->report->bytes_copied_buffered += plen;
+        }
+      return rechain_qcow2_writer_fill_compressed (o->writer, p, plen, zero ? NULL : data, error);
+    }
   /* data is NULL when nothing was read: metadata says zero */
   zero = zero || is_zero (data, plen);
 
@@ -431,9 +452,13 @@ apply_diffs (Rebase *rb, Overlay *o, GArray *diffs, GError **error)
       if (a < b)
         {
           /* widen to whole units: they lie inside r, which is made of
-           * whole units (only the image's last unit may be short) */
-          guint64 ua = a / o->unit * o->unit;
-          guint64 ub = MIN ((b + o->unit - 1) / o->unit * o->unit, o->vsize);
+           * whole units (only the image's last unit may be short); to
+           * whole clusters with whole_clusters(), which may hold
+           * subclusters the overlay allocates */
+          guint64 unit = whole_clusters (rb, o)
+                           ? rechain_layer_get_qcow2_geometry (o->top)->cluster_size : o->unit;
+          guint64 ua = a / unit * unit;
+          guint64 ub = MIN ((b + unit - 1) / unit * unit, o->vsize);
 
           if (run_end > 0 && ua <= run_end)
             run_end = MAX (run_end, ub);

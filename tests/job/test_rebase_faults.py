@@ -137,7 +137,8 @@ def post_snapshot(tc, d):
     tc.assertEqual(jt.snapshot_names('top.qcow2', d), ['s1'])
 
 
-POST = {'refcount_grow': post_refcount_grow, 'snapshot': post_snapshot}
+POST = {'refcount_grow': post_refcount_grow, 'snapshot': post_snapshot,
+        'compressed_subclusters': post_snapshot}
 
 
 def sc_snapshot(d):
@@ -163,6 +164,19 @@ def sc_extended_l2(d):
     return ['top.qcow2'], ['-b', 'near.qcow2', '-F', 'qcow2'], 'near.qcow2'
 
 
+def sc_compressed_subclusters(d):
+    """-c with extended L2: clusters the overlay allocates in part (data and
+    zero subclusters) become whole compressed clusters and their old host
+    clusters are released, one of them shared with a snapshot."""
+    _chain(d, top_opts='extended_l2=on,cluster_size=64k')
+    _io(d, 'top.qcow2', 'write -P 5 2048 2048', 'write -z 4096 2048',
+        'write -P 6 %d 4096' % (256 * KiB + 10240))
+    qemu_img('snapshot', '-c', 's1', 'top.qcow2', cwd=d)
+    _io(d, 'top.qcow2', 'write -P 7 %d 2048' % (1200 * KiB))
+    _near(d)
+    return ['top.qcow2'], ['-c', '-b', 'near.qcow2', '-F', 'qcow2'], 'near.qcow2'
+
+
 def sc_linked_clones(d):
     _chain(d)
     _img(d, 'top2.qcow2', 2 * MiB, backing='mid.qcow2', bfmt='qcow2',
@@ -185,7 +199,7 @@ def sc_fragmented(d):
 
 
 SCENARIOS = [sc_flatten, sc_near_copy, sc_refcount_grow, sc_snapshot, sc_compressed,
-             sc_extended_l2, sc_linked_clones, sc_fragmented]
+             sc_extended_l2, sc_compressed_subclusters, sc_linked_clones, sc_fragmented]
 
 
 # ---------------------------------------------------------------------------
