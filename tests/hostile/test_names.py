@@ -27,6 +27,12 @@ PSEUDO = ['json:{"file.driver":"file","file.filename":"base.qcow2"}',
           'https://example.com/b.qcow2', 'ssh://host/b.qcow2',
           'iscsi://h/iqn/1', 'rbd:pool/img', 'gluster://h/v/b']
 # ("file:NAME" is QEMU's local file protocol: accepted as the local file NAME)
+# -b json: naming a local file is how qemu-img takes the new backing's key
+# (issue 15): accepted, and the plain file name is what the header gets. A
+# json: name of any other protocol is refused like the names above.
+LOCAL_JSON = PSEUDO[0]
+PSEUDO_B = PSEUDO[1:] + ['json:{"file.driver":"nbd","file.host":"localhost"}',
+                         'json:{"driver":"qcow2","file":{"driver":"nbd","host":"localhost"}}']
 
 
 def has_backing_root():
@@ -42,12 +48,16 @@ class Names(HostileCase):
     def test_pseudo_names_with_b(self):
         self.make_scenario()
         before = ht.rt.sha256(self.path('top.qcow2'))
-        for name in PSEUDO:
+        for name in PSEUDO_B:
             for mode in (['-u'], []):
                 r = run_rechain(['rebase'] + mode + ['-b', name, '-F', 'qcow2', 'top.qcow2'], self.dir)
                 self.assert_no_crash_markers(r, name)
                 self.assertIn(r.rc, (2, 3), '%s %s accepted\n%s' % (mode, name, r.describe()))
         self.assertEqual(ht.rt.sha256(self.path('top.qcow2')), before, 'image changed')
+        r = run_rechain(['rebase', '-u', '-b', LOCAL_JSON, '-F', 'qcow2', 'top.qcow2'], self.dir)
+        self.assertEqual(r.rc, 0, r.describe())
+        info = ht.qemu_img('info', '--output=json', 'top.qcow2', cwd=self.dir).json()
+        self.assertEqual(info['backing-filename'], 'base.qcow2')
 
     def test_pseudo_names_in_header(self):
         self.make_scenario()
