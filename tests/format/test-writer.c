@@ -225,10 +225,12 @@ int
 main (int argc, char **argv)
 {
   g_autoptr (GError) error = NULL;
+  g_autofree char *qemu_img = g_find_program_in_path ("qemu-img");
+  g_autofree char *qemu_io = g_find_program_in_path ("qemu-io");
   int ret;
 
   g_test_init (&argc, &argv, NULL);
-  if (!g_find_program_in_path ("qemu-img") || !g_find_program_in_path ("qemu-io"))
+  if (!qemu_img || !qemu_io)
     {
       g_printerr ("qemu-img/qemu-io not found (install qemu-utils)\n");
       return 1;
