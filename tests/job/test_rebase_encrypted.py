@@ -66,12 +66,12 @@ class EncryptedRebaseTest(ToolTestCase):
 
     # ---- fixtures
 
-    def make(self, name, sid=None, backing=None, cipher='aes-256-xts', size=SIZE):
+    def make(self, name, sid=None, backing=None, cipher='aes-256-xts', size=SIZE, extra=''):
         """A qcow2 image, LUKS-encrypted with secret @sid if given."""
         argv = [rt.QEMU_IMG, 'create', '-q', '-f', 'qcow2'] + objects()
         if sid:
-            argv += ['-o', 'encrypt.format=luks,encrypt.key-secret=%s,encrypt.iter-time=10%s'
-                     % (sid, CIPHERS[cipher])]
+            argv += ['-o', 'encrypt.format=luks,encrypt.key-secret=%s,encrypt.iter-time=10%s%s'
+                     % (sid, CIPHERS[cipher], extra)]
         if backing:
             argv += ['-u', '-b', backing, '-F', 'qcow2']
         argv += [name, size]
@@ -206,6 +206,23 @@ class EncryptedRebaseTest(ToolTestCase):
         self.rechain('rebase', *self.keys(new), '-b', '', 'top.qcow2', expect=0)
         self.assert_same_view(old, new[:1])
         self.assert_qemu_ok(new[:1], None)
+
+    def test_extended_l2_cluster_shared_with_snapshot(self):
+        """Subclusters of an encrypted overlay, in a cluster an internal
+        snapshot shares: the writer copies the cluster (read back through
+        the decrypting I/O, encrypted again at its new place). The cluster
+        at 128k keeps its snapshot share and lies over the base's data."""
+        chain = self.build([('base.qcow2', 'k0', None)])
+        self.make('top.qcow2', 'k1', backing='base.qcow2', extra=',extended_l2=on')
+        chain.insert(0, ('top.qcow2', 'k1'))
+        self.write(chain, 'write -P 34 4k 4k', 'write -P 35 128k 2k')
+        r = self.qemu('snapshot', '--image-opts', view_opts(chain), '-c', 'snap1')
+        self.assertEqual(r.rc, 0, r.describe())
+        self.write(chain, 'write -P 36 8k 4k')
+        old = self.snapshot(chain)
+        self.rechain('rebase', *self.keys(chain), '-b', '', 'top.qcow2', expect=0)
+        self.assert_same_view(old, chain[:1])
+        self.assert_qemu_ok(chain[:1], None)
 
     def test_dry_run_predicts_encrypted_flatten(self):
         chain = self.build([('base.qcow2', 'k0', None), ('top.qcow2', 'k1', None)])
