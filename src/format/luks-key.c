@@ -113,6 +113,8 @@ merge_material (const RechainLuksHeader *h, guint i, const guint8 *material,
   return TRUE;
 }
 
+static GMutex mk_digest_lock;
+
 /* PBKDF2 of the passphrase with a key slot's salt and iterations, into
  * @out. libgcrypt runs the HMAC in secure memory when the passphrase or
  * the output is in secure memory, and then allocates and frees secure
@@ -170,9 +172,16 @@ try_slot (const RechainLuksHeader *h, guint i, const guint8 *area, gsize area_le
     return rechain_luks_gcrypt_error (error, "PBKDF2", err);
   if (!merge_material (h, i, area + off, md, s, key, error))
     return FALSE;
+  /* The candidate master key stays in secure memory, so this PBKDF2 (a
+   * quarter of an unlock at QEMU's defaults) takes libgcrypt's secure
+   * memory lock at every iteration (see slot_kdf). Layers unlocked on
+   * parallel threads reach it at about the same time: one at a time
+   * costs less than their fight for that lock. */
+  g_mutex_lock (&mk_digest_lock);
   err = gcry_kdf_derive (key, h->key_bytes, GCRY_KDF_PBKDF2, h->hash_algo,
                          h->mk_salt, RECHAIN_LUKS_SALT_LEN, h->mk_iterations,
                          RECHAIN_LUKS_DIGEST_LEN, s->digest);
+  g_mutex_unlock (&mk_digest_lock);
   if (err)
     return rechain_luks_gcrypt_error (error, "PBKDF2", err);
   /* not secret-dependent timing that matters (the digest is public), but
