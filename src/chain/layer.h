@@ -147,7 +147,9 @@ gboolean rechain_layer_lookup_key (RechainLayer *layer,
 
 /* Reads guest bytes of this layer alone. Unallocated parts are left
  * untouched in @buf (the chain fills them from the backing); zero parts are
- * zeroed. Past the virtual size is an error. */
+ * zeroed. Past the virtual size is an error. The data of an unlocked LUKS
+ * layer is decrypted (IV: its host offset / 512); a compressed cluster in
+ * one is invalid (QEMU never writes them). */
 gboolean rechain_layer_read (RechainLayer *layer,
                              guint64 offset,
                              void *buf,
