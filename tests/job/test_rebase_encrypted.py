@@ -138,6 +138,16 @@ class EncryptedRebaseTest(ToolTestCase):
         shutil.copy(self.path(chain[0][0]), self.path('orig-' + chain[0][0]))
         return [('orig-' + chain[0][0], chain[0][1])] + chain[1:]
 
+    def flatten_judged(self, chain, what=''):
+        """Flattens the top of @chain (-b '') with every key, judges the
+        result; returns rechain's Result."""
+        old = self.snapshot(chain)
+        r = self.rechain('rebase', *self.keys(chain), '-b', '', chain[0][0], expect=0)
+        self.assert_no_secret(r)
+        self.assert_same_view(old, chain[:1], what)
+        self.assert_qemu_ok(chain[:1], None)
+        return r
+
     # ---- what works
 
     def test_flatten_chains(self):
@@ -155,12 +165,7 @@ class EncryptedRebaseTest(ToolTestCase):
         for what, layers in cases:
             with self.subTest(case=what):
                 layers = [('%s-%s.qcow2' % (what, n), sid, c) for n, sid, c in layers]
-                chain = self.build(layers)
-                old = self.snapshot(chain)
-                r = self.rechain('rebase', *self.keys(chain), '-b', '', chain[0][0], expect=0)
-                self.assert_no_secret(r)
-                self.assert_same_view(old, chain[:1], what)
-                self.assert_qemu_ok(chain[:1], None)
+                self.flatten_judged(self.build(layers), what)
 
     def test_rebase_onto_encrypted_base_with_another_key(self):
         chain = self.build([('base.qcow2', 'k0', None), ('top.qcow2', 'k1', 'aes-128-xts')])
@@ -178,12 +183,8 @@ class EncryptedRebaseTest(ToolTestCase):
     def test_plain_overlay_over_encrypted_backing_warns(self):
         chain = self.build([('base.qcow2', 'k0', None), ('mid.qcow2', 'k1', None),
                             ('top.qcow2', None, None)])
-        old = self.snapshot(chain)
-        r = self.rechain('rebase', *self.keys(chain), '-b', '', 'top.qcow2', expect=0)
+        r = self.flatten_judged(chain)
         self.assertRegex(r.err, r'rechain: warning: .*top\.qcow2.*unencrypted', r.describe())
-        self.assert_no_secret(r)
-        self.assert_same_view(old, chain[:1])
-        self.assert_qemu_ok(chain[:1], None)
 
     def test_encrypted_overlay_over_plain_backings(self):
         chain = self.build([('base.qcow2', None, None), ('mid.qcow2', None, None),
@@ -202,10 +203,7 @@ class EncryptedRebaseTest(ToolTestCase):
         new = [('top.qcow2', 'k2'), ('new.qcow2', None)]
         self.assert_same_view(old, new)
         self.assert_qemu_ok(new, 'new.qcow2')
-        old = self.snapshot(new)
-        self.rechain('rebase', *self.keys(new), '-b', '', 'top.qcow2', expect=0)
-        self.assert_same_view(old, new[:1])
-        self.assert_qemu_ok(new[:1], None)
+        self.flatten_judged(new)
 
     def test_extended_l2_cluster_shared_with_snapshot(self):
         """Subclusters of an encrypted overlay, in a cluster an internal
@@ -219,10 +217,7 @@ class EncryptedRebaseTest(ToolTestCase):
         r = self.qemu('snapshot', '--image-opts', view_opts(chain), '-c', 'snap1')
         self.assertEqual(r.rc, 0, r.describe())
         self.write(chain, 'write -P 36 8k 4k')
-        old = self.snapshot(chain)
-        self.rechain('rebase', *self.keys(chain), '-b', '', 'top.qcow2', expect=0)
-        self.assert_same_view(old, chain[:1])
-        self.assert_qemu_ok(chain[:1], None)
+        self.flatten_judged(chain)
 
     def test_dry_run_predicts_encrypted_flatten(self):
         chain = self.build([('base.qcow2', 'k0', None), ('top.qcow2', 'k1', None)])
