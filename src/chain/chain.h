@@ -100,4 +100,14 @@ gboolean rechain_chain_read (RechainChain *chain,
                              gsize length,
                              GError **error);
 
+/* Unlocks every LUKS layer of @chains (NULL entries are skipped) with its
+ * key from @keys, each file once, on parallel threads. A layer without a
+ * key is refused (rechain_layer_check_data_access's error) before any
+ * unlock starts; a wrong key is RECHAIN_ERROR_NOT_PERMITTED naming the
+ * image. Legacy AES layers are left to rechain_layer_check_data_access. */
+gboolean rechain_chains_unlock (RechainChain * const *chains,
+                                guint n_chains,
+                                const RechainKeyLookup *keys,
+                                GError **error);
+
 G_END_DECLS

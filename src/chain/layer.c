@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "chain/layer.h"
+#include "chain/layer-key.h"
 #include "format/be.h"
 #include "chain/path.h"
 #include "rechain/rechain-i18n-private.h"
@@ -53,6 +54,11 @@ struct _RechainLayer {
   L2CacheSlot *cache;
   guint cache_slots;
   guint64 cache_clock;
+
+  /* LUKS: the key once unlocked (NULL before), and the encrypting guest
+   * data I/O of the writer made last (it outlives the writer) */
+  RechainLayerKey *key;
+  RechainCryptIO crypt_io, crypt_data_io;
 };
 
 gboolean
@@ -387,6 +393,9 @@ rechain_layer_free (RechainLayer *layer)
   g_free (layer->cache);
   g_mutex_clear (&layer->cache_lock);
   g_free (layer->l2_offsets);
+  rechain_crypt_io_clear (&layer->crypt_io);
+  rechain_crypt_io_clear (&layer->crypt_data_io);
+  g_clear_pointer (&layer->key, rechain_layer_key_unref);
   if (layer->l1_bytes > 0)
     g_atomic_pointer_add (&l1_bytes_held, -(gssize) layer->l1_bytes);
   g_clear_pointer (&layer->header, rechain_qcow2_header_free);
@@ -825,12 +834,71 @@ rechain_layer_check_data_access (RechainLayer *layer, GError **error)
       return FALSE;
     case RECHAIN_LAYER_ENCRYPTION_LUKS:
     default:
-      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
-                   _("%s: the image is LUKS-encrypted and rechain cannot read or write its data "
-                     "yet, so a safe rebase or flatten that involves it is refused; an unsafe "
-                     "rebase (-u), info and map need no key"), layer->path);
+      if (layer->key)
+        return TRUE;
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NOT_PERMITTED,
+                   _("%s is LUKS-encrypted and no key was given for it: use --object "
+                     "secret,id=ID,file=FILE with --image-opts encrypt.key-secret=ID (or "
+                     "backing.encrypt.key-secret=ID for a backing file), or --key-file; an "
+                     "unsafe rebase (-u), info and map need no key"), layer->path);
       return FALSE;
     }
+}
+
+/* The LUKS area the crypto header extension points to is read whole to
+ * unlock: header and key material. The key material of 8 slots of 64-byte
+ * keys with 4000 stripes is 2 MB; a crafted length cannot make us read
+ * more than this (rechain_luks_unlock refuses material past what was
+ * read). */
+#define MAX_LUKS_AREA (G_GUINT64_CONSTANT (16) << 20)
+
+gboolean
+rechain_layer_unlock (RechainLayer *layer, const guint8 *passphrase, gsize passphrase_len,
+                      GError **error)
+{
+  const RechainQcow2Header *h = layer->header;
+  gsize len;
+  g_autofree guint8 *area = NULL;
+  RechainLuksUnlockResult result;
+  GError *local = NULL;
+
+  if (rechain_layer_get_encryption (layer) != RECHAIN_LAYER_ENCRYPTION_LUKS || layer->key)
+    return TRUE;
+  len = (gsize) MIN (h->crypto_header_length, MAX_LUKS_AREA);
+  area = g_malloc (MAX (len, 1));
+  if (!rechain_file_pread (layer->file, area, len, h->crypto_header_offset, error))
+    {
+      g_prefix_error (error, _("%s: reading the LUKS header: "), layer->path);
+      return FALSE;
+    }
+  layer->key = rechain_layer_key_unlock (area, len, h->crypto_header_length, passphrase,
+                                         passphrase_len, &result, &local);
+  if (layer->key)
+    return TRUE;
+  if (result == RECHAIN_LUKS_WRONG_KEY)
+    {
+      /* the library's message names no image; this one does */
+      g_clear_error (&local);
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NOT_PERMITTED,
+                   _("the key given for %s does not open any of its key slots; nothing was "
+                     "changed"), layer->path);
+      return FALSE;
+    }
+  g_propagate_prefixed_error (error, local, "%s: ", layer->path);
+  return FALSE;
+}
+
+gboolean
+rechain_layer_is_unlocked (RechainLayer *layer)
+{
+  return layer->key != NULL;
+}
+
+void
+rechain_layer_share_key (RechainLayer *layer, RechainLayer *unlocked)
+{
+  if (!layer->key && unlocked->key)
+    layer->key = rechain_layer_key_ref (unlocked->key);
 }
 
 gboolean
@@ -869,9 +937,25 @@ rechain_layer_read (RechainLayer *layer, guint64 offset, void *buf, gsize length
           memset (dst, 0, e->length);
           break;
         case RECHAIN_EXTENT_DATA:
+          if (e->compressed && layer->key)
+            {
+              /* QEMU refuses to compress into an encrypted image, and
+               * compressed clusters have no sector-aligned host offset to
+               * make an IV from */
+              g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                           _("compressed cluster at guest offset 0x%" PRIx64 " in an encrypted "
+                             "image"), e->offset);
+              goto fail;
+            }
           if (e->compressed)
             {
               if (!qcow2_read_compressed (layer, e->offset, dst, e->length, error))
+                goto fail;
+            }
+          else if (layer->key)
+            {
+              if (!rechain_layer_key_pread (layer->key, rechain_layer_get_data_file (layer), dst,
+                                            e->length, e->host_offset, error))
                 goto fail;
             }
           else if (!rechain_file_pread_zero_fill (rechain_layer_get_data_file (layer), dst,
@@ -1127,6 +1211,20 @@ rechain_layer_new_writer (RechainLayer *layer, RechainQcow2WriterFlags flags, GE
     {
       g_prefix_error (error, "%s: ", layer->path);
       return NULL;
+    }
+  /* Guest data of an encrypted image is encrypted at its host offset on
+   * its way to the file; metadata is not, and a planning writer drops the
+   * data anyway. */
+  if (layer->key && !plan)
+    {
+      RechainQcow2IO crypt_io, crypt_data_io;
+
+      rechain_crypt_io_init (&layer->crypt_io, layer->key, layer->file, &crypt_io);
+      if (layer->data_file)
+        rechain_crypt_io_init (&layer->crypt_data_io, layer->key, layer->data_file,
+                               &crypt_data_io);
+      rechain_qcow2_writer_set_data_io (writer, &crypt_io,
+                                        layer->data_file ? &crypt_data_io : NULL);
     }
   /* Unknown autoclear bits must be cleared before any other write, but
    * only once the image is known to be writable; a planning writer writes

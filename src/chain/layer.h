@@ -115,11 +115,27 @@ typedef enum {
 
 RechainLayerEncryption rechain_layer_get_encryption (RechainLayer *layer);
 
-/* Refuses (RECHAIN_ERROR_UNSUPPORTED, naming the image) a layer whose
- * guest data is encrypted: its clusters cannot be read or written yet.
- * Its metadata (header, tables, map) stays usable, so an unsafe rebase,
- * info and map work without a key. */
+/* Refuses a layer whose guest data cannot be read or written, naming the
+ * image: legacy AES (RECHAIN_ERROR_UNSUPPORTED), and LUKS until the layer
+ * is unlocked (RECHAIN_ERROR_NOT_PERMITTED: no key was given for it). Its
+ * metadata (header, tables, map) stays usable, so an unsafe rebase, info
+ * and map work without a key. */
 gboolean rechain_layer_check_data_access (RechainLayer *layer, GError **error);
+
+/* Unlocks a LUKS layer with @passphrase (nothing to do for any other
+ * layer, or one unlocked already): reads its LUKS area, tries every active
+ * key slot and checks the master-key digest. From then on its data is
+ * decrypted by rechain_layer_read() and encrypted by the writers it makes.
+ * A passphrase no slot accepts is RECHAIN_ERROR_NOT_PERMITTED, naming the
+ * image. Costs the PBKDF2 of every slot tried (seconds at QEMU's default
+ * iter-time); layers may be unlocked on different threads at once. */
+gboolean rechain_layer_unlock (RechainLayer *layer,
+                               const guint8 *passphrase,
+                               gsize passphrase_len,
+                               GError **error);
+gboolean rechain_layer_is_unlocked (RechainLayer *layer);
+/* Gives @layer the key of @unlocked, another opening of the same file. */
+void rechain_layer_share_key (RechainLayer *layer, RechainLayer *unlocked);
 
 /* The passphrase @keys has for this layer's file (by device and inode),
  * for the step that unlocks encrypted layers; FALSE when it has none or
@@ -131,7 +147,9 @@ gboolean rechain_layer_lookup_key (RechainLayer *layer,
 
 /* Reads guest bytes of this layer alone. Unallocated parts are left
  * untouched in @buf (the chain fills them from the backing); zero parts are
- * zeroed. Past the virtual size is an error. */
+ * zeroed. Past the virtual size is an error. The data of an unlocked LUKS
+ * layer is decrypted (IV: its host offset / 512); a compressed cluster in
+ * one is invalid (QEMU never writes them). */
 gboolean rechain_layer_read (RechainLayer *layer,
                              guint64 offset,
                              void *buf,

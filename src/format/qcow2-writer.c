@@ -356,6 +356,17 @@ fail:
   return NULL;
 }
 
+void
+rechain_qcow2_writer_set_data_io (RechainQcow2Writer *w, const RechainQcow2IO *image_data_io,
+                                  const RechainQcow2IO *data_io)
+{
+  if (w->shadow)
+    return;
+  w->image_data_io = *image_data_io;
+  if (w->external && data_io)
+    w->data_io = *data_io;
+}
+
 /* ---- data ---- */
 
 static gboolean
@@ -530,7 +541,8 @@ rechain_qcow2_writer_write (RechainQcow2Writer *w, guint64 offset, gsize length,
           g_autofree guint8 *copy = g_malloc (w->cluster_size);
           guint64 old_cluster = host / w->cluster_size;
 
-          if (!w->io.pread (w->io.user, copy, w->cluster_size, host, error) ||
+          /* guest data, read where it is written (see set_data_io) */
+          if (!w->image_data_io.pread (w->image_data_io.user, copy, w->cluster_size, host, error) ||
               !alloc_clusters (w, 1, &host, error))
             return FALSE;
           memcpy (copy + (offset - t.cluster_start), data, length);

@@ -73,6 +73,17 @@ RechainQcow2Writer *rechain_qcow2_writer_new (RechainQcow2Header *header,
                                               RechainQcow2WriterFlags flags,
                                               GError **error);
 void rechain_qcow2_writer_free (RechainQcow2Writer *writer);
+
+/* Guest data goes through @image_data_io (data in the image file) and
+ * @data_io (the external data file, NULL if none) instead of the I/O given
+ * to rechain_qcow2_writer_new(): writes, and the read-back of a cluster an
+ * internal snapshot shares. Metadata stays on the image I/O. The wrapping
+ * may only transform the bytes (encrypt them at their host offset): the
+ * order of writes and flushes is the writer's. A planning writer drops
+ * guest data, so this changes nothing for it. */
+void rechain_qcow2_writer_set_data_io (RechainQcow2Writer *writer,
+                                       const RechainQcow2IO *image_data_io,
+                                       const RechainQcow2IO *data_io);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainQcow2Writer, rechain_qcow2_writer_free)
 
 /* Writes guest data at [@offset, @offset + @length): a range inside one

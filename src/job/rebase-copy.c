@@ -69,18 +69,28 @@ old_view_map (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 lengt
   return rechain_view_map (old_chain, 1, offset, length, out, error);
 }
 
+/* Whether the old view of [offset, offset+length) is all zeros, and
+ * whether any of its data comes from an encrypted layer (which only a
+ * buffer can carry: decrypted there, encrypted again for the overlay). */
 static gboolean
-old_view_is_zero (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 length,
-                  gboolean *zero, GError **error)
+old_view_scan (Rebase *rb, RechainChain *old_chain, guint64 offset, guint64 length,
+               gboolean *zero, gboolean *encrypted, GError **error)
 {
   g_autoptr(GArray) map = rechain_extent_list_new ();
 
   if (!old_view_map (rb, old_chain, offset, length, map, error))
     return FALSE;
   *zero = TRUE;
+  *encrypted = FALSE;
   for (guint i = 0; i < map->len; i++)
-    if (g_array_index (map, RechainExtent, i).kind == RECHAIN_EXTENT_DATA)
+    {
+      const RechainExtent *e = &g_array_index (map, RechainExtent, i);
+      if (e->kind != RECHAIN_EXTENT_DATA)
+        continue;
       *zero = FALSE;
+      *encrypted |= rechain_layer_get_encryption (rechain_chain_get_layer (old_chain, (guint) e->depth))
+                      != RECHAIN_LAYER_ENCRYPTION_NONE;
+    }
   return TRUE;
 }
 
@@ -397,15 +407,20 @@ write_run (Rebase *rb, Overlay *o, guint64 offset, guint64 length, GError **erro
   const guint8 *buf;
   guint64 pos;
   gsize len;
-  gboolean zero;
+  gboolean zero, encrypted;
   GError *local = NULL;
   /* chunks of whole clusters: a writer call covers units of one cluster */
   const gsize chunk = (gsize) MAX ((guint64) RECHAIN_CHUNK_SIZE,
                                    rechain_layer_get_qcow2_geometry (o->top)->cluster_size);
 
-  if (!old_view_is_zero (rb, o->chain, offset, length, &zero, error))
+  if (!old_view_scan (rb, o->chain, offset, length, &zero, &encrypted, error))
     return FALSE;
-  if (!zero && !rb->options->compress && rb->options->copy_mode != RECHAIN_COPY_MODE_COPY)
+  /* Ciphertext is never copied between files: its IVs are host offsets
+   * of the file it is in, and the keys differ. Encrypted data, in either
+   * direction, goes through the buffered path (the layer decrypts what it
+   * reads, the overlay's writer encrypts what it writes). */
+  if (!zero && !rb->options->compress && rb->options->copy_mode != RECHAIN_COPY_MODE_COPY &&
+      !encrypted && !o->encrypted)
     return offload_run (rb, o, offset, length, error);
   if (zero)
     {

@@ -57,6 +57,9 @@ typedef struct {
    * block size, which cloned ranges must be aligned to */
   gboolean can_clone;
   gsize block_size;
+  /* LUKS: its data is encrypted on the way in, so nothing is copied into
+   * it as it is (no clone, no in-kernel copy) */
+  gboolean encrypted;
 } Overlay;
 
 typedef struct {

@@ -62,6 +62,8 @@ rechain_rebase_report_new (void)
 {
   RechainRebaseReport *r = g_new0 (RechainRebaseReport, 1);
   r->images = g_ptr_array_new ();
+  r->warnings = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (r->warnings, NULL);
   return r;
 }
 
@@ -80,6 +82,7 @@ rechain_rebase_report_free (RechainRebaseReport *r)
     return;
   g_ptr_array_foreach (r->images, (GFunc) image_report_free, NULL);
   g_ptr_array_unref (r->images);
+  g_ptr_array_unref (r->warnings);
   g_free (r);
 }
 
@@ -539,9 +542,9 @@ check_before_writing (Rebase *rb, GError **error)
               seen = rechain_layer_same_file (g_ptr_array_index (checked, i), st.st_dev, st.st_ino);
           if (seen)
             continue;
-          /* Any encrypted layer of either chain is refused before the
-           * first write, naming it, rather than when its data is first
-           * read: the engine cannot decrypt yet. */
+          /* A layer whose data cannot be read (legacy AES, or LUKS
+           * without its key) is refused before the first write, naming
+           * it, rather than when its data is first read. */
           if (!rechain_layer_check_data_access (layer, error) ||
               !rechain_layer_check_tables (layer, error))
             return FALSE;
@@ -549,6 +552,72 @@ check_before_writing (Rebase *rb, GError **error)
         }
     }
   return TRUE;
+}
+
+/* Takes @message into the report's warnings. */
+static void
+add_warning (Rebase *rb, char *message)
+{
+  GPtrArray *w = rb->report->warnings;
+
+  g_ptr_array_insert (w, (gint) w->len - 1, message);
+}
+
+static gboolean
+chain_has_encryption (RechainChain *chain, guint first)
+{
+  for (guint d = first; chain && d < rechain_chain_get_depth (chain); d++)
+    if (rechain_layer_get_encryption (rechain_chain_get_layer (chain, d)) !=
+        RECHAIN_LAYER_ENCRYPTION_NONE)
+      return TRUE;
+  return FALSE;
+}
+
+/* Encrypted images: what cannot be done with them is refused first, from
+ * the headers, then every LUKS layer of the chains involved is unlocked
+ * with its own key (in parallel, seconds of CPU each), all before the
+ * first write. */
+static gboolean
+setup_encryption (Rebase *rb, GError **error)
+{
+  const RechainRebaseOptions *opts = rb->options;
+  g_autoptr(GPtrArray) chains = g_ptr_array_new ();
+
+  for (guint k = 0; k < rb->overlays->len; k++)
+    {
+      Overlay *o = g_ptr_array_index (rb->overlays, k);
+      gboolean old_encrypted = !o->on_new_chain && chain_has_encryption (o->chain, 1);
+
+      o->encrypted = rechain_layer_get_encryption (o->top) != RECHAIN_LAYER_ENCRYPTION_NONE;
+      if (o->encrypted && opts->compress)
+        {
+          /* as qemu-img: compressed clusters of an encrypted image have no
+           * sector IVs QEMU could read them with */
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                       _("%s: the image is encrypted, and encrypted images cannot hold "
+                         "compressed clusters (-c); nothing was changed"),
+                       rechain_layer_get_path (o->top));
+          return FALSE;
+        }
+      if (opts->copy_mode == RECHAIN_COPY_MODE_REFLINK && (o->encrypted || old_encrypted))
+        {
+          g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                       _("%s: copy mode reflink cannot share encrypted data (it must be "
+                         "decrypted and encrypted again for its new place); use --copy-mode=auto "
+                         "or copy; nothing was changed"), rechain_layer_get_path (o->top));
+          return FALSE;
+        }
+      if (!o->encrypted && old_encrypted)
+        add_warning (rb, g_strdup_printf (_("%s is not encrypted, but its backing chain is: "
+                                            "data copied into it from the backing files is "
+                                            "written unencrypted"),
+                                          rechain_layer_get_path (o->top)));
+      g_ptr_array_add (chains, o->chain);
+    }
+  if (rb->new_chain)
+    g_ptr_array_add (chains, rb->new_chain);
+  return rechain_chains_unlock ((RechainChain * const *) chains->pdata, chains->len, opts->keys,
+                                error);
 }
 
 /* Overlays already on the new chain need nothing copied; all the others
@@ -661,7 +730,8 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
       !classify_overlays (&rb, error))
     goto out;
 
-  if (!setup_copy_mode (&rb, error) || !check_before_writing (&rb, error))
+  if (!setup_encryption (&rb, error) || !setup_copy_mode (&rb, error) ||
+      !check_before_writing (&rb, error))
     goto out;
   if (rb.reference)
     stamp_chain (&rb, rb.reference->chain, 1);

@@ -60,6 +60,10 @@ typedef struct {
   double seconds;
   gboolean dry_run;
   GPtrArray *images;         /* of RechainRebaseImageReport* */
+  /* what the caller should know about a rebase that goes on (data of an
+   * encrypted backing chain copied into a plain overlay): of char*,
+   * NULL-terminated */
+  GPtrArray *warnings;
 } RechainRebaseReport;
 
 RechainRebaseReport *rechain_rebase_report_new (void);

@@ -79,6 +79,25 @@ rechain_rebase_stats_get_dry_run (RechainRebaseStats *stats)
 }
 
 /**
+ * rechain_rebase_stats_get_warnings:
+ * @stats: statistics
+ *
+ * What the caller should know about a rebase that went on: for instance
+ * that data of an encrypted backing chain was copied, decrypted, into an
+ * image that is not encrypted.
+ *
+ * Returns: (transfer none) (array zero-terminated=1): the warnings, an
+ *   empty array if none
+ *
+ * Since: 0.2
+ */
+const char * const *
+rechain_rebase_stats_get_warnings (RechainRebaseStats *stats)
+{
+  return (const char * const *) stats->report->warnings->pdata;
+}
+
+/**
  * rechain_rebase_stats_get_seconds:
  * @stats: statistics
  *

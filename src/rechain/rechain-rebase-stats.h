@@ -47,6 +47,7 @@ RECHAIN_AVAILABLE_IN_ALL guint64 rechain_rebase_stats_get_bytes_read (RechainReb
 RECHAIN_AVAILABLE_IN_ALL guint64 rechain_rebase_stats_get_bytes_differing (RechainRebaseStats *stats);
 
 RECHAIN_AVAILABLE_IN_0_2 GPtrArray *rechain_rebase_stats_get_images (RechainRebaseStats *stats);
+RECHAIN_AVAILABLE_IN_0_2 const char * const *rechain_rebase_stats_get_warnings (RechainRebaseStats *stats);
 
 /* the index getters of 0.1 */
 RECHAIN_DEPRECATED_IN_0_2_FOR (rechain_rebase_stats_get_images)

@@ -415,6 +415,8 @@ cmd_rebase (int argc, char **argv)
                       "keyring", tool_keys_get_keyring (args.keys),
                       NULL);
   ok = run_job (job, volume, &args, &error);
+  if (rechain_rebase_job_get_stats (job))
+    tool_print_warnings (rechain_rebase_stats_get_warnings (rechain_rebase_job_get_stats (job)));
   report (job, &args);
   return ok ? TOOL_EXIT_OK : tool_fail (error);
 }

@@ -92,14 +92,23 @@ class KeyringGiTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)['backing-filename'], 'base.qcow2')
 
-        # a safe rebase is refused, naming the image, whatever the keyring holds
+        # a safe flatten works with the key from the keyring (decrypted,
+        # encrypted again) and warns of nothing: the image stays encrypted
         job = Rechain.RebaseJob(image=self.luks, backing_file='', keyring=keyring)
+        self.assertTrue(job.run_sync(None))
+        self.assertEqual(list(job.get_stats().get_warnings()), [])
+        r = sh(['qemu-img', 'check', '--object', 'secret,id=s0,data=' + PASS.decode(),
+                '--image-opts', 'driver=qcow2,encrypt.key-secret=s0,file.filename=luks.qcow2'],
+               self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+        # without the key, refused, naming the image
+        job = Rechain.RebaseJob(image=self.luks, backing_file='', keyring=Rechain.Keyring.new())
         with self.assertRaises(GLib.Error) as cm:
             job.run_sync(None)
-        self.assertTrue(cm.exception.matches(Rechain.error_quark(), Rechain.Error.UNSUPPORTED))
+        self.assertTrue(cm.exception.matches(Rechain.error_quark(), Rechain.Error.NOT_PERMITTED))
         self.assertIn('luks.qcow2', cm.exception.message)
         self.assertNotIn(PASS.decode(), cm.exception.message)
-
 
 if __name__ == '__main__':
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tool'))
