@@ -813,6 +813,21 @@ rechain_layer_get_encryption (RechainLayer *layer)
     }
 }
 
+const char *
+rechain_layer_get_encryption_name (RechainLayer *layer)
+{
+  switch (rechain_layer_get_encryption (layer))
+    {
+    case RECHAIN_LAYER_ENCRYPTION_LUKS:
+      return "luks";
+    case RECHAIN_LAYER_ENCRYPTION_AES:
+      return "aes";
+    case RECHAIN_LAYER_ENCRYPTION_NONE:
+    default:
+      return NULL;
+    }
+}
+
 gboolean
 rechain_layer_check_data_access (RechainLayer *layer, GError **error)
 {

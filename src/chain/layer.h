@@ -114,6 +114,9 @@ typedef enum {
 } RechainLayerEncryption;
 
 RechainLayerEncryption rechain_layer_get_encryption (RechainLayer *layer);
+/* The encryption's name as qemu-img's `encrypt.format` gives it ("luks",
+ * "aes"), or NULL for an image that is not encrypted. */
+const char *rechain_layer_get_encryption_name (RechainLayer *layer);
 
 /* Refuses a layer whose guest data cannot be read or written, naming the
  * image: legacy AES (RECHAIN_ERROR_UNSUPPORTED), and LUKS until the layer

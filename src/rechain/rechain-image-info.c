@@ -343,10 +343,7 @@ rechain_image_info_new_for_layer (RechainLayer *layer, GError **error)
 
       info->cluster_size = rechain_qcow2_cluster_size (h);
       info->encrypted = h->crypt_method != 0;
-      if (h->crypt_method == RECHAIN_QCOW2_CRYPT_LUKS)
-        info->encryption_format = g_strdup ("luks");
-      else if (h->crypt_method == RECHAIN_QCOW2_CRYPT_AES)
-        info->encryption_format = g_strdup ("aes");
+      info->encryption_format = g_strdup (rechain_layer_get_encryption_name (layer));
       info->dirty_flag = (h->incompatible_features & RECHAIN_QCOW2_INCOMPAT_DIRTY) != 0;
       info->compat = g_strdup (v3 ? "1.1" : "0.10");
       info->compression_type = g_strdup (h->compression_type == RECHAIN_QCOW2_COMPRESSION_ZSTD

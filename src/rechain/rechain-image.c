@@ -270,16 +270,7 @@ const char *
 rechain_image_get_encryption_format (RechainImage *image)
 {
   g_return_val_if_fail (RECHAIN_IS_IMAGE (image), NULL);
-  switch (rechain_layer_get_encryption (image->layer))
-    {
-    case RECHAIN_LAYER_ENCRYPTION_LUKS:
-      return "luks";
-    case RECHAIN_LAYER_ENCRYPTION_AES:
-      return "aes";
-    case RECHAIN_LAYER_ENCRYPTION_NONE:
-    default:
-      return NULL;
-    }
+  return rechain_layer_get_encryption_name (image->layer);
 }
 
 RechainImage *
