@@ -829,6 +829,29 @@ rechain_layer_get_encryption_name (RechainLayer *layer)
 }
 
 gboolean
+rechain_layer_read_luks_header (RechainLayer *layer, RechainLuksHeader *out, GError **error)
+{
+  const RechainQcow2Header *h = layer->header;
+  guint8 buf[RECHAIN_LUKS_HEADER_SIZE];
+  /* the header alone: the key material is bounded against the area's
+   * length, not read */
+  gsize len = (gsize) MIN (h->crypto_header_length, sizeof buf);
+
+  g_return_val_if_fail (rechain_layer_get_encryption (layer) == RECHAIN_LAYER_ENCRYPTION_LUKS, FALSE);
+  if (!rechain_file_pread (layer->file, buf, len, h->crypto_header_offset, error))
+    {
+      g_prefix_error (error, _("%s: reading the LUKS header: "), layer->path);
+      return FALSE;
+    }
+  if (!rechain_luks_header_parse (buf, len, h->crypto_header_length, out, error))
+    {
+      g_prefix_error (error, "%s: ", layer->path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
 rechain_layer_check_data_access (RechainLayer *layer, GError **error)
 {
   switch (rechain_layer_get_encryption (layer))

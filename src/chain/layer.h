@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include "format/qcow2.h"
 #include "format/qcow2-writer.h"
+#include "format/luks-header.h"
 #include "io/file.h"
 #include "chain/extent.h"
 #include "chain/keys.h"
@@ -117,6 +118,14 @@ RechainLayerEncryption rechain_layer_get_encryption (RechainLayer *layer);
 /* The encryption's name as qemu-img's `encrypt.format` gives it ("luks",
  * "aes"), or NULL for an image that is not encrypted. */
 const char *rechain_layer_get_encryption_name (RechainLayer *layer);
+
+/* Reads and validates the LUKS header of a LUKS layer (needs no key), for
+ * `info`: the same bounds the unlock applies, so a header info describes is
+ * one the unlock would accept. RECHAIN_ERROR_INVALID_IMAGE or _UNSUPPORTED,
+ * naming the image. */
+gboolean rechain_layer_read_luks_header (RechainLayer *layer,
+                                         RechainLuksHeader *out,
+                                         GError **error);
 
 /* Refuses a layer whose guest data cannot be read or written, naming the
  * image: legacy AES (RECHAIN_ERROR_UNSUPPORTED), and LUKS until the layer

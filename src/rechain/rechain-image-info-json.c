@@ -84,6 +84,63 @@ build_bitmaps (JsonBuilder *b, GListModel *bitmaps)
   json_builder_end_array (b);
 }
 
+static void
+add_optional_string (JsonBuilder *b, const char *name, const char *value)
+{
+  if (value)
+    add_string (b, name, value);
+}
+
+static void
+build_luks_slots (JsonBuilder *b, GListModel *slots)
+{
+  json_builder_set_member_name (b, "slots");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < g_list_model_get_n_items (slots); i++)
+    {
+      g_autoptr(RechainLuksSlotInfo) s = g_list_model_get_item (slots, i);
+      gboolean active = rechain_luks_slot_info_get_active (s);
+
+      json_builder_begin_object (b);
+      add_boolean (b, "active", active);
+      if (active)
+        add_int (b, "iters", rechain_luks_slot_info_get_iters (s));
+      add_int (b, "key-offset", (gint64) rechain_luks_slot_info_get_key_offset (s));
+      if (active)
+        add_int (b, "stripes", rechain_luks_slot_info_get_stripes (s));
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+}
+
+/* qemu-img's "encrypt" object: the format, and for LUKS what its header
+ * says, in the order qemu-img writes the keys (that of its hash table) */
+static void
+build_encrypt (JsonBuilder *b, RechainImageInfo *info)
+{
+  gboolean luks = rechain_image_info_get_luks_cipher_alg (info) != NULL;
+
+  json_builder_set_member_name (b, "encrypt");
+  json_builder_begin_object (b);
+  if (luks)
+    {
+      add_optional_string (b, "ivgen-alg", rechain_image_info_get_luks_ivgen_alg (info));
+      add_string (b, "hash-alg", rechain_image_info_get_luks_hash_alg (info));
+      add_string (b, "cipher-alg", rechain_image_info_get_luks_cipher_alg (info));
+      add_string (b, "uuid", rechain_image_info_get_luks_uuid (info));
+      add_optional_string (b, "ivgen-hash-alg", rechain_image_info_get_luks_ivgen_hash_alg (info));
+    }
+  add_string (b, "format", rechain_image_info_get_encryption_format (info));
+  if (luks)
+    {
+      add_string (b, "cipher-mode", rechain_image_info_get_luks_cipher_mode (info));
+      build_luks_slots (b, rechain_image_info_get_luks_slots (info));
+      add_int (b, "payload-offset", (gint64) rechain_image_info_get_luks_payload_offset (info));
+      add_int (b, "master-key-iters", rechain_image_info_get_luks_master_key_iters (info));
+    }
+  json_builder_end_object (b);
+}
+
 /* qemu-img's "format-specific" object of a qcow2 image */
 static void
 build_format_specific (JsonBuilder *b, RechainImageInfo *info)
@@ -101,15 +158,8 @@ build_format_specific (JsonBuilder *b, RechainImageInfo *info)
     add_boolean (b, "lazy-refcounts", rechain_image_info_get_lazy_refcounts (info));
   build_bitmaps (b, rechain_image_info_get_bitmaps (info));
   add_int (b, "refcount-bits", rechain_image_info_get_refcount_bits (info));
-  /* qemu-img adds the LUKS header's cipher, slots and offsets here; rechain
-   * says only what the qcow2 header says until it parses LUKS headers. */
   if (rechain_image_info_get_encryption_format (info))
-    {
-      json_builder_set_member_name (b, "encrypt");
-      json_builder_begin_object (b);
-      add_string (b, "format", rechain_image_info_get_encryption_format (info));
-      json_builder_end_object (b);
-    }
+    build_encrypt (b, info);
   if (rechain_image_info_get_has_data_file (info))
     {
       if (rechain_image_info_get_data_file (info))

@@ -21,6 +21,10 @@ G_GNUC_INTERNAL RechainSnapshotInfo *rechain_snapshot_info_new (const RechainQco
  * granularity in bytes, the flags by name. */
 G_GNUC_INTERNAL RechainBitmapInfo *rechain_bitmap_info_new (const RechainQcow2Bitmap *bm);
 
+/* A key slot of a LUKS header, as qemu-img info shows it: the key offset
+ * in bytes, iterations and stripes only for an active slot. */
+G_GNUC_INTERNAL RechainLuksSlotInfo *rechain_luks_slot_info_new (const RechainLuksSlot *slot);
+
 /* Describes one layer of an opened chain: reads its snapshot table and
  * bitmap directory (which may fail on a damaged image). */
 RechainImageInfo *rechain_image_info_new_for_layer (RechainLayer *layer, GError **error);

@@ -56,6 +56,15 @@ struct _RechainImageInfo {
   gboolean data_file_raw;
   GListStore *snapshots; /* of RechainSnapshotInfo */
   GListStore *bitmaps;   /* of RechainBitmapInfo */
+  char *luks_cipher_alg;
+  char *luks_cipher_mode;
+  char *luks_ivgen_alg;
+  char *luks_ivgen_hash_alg;
+  char *luks_hash_alg;
+  guint64 luks_payload_offset;
+  guint luks_master_key_iters;
+  char *luks_uuid;
+  GListStore *luks_slots; /* of RechainLuksSlotInfo */
 };
 
 /* The properties, in the order of their ids. */
@@ -252,6 +261,99 @@ static const RechainReadonlyProp props[] = {
    * Since: 0.2
    */
   RECHAIN_RO_OBJECT ("bitmaps", g_list_model_get_type, RechainImageInfo, bitmaps),
+  /**
+   * RechainImageInfo:luks-cipher-alg:
+   *
+   * The cipher of a LUKS-encrypted image and its key size in bits, as
+   * qemu-img's `encrypt.cipher-alg` names it: "aes-256", "serpent-128",
+   * "twofish-256", "cast5-128"... (for XTS, the size of one of its two
+   * keys). %NULL unless #RechainImageInfo:encryption-format is "luks".
+   * Like every luks- property, it is read from the LUKS header, which
+   * needs no key.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("luks-cipher-alg", RechainImageInfo, luks_cipher_alg),
+  /**
+   * RechainImageInfo:luks-cipher-mode:
+   *
+   * The block cipher mode of a LUKS-encrypted image: "xts", "cbc" or
+   * "ecb" (qemu-img's `encrypt.cipher-mode`); %NULL for any other image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("luks-cipher-mode", RechainImageInfo, luks_cipher_mode),
+  /**
+   * RechainImageInfo:luks-ivgen-alg:
+   *
+   * The IV generator of a LUKS-encrypted image: "plain", "plain64" or
+   * "essiv" (qemu-img's `encrypt.ivgen-alg`); %NULL for any other image,
+   * or when the header names none.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("luks-ivgen-alg", RechainImageInfo, luks_ivgen_alg),
+  /**
+   * RechainImageInfo:luks-ivgen-hash-alg:
+   *
+   * The hash of the ESSIV IV generator ("sha256"...), qemu-img's
+   * `encrypt.ivgen-hash-alg`; %NULL unless #RechainImageInfo:luks-ivgen-alg
+   * is "essiv" (a hash after plain or plain64, as in "xts-plain64:sha256",
+   * is not used, and qemu-img does not show it either).
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("luks-ivgen-hash-alg", RechainImageInfo, luks_ivgen_hash_alg),
+  /**
+   * RechainImageInfo:luks-hash-alg:
+   *
+   * The hash of the key derivation (PBKDF2) and of the anti-forensic
+   * split of a LUKS-encrypted image ("sha256"...), qemu-img's
+   * `encrypt.hash-alg`; %NULL for any other image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("luks-hash-alg", RechainImageInfo, luks_hash_alg),
+  /**
+   * RechainImageInfo:luks-payload-offset:
+   *
+   * The end of the key material of a LUKS-encrypted image, in bytes from
+   * the start of its LUKS header (qemu-img's `encrypt.payload-offset`;
+   * in a qcow2 image the data is not there but in clusters of their own);
+   * 0 for any other image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT64 ("luks-payload-offset", RechainImageInfo, luks_payload_offset),
+  /**
+   * RechainImageInfo:luks-master-key-iters:
+   *
+   * The PBKDF2 iteration count of the master-key digest of a
+   * LUKS-encrypted image (qemu-img's `encrypt.master-key-iters`); 0 for
+   * any other image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_UINT ("luks-master-key-iters", RechainImageInfo, luks_master_key_iters),
+  /**
+   * RechainImageInfo:luks-uuid:
+   *
+   * The UUID in the LUKS header of a LUKS-encrypted image (qemu-img's
+   * `encrypt.uuid`); %NULL for any other image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_STRING ("luks-uuid", RechainImageInfo, luks_uuid),
+  /**
+   * RechainImageInfo:luks-slots:
+   *
+   * The 8 key slots of a LUKS-encrypted image, a #GListModel of
+   * #RechainLuksSlotInfo in header order (qemu-img's `encrypt.slots`);
+   * empty for any other image.
+   *
+   * Since: 0.2
+   */
+  RECHAIN_RO_OBJECT ("luks-slots", g_list_model_get_type, RechainImageInfo, luks_slots),
 };
 
 G_DEFINE_FINAL_TYPE (RechainImageInfo, rechain_image_info, G_TYPE_OBJECT)
@@ -272,6 +374,13 @@ rechain_image_info_finalize (GObject *object)
   g_free (self->data_file);
   g_clear_object (&self->snapshots);
   g_clear_object (&self->bitmaps);
+  g_free (self->luks_cipher_alg);
+  g_free (self->luks_cipher_mode);
+  g_free (self->luks_ivgen_alg);
+  g_free (self->luks_ivgen_hash_alg);
+  g_free (self->luks_hash_alg);
+  g_free (self->luks_uuid);
+  g_clear_object (&self->luks_slots);
   G_OBJECT_CLASS (rechain_image_info_parent_class)->finalize (object);
 }
 
@@ -296,6 +405,39 @@ rechain_image_info_init (RechainImageInfo *self)
 {
   self->snapshots = g_list_store_new (RECHAIN_TYPE_SNAPSHOT_INFO);
   self->bitmaps = g_list_store_new (RECHAIN_TYPE_BITMAP_INFO);
+  self->luks_slots = g_list_store_new (RECHAIN_TYPE_LUKS_SLOT_INFO);
+}
+
+/* The LUKS header's own names, split and sized as qemu-img shows them: its
+ * cipher_mode string is MODE[-IVGEN[:IVHASH]]. The header was validated,
+ * so the names are known ones. */
+static void
+set_luks (RechainImageInfo *info, const RechainLuksHeader *lh)
+{
+  g_auto(GStrv) mode = g_strsplit (lh->cipher_mode, "-", 2);
+  g_auto(GStrv) ivgen = mode[1] ? g_strsplit (mode[1], ":", 2) : NULL;
+  gboolean xts = lh->mode == RECHAIN_LUKS_MODE_XTS;
+
+  info->luks_cipher_alg = g_strdup_printf ("%s-%u", lh->cipher_name,
+                                           lh->key_bytes * 8 / (xts ? 2 : 1));
+  info->luks_cipher_mode = g_strdup (mode[0]);
+  if (ivgen)
+    {
+      info->luks_ivgen_alg = g_strdup (ivgen[0]);
+      /* the hash of essiv only: after plain or plain64 it is unused */
+      if (g_str_equal (ivgen[0], "essiv"))
+        info->luks_ivgen_hash_alg = g_strdup (ivgen[1]);
+    }
+  info->luks_hash_alg = g_strdup (lh->hash_spec);
+  info->luks_payload_offset = (guint64) lh->payload_offset * RECHAIN_LUKS_SECTOR_SIZE;
+  info->luks_master_key_iters = lh->mk_iterations;
+  info->luks_uuid = g_strdup (lh->uuid);
+  for (guint i = 0; i < RECHAIN_LUKS_NUM_SLOTS; i++)
+    {
+      g_autoptr(RechainLuksSlotInfo) si = rechain_luks_slot_info_new (&lh->slots[i]);
+
+      g_list_store_append (info->luks_slots, si);
+    }
 }
 
 RechainImageInfo *
@@ -305,6 +447,7 @@ rechain_image_info_new_for_layer (RechainLayer *layer, GError **error)
   g_autoptr(RechainImageInfo) info = NULL;
   g_autoptr(GArray) snapshots = NULL;
   g_autoptr(GArray) bitmaps = NULL;
+  RechainLuksHeader luks;
 
   if (h)
     {
@@ -313,11 +456,18 @@ rechain_image_info_new_for_layer (RechainLayer *layer, GError **error)
       if (!bitmaps)
         return NULL;
     }
+  /* as qemu-img info, which cannot open an image whose LUKS header it
+   * cannot parse: a hostile header is refused here too */
+  if (rechain_layer_get_encryption (layer) == RECHAIN_LAYER_ENCRYPTION_LUKS &&
+      !rechain_layer_read_luks_header (layer, &luks, error))
+    return NULL;
 
   info = g_object_new (RECHAIN_TYPE_IMAGE_INFO, NULL);
   info->filename = g_strdup (rechain_layer_get_path (layer));
   info->format = g_strdup (rechain_format_to_string (rechain_layer_get_format (layer)));
   info->virtual_size = rechain_layer_get_virtual_size (layer);
+  if (rechain_layer_get_encryption (layer) == RECHAIN_LAYER_ENCRYPTION_LUKS)
+    set_luks (info, &luks);
   info->actual_size = rechain_layer_get_allocated (layer);
 
   if (rechain_layer_get_backing_name (layer))
@@ -710,4 +860,140 @@ rechain_image_info_get_bitmaps (RechainImageInfo *info)
 {
   g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), NULL);
   return G_LIST_MODEL (info->bitmaps);
+}
+
+/**
+ * rechain_image_info_get_luks_cipher_alg:
+ * @info: image information
+ *
+ * Returns: (nullable): the value of [property@Rechain.ImageInfo:luks-cipher-alg]
+ *
+ * Since: 0.2
+ */
+const char *
+rechain_image_info_get_luks_cipher_alg (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), NULL);
+  return info->luks_cipher_alg;
+}
+
+/**
+ * rechain_image_info_get_luks_cipher_mode:
+ * @info: image information
+ *
+ * Returns: (nullable): the value of [property@Rechain.ImageInfo:luks-cipher-mode]
+ *
+ * Since: 0.2
+ */
+const char *
+rechain_image_info_get_luks_cipher_mode (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), NULL);
+  return info->luks_cipher_mode;
+}
+
+/**
+ * rechain_image_info_get_luks_ivgen_alg:
+ * @info: image information
+ *
+ * Returns: (nullable): the value of [property@Rechain.ImageInfo:luks-ivgen-alg]
+ *
+ * Since: 0.2
+ */
+const char *
+rechain_image_info_get_luks_ivgen_alg (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), NULL);
+  return info->luks_ivgen_alg;
+}
+
+/**
+ * rechain_image_info_get_luks_ivgen_hash_alg:
+ * @info: image information
+ *
+ * Returns: (nullable): the value of [property@Rechain.ImageInfo:luks-ivgen-hash-alg]
+ *
+ * Since: 0.2
+ */
+const char *
+rechain_image_info_get_luks_ivgen_hash_alg (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), NULL);
+  return info->luks_ivgen_hash_alg;
+}
+
+/**
+ * rechain_image_info_get_luks_hash_alg:
+ * @info: image information
+ *
+ * Returns: (nullable): the value of [property@Rechain.ImageInfo:luks-hash-alg]
+ *
+ * Since: 0.2
+ */
+const char *
+rechain_image_info_get_luks_hash_alg (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), NULL);
+  return info->luks_hash_alg;
+}
+
+/**
+ * rechain_image_info_get_luks_payload_offset:
+ * @info: image information
+ *
+ * Returns: the value of [property@Rechain.ImageInfo:luks-payload-offset]
+ *
+ * Since: 0.2
+ */
+guint64
+rechain_image_info_get_luks_payload_offset (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), 0);
+  return info->luks_payload_offset;
+}
+
+/**
+ * rechain_image_info_get_luks_master_key_iters:
+ * @info: image information
+ *
+ * Returns: the value of [property@Rechain.ImageInfo:luks-master-key-iters]
+ *
+ * Since: 0.2
+ */
+guint
+rechain_image_info_get_luks_master_key_iters (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), 0);
+  return info->luks_master_key_iters;
+}
+
+/**
+ * rechain_image_info_get_luks_uuid:
+ * @info: image information
+ *
+ * Returns: (nullable): the value of [property@Rechain.ImageInfo:luks-uuid]
+ *
+ * Since: 0.2
+ */
+const char *
+rechain_image_info_get_luks_uuid (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), NULL);
+  return info->luks_uuid;
+}
+
+/**
+ * rechain_image_info_get_luks_slots:
+ * @info: image information
+ *
+ * Returns: (transfer none): the value of [property@Rechain.ImageInfo:luks-slots],
+ *   a list of [class@Rechain.LuksSlotInfo]
+ *
+ * Since: 0.2
+ */
+GListModel *
+rechain_image_info_get_luks_slots (RechainImageInfo *info)
+{
+  g_return_val_if_fail (RECHAIN_IS_IMAGE_INFO (info), NULL);
+  return G_LIST_MODEL (info->luks_slots);
 }

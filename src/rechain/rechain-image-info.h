@@ -12,6 +12,7 @@
 #include <rechain/rechain-version.h>
 #include <rechain/rechain-snapshot-info.h>
 #include <rechain/rechain-bitmap-info.h>
+#include <rechain/rechain-luks-slot-info.h>
 
 G_BEGIN_DECLS
 
@@ -41,6 +42,15 @@ RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_data_file (RechainIm
 RECHAIN_AVAILABLE_IN_0_2 gboolean rechain_image_info_get_data_file_raw (RechainImageInfo *info);
 RECHAIN_AVAILABLE_IN_0_2 GListModel *rechain_image_info_get_snapshots (RechainImageInfo *info);
 RECHAIN_AVAILABLE_IN_0_2 GListModel *rechain_image_info_get_bitmaps (RechainImageInfo *info);
+RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_luks_cipher_alg (RechainImageInfo *info);
+RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_luks_cipher_mode (RechainImageInfo *info);
+RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_luks_ivgen_alg (RechainImageInfo *info);
+RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_luks_ivgen_hash_alg (RechainImageInfo *info);
+RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_luks_hash_alg (RechainImageInfo *info);
+RECHAIN_AVAILABLE_IN_0_2 guint64 rechain_image_info_get_luks_payload_offset (RechainImageInfo *info);
+RECHAIN_AVAILABLE_IN_0_2 guint rechain_image_info_get_luks_master_key_iters (RechainImageInfo *info);
+RECHAIN_AVAILABLE_IN_0_2 const char *rechain_image_info_get_luks_uuid (RechainImageInfo *info);
+RECHAIN_AVAILABLE_IN_0_2 GListModel *rechain_image_info_get_luks_slots (RechainImageInfo *info);
 
 RECHAIN_AVAILABLE_IN_0_2 char *rechain_image_info_to_json (RechainImageInfo *info);
 

@@ -13,6 +13,7 @@
 #include <rechain/rechain-extent.h>
 #include <rechain/rechain-snapshot-info.h>
 #include <rechain/rechain-bitmap-info.h>
+#include <rechain/rechain-luks-slot-info.h>
 #include <rechain/rechain-image-info.h>
 #include <rechain/rechain-keyring.h>
 #include <rechain/rechain-image.h>

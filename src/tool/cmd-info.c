@@ -45,6 +45,50 @@ print_bitmaps (GListModel *bitmaps)
     }
 }
 
+static void
+print_optional (const char *indent, const char *name, const char *value)
+{
+  if (value)
+    printf ("%s%s: %s\n", indent, name, value);
+}
+
+/* qemu-img's "encrypt" block, in the order of its JSON */
+static void
+print_encrypt (RechainImageInfo *info)
+{
+  const char *in = "        ";
+  gboolean luks = rechain_image_info_get_luks_cipher_alg (info) != NULL;
+
+  printf ("    encrypt:\n");
+  if (luks)
+    {
+      print_optional (in, "ivgen alg", rechain_image_info_get_luks_ivgen_alg (info));
+      print_optional (in, "hash alg", rechain_image_info_get_luks_hash_alg (info));
+      print_optional (in, "cipher alg", rechain_image_info_get_luks_cipher_alg (info));
+      print_optional (in, "uuid", rechain_image_info_get_luks_uuid (info));
+      print_optional (in, "ivgen hash alg", rechain_image_info_get_luks_ivgen_hash_alg (info));
+    }
+  print_optional (in, "format", rechain_image_info_get_encryption_format (info));
+  if (!luks)
+    return;
+  print_optional (in, "cipher mode", rechain_image_info_get_luks_cipher_mode (info));
+  printf ("%sslots:\n", in);
+  for (guint i = 0; i < g_list_model_get_n_items (rechain_image_info_get_luks_slots (info)); i++)
+    {
+      g_autoptr(RechainLuksSlotInfo) s = g_list_model_get_item (rechain_image_info_get_luks_slots (info), i);
+      gboolean active = rechain_luks_slot_info_get_active (s);
+
+      printf ("            [%u]:\n                active: %s\n", i, active ? "true" : "false");
+      if (active)
+        printf ("                iters: %u\n", rechain_luks_slot_info_get_iters (s));
+      printf ("                key offset: %" G_GUINT64_FORMAT "\n", rechain_luks_slot_info_get_key_offset (s));
+      if (active)
+        printf ("                stripes: %u\n", rechain_luks_slot_info_get_stripes (s));
+    }
+  printf ("%spayload offset: %" G_GUINT64_FORMAT "\n", in, rechain_image_info_get_luks_payload_offset (info));
+  printf ("%smaster key iters: %u\n", in, rechain_image_info_get_luks_master_key_iters (info));
+}
+
 /* qemu-img's "Format specific information" of a qcow2 image: its JSON keys
  * with spaces for dashes, in the order of the JSON. */
 static void
@@ -61,7 +105,7 @@ print_format_specific (RechainImageInfo *info)
     print_bitmaps (rechain_image_info_get_bitmaps (info));
   printf ("    refcount bits: %u\n", rechain_image_info_get_refcount_bits (info));
   if (rechain_image_info_get_encryption_format (info))
-    printf ("    encrypt:\n        format: %s\n", rechain_image_info_get_encryption_format (info));
+    print_encrypt (info);
   if (rechain_image_info_get_has_data_file (info))
     {
       if (rechain_image_info_get_data_file (info))
