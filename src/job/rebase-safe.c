@@ -607,17 +607,31 @@ setup_encryption (Rebase *rb, GError **error)
                          "or copy; nothing was changed"), rechain_layer_get_path (o->top));
           return FALSE;
         }
-      if (!o->encrypted && old_encrypted)
-        add_warning (rb, g_strdup_printf (_("%s is not encrypted, but its backing chain is: "
-                                            "data copied into it from the backing files is "
-                                            "written unencrypted"),
-                                          rechain_layer_get_path (o->top)));
       g_ptr_array_add (chains, o->chain);
     }
   if (rb->new_chain)
     g_ptr_array_add (chains, rb->new_chain);
   return rechain_chains_unlock ((RechainChain * const *) chains->pdata, chains->len, opts->keys,
                                 error);
+}
+
+/* Warns of each plain overlay that data of its encrypted backing chain
+ * will be written into, decrypted. Only once the rebase goes on: a run
+ * refused before its first write (a key missing, say) writes nothing
+ * decrypted, and a warning then would tell the opposite. */
+static void
+warn_decrypted_copies (Rebase *rb)
+{
+  for (guint k = 0; k < rb->overlays->len; k++)
+    {
+      Overlay *o = g_ptr_array_index (rb->overlays, k);
+
+      if (!o->encrypted && !o->on_new_chain && chain_has_encryption (o->chain, 1))
+        add_warning (rb, g_strdup_printf (_("%s is not encrypted, but its backing chain is: "
+                                            "data copied into it from the backing files is "
+                                            "written unencrypted"),
+                                          rechain_layer_get_path (o->top)));
+    }
 }
 
 /* Overlays already on the new chain need nothing copied; all the others
@@ -733,6 +747,7 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
   if (!setup_encryption (&rb, error) || !setup_copy_mode (&rb, error) ||
       !check_before_writing (&rb, error))
     goto out;
+  warn_decrypted_copies (&rb);
   if (rb.reference)
     stamp_chain (&rb, rb.reference->chain, 1);
   stamp_chain (&rb, rb.new_chain, 0);
