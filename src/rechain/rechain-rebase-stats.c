@@ -753,7 +753,8 @@ add_uint (JsonBuilder *b, const char *name, guint64 value)
  * rechain_rebase_stats_to_json:
  * @stats: statistics
  *
- * The report `rechain rebase --output=json` prints.
+ * The report `rechain rebase --output=json` prints, with the warnings of
+ * rechain_rebase_stats_get_warnings() as its "warnings" array.
  *
  * Returns: (transfer full): JSON text
  */
@@ -775,6 +776,13 @@ rechain_rebase_stats_to_json (RechainRebaseStats *stats)
   add_uint (b, "bytes-differing", r->bytes_differing);
   json_builder_set_member_name (b, "seconds");
   json_builder_add_double_value (b, r->seconds);
+  /* what stderr says as "warning:" lines, for scripts that read only the
+   * report; always there, empty for none */
+  json_builder_set_member_name (b, "warnings");
+  json_builder_begin_array (b);
+  for (guint i = 0; i + 1 < r->warnings->len; i++)
+    json_builder_add_string_value (b, g_ptr_array_index (r->warnings, i));
+  json_builder_end_array (b);
   json_builder_set_member_name (b, "images");
   json_builder_begin_array (b);
   for (guint i = 0; i < r->images->len; i++)

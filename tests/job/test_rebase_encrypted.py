@@ -183,8 +183,30 @@ class EncryptedRebaseTest(ToolTestCase):
     def test_plain_overlay_over_encrypted_backing_warns(self):
         chain = self.build([('base.qcow2', 'k0', None), ('mid.qcow2', 'k1', None),
                             ('top.qcow2', None, None)])
+        # refused for a missing key: nothing is written, so no warning that
+        # decrypted data would be, on stderr or in the JSON report
+        r = self.rechain('rebase', '--output=json', '--key-file', 'base.qcow2=k0.key',
+                         '-b', '', 'top.qcow2', expect=3)
+        self.assert_error_names(r, 'mid.qcow2', 'no key was given')
+        self.assertNotIn('unencrypted', r.err, r.describe())
+        if r.out.strip():
+            self.assertEqual(r.json()['warnings'], [], r.describe())
         r = self.flatten_judged(chain)
         self.assertRegex(r.err, r'rechain: warning: .*top\.qcow2.*unencrypted', r.describe())
+
+    def test_warnings_in_json_report(self):
+        chain = self.build([('base.qcow2', 'k0', None), ('top.qcow2', None, None)])
+        rep, r = self.rechain_json('rebase', '--output=json', *self.keys(chain), '-b', '',
+                                   'top.qcow2')
+        self.assertEqual(len(rep['warnings']), 1, r.describe())
+        self.assertRegex(rep['warnings'][0], r'top\.qcow2 is not encrypted.*unencrypted')
+        # the same text stderr gives
+        self.assertIn('warning: ' + rep['warnings'][0], r.err)
+        # and none where nothing is decrypted into a plain image
+        chain = self.build([('b2.qcow2', 'k0', None), ('t2.qcow2', 'k1', None)])
+        rep, r = self.rechain_json('rebase', '--output=json', *self.keys(chain), '-b', '',
+                                   't2.qcow2')
+        self.assertEqual(rep['warnings'], [], r.describe())
 
     def test_encrypted_overlay_over_plain_backings(self):
         chain = self.build([('base.qcow2', None, None), ('mid.qcow2', None, None),
