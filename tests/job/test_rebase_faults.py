@@ -198,8 +198,175 @@ def sc_fragmented(d):
     return ['top.qcow2'], ['-b', 'near.qcow2', '-F', 'qcow2'], 'near.qcow2'
 
 
+# ---------------------------------------------------------------------------
+# encrypted scenarios: LUKS layers, each with its own key, given to rechain
+# with --key-file and to qemu-img (the judge) as secrets. A scenario
+# function's .keys attribute (file -> secret id) marks it encrypted.
+
+ENC_SECRETS = {'k0': 'Fa1-fault-base-passphrase', 'k1': 'Fb2-fault-mid-passphrase',
+               'k2': 'Fc3-fault-top-passphrase', 'k3': 'Fd4-fault-near-passphrase'}
+
+
+def _enc_objects():
+    out = []
+    for sid, p in sorted(ENC_SECRETS.items()):
+        out += ['--object', 'secret,id=%s,data=%s' % (sid, p)]
+    return out
+
+
+def _enc_opts(keys, chain):
+    """--image-opts of the view through @chain (file names, top first)."""
+    s = 'driver=qcow2,file.filename=%s' % chain[0]
+    for depth, name in enumerate(chain):
+        if keys.get(name):
+            s += ',%sencrypt.key-secret=%s' % ('backing.' * depth, keys[name])
+    return s
+
+
+def _enc_chain(d, img):
+    """@img and the backing files its header names, as they are now (read
+    here: a qemu-img process per layer would cost more than the judging)."""
+    chain = [img]
+    while True:
+        bf = rt.read_header(os.path.join(d, chain[-1]))['backing_file']
+        if not bf:
+            return chain
+        chain.append(bf)
+
+
+_enc_templates = {}
+
+
+def _enc_template(sid):
+    """An empty 2 MiB LUKS qcow2 image encrypted with secret @sid, made
+    once per key: qemu-img spends seconds of CPU timing its key derivation
+    for every image it creates, whatever the iter-time."""
+    if sid not in _enc_templates:
+        d = tempfile.mkdtemp(prefix='rechain-fault-luks-')
+        argv = [rt.QEMU_IMG, 'create', '-q', '-f', 'qcow2'] + _enc_objects() + [
+            '-o', 'encrypt.format=luks,encrypt.key-secret=%s,encrypt.iter-time=10' % sid,
+            'template.qcow2', str(2 * MiB)]
+        # on a loaded machine qemu-img may fail with "Unable to get accurate
+        # CPU usage": tried a few times
+        for _ in range(5):
+            r = rt.run(argv, cwd=d)
+            if r.rc == 0:
+                break
+        else:
+            raise AssertionError('qemu-img could not make a LUKS image\n' + r.describe())
+        _enc_templates[sid] = os.path.join(d, 'template.qcow2')
+    return _enc_templates[sid]
+
+
+def _enc_img(d, name, keys, backing=None):
+    """@name: a copy of the template of its key, on @backing (qemu-img
+    needs the key even to change the backing name)."""
+    shutil.copy(_enc_template(keys[name]), os.path.join(d, name))
+    if backing:
+        rt.must([rt.QEMU_IMG, 'rebase', '-u'] + _enc_objects()
+                + ['-b', backing, '-F', 'qcow2', '--image-opts',
+                   _enc_opts(keys, [name])], cwd=d)
+
+
+def _enc_io(d, keys, name, *cmds):
+    argv = [rt.QEMU_IO] + _enc_objects() + ['--image-opts',
+                                            _enc_opts(keys, _enc_chain(d, name))]
+    for c in cmds:
+        argv += ['-c', c]
+    rt.must(argv, cwd=d)
+
+
+def _enc_key_args(keys):
+    """rechain's --key-file options, the key files written in the scenario."""
+    out = []
+    for name, sid in sorted(keys.items()):
+        if sid:
+            out += ['--key-file', '%s=%s.key' % (name, sid)]
+    return out
+
+
+def _enc_chain_fixture(d, keys):
+    """_chain's layers and writes, each layer encrypted with its key."""
+    # the templates of every key of both scenarios, JOBS at a time
+    sids = sorted(set(sc_encrypted_flatten.keys.values()) | set(sc_encrypted_near_copy.keys.values()))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=JOBS) as pool:
+        list(pool.map(_enc_template, sids))
+    for sid, p in ENC_SECRETS.items():
+        with open(os.path.join(d, sid + '.key'), 'w') as f:
+            f.write(p)
+    _enc_img(d, 'base.qcow2', keys)
+    _enc_io(d, keys, 'base.qcow2', 'write -P 1 0 2M', 'write -z 1M 128k', 'discard 1536k 64k')
+    _enc_img(d, 'mid.qcow2', keys, backing='base.qcow2')
+    _enc_io(d, keys, 'mid.qcow2', 'write -P 2 256k 64k', 'write -P 7 1200k 1000',
+            'write -z 640k 64k')
+    _enc_img(d, 'top.qcow2', keys, backing='mid.qcow2')
+    _enc_io(d, keys, 'top.qcow2', 'write -P 3 64k 64k', 'write -z 1800k 64k',
+            'write -P 4 1M 1000')
+
+
+def sc_encrypted_flatten(d):
+    """A 3-layer chain, each layer LUKS-encrypted with its own key,
+    flattened: every copied cluster decrypted with its layer's key and
+    encrypted with the overlay's at its new host offset."""
+    keys = sc_encrypted_flatten.keys
+    _enc_chain_fixture(d, keys)
+    return ['top.qcow2'], _enc_key_args(keys) + ['-b', ''], ''
+
+
+sc_encrypted_flatten.keys = {'base.qcow2': 'k0', 'mid.qcow2': 'k1', 'top.qcow2': 'k2'}
+
+
+def sc_encrypted_near_copy(d):
+    """An encrypted overlay over an encrypted chain, rebased onto a near
+    copy of its backing view encrypted with another key (the middle layer
+    shares the overlay's key)."""
+    keys = sc_encrypted_near_copy.keys
+    _enc_chain_fixture(d, keys)
+    # the near copy: mid's view, encrypted with k3, then a few changes
+    _enc_img(d, 'near.qcow2', keys)
+    rt.must([rt.QEMU_IMG, 'convert', '-n'] + _enc_objects()
+            + ['--image-opts', _enc_opts(keys, ['mid.qcow2', 'base.qcow2']),
+               '--target-image-opts', _enc_opts(keys, ['near.qcow2'])], cwd=d)
+    _enc_io(d, keys, 'near.qcow2', 'write -P 9 100k 8k', 'write -P 0 700k 4k',
+            'write -P 8 1900k 64k')
+    return ['top.qcow2'], _enc_key_args(keys) + ['-b', 'near.qcow2', '-F', 'qcow2'], 'near.qcow2'
+
+
+sc_encrypted_near_copy.keys = {'base.qcow2': 'k0', 'mid.qcow2': 'k2', 'top.qcow2': 'k2',
+                               'near.qcow2': 'k3'}
+
+
+# the judges, given the keys of an encrypted scenario (@keys None: plain)
+
+def judge_dump_raw(keys, img, out, d):
+    if not keys:
+        return jt.dump_raw(img, out, d)
+    return rt.must([rt.QEMU_IMG, 'convert', '-U', '-O', 'raw'] + _enc_objects()
+                   + ['--image-opts', _enc_opts(keys, _enc_chain(d, img)), out], cwd=d)
+
+
+def judge_compare(keys, raw, img, d):
+    if not keys:
+        return jt.compare(raw, img, d, fmt_a='raw')
+    return rt.run([rt.QEMU_IMG, 'compare', '-U'] + _enc_objects()
+                  + ['--image-opts', 'driver=raw,file.filename=%s' % raw,
+                     _enc_opts(keys, _enc_chain(d, img))], cwd=d, timeout=300)
+
+
+def judge_check(keys, img, d):
+    """qemu-img check of @img alone (see rt.qemu_check), with its key."""
+    if not keys:
+        return jt.qemu_check(img, cwd=d)
+    spec = {'driver': 'qcow2', 'backing': None, 'file': {'driver': 'file', 'filename': img}}
+    if keys.get(img):
+        spec['encrypt.key-secret'] = keys[img]
+    return rt.run([rt.QEMU_IMG, 'check', '-U'] + _enc_objects() + ['json:' + json.dumps(spec)],
+                  cwd=d)
+
+
 SCENARIOS = [sc_flatten, sc_near_copy, sc_refcount_grow, sc_snapshot, sc_compressed,
-             sc_extended_l2, sc_compressed_subclusters, sc_linked_clones, sc_fragmented]
+             sc_extended_l2, sc_compressed_subclusters, sc_linked_clones, sc_fragmented,
+             sc_encrypted_flatten, sc_encrypted_near_copy]
 
 
 # ---------------------------------------------------------------------------
@@ -207,6 +374,7 @@ SCENARIOS = [sc_flatten, sc_near_copy, sc_refcount_grow, sc_snapshot, sc_compres
 class Scenario:
     def __init__(self, fn, root):
         self.name = fn.__name__[3:]
+        self.keys = getattr(fn, 'keys', None)
         self.pristine = os.path.join(root, self.name, 'pristine')
         os.makedirs(self.pristine)
         self.overlays, self.args, self.new = fn(self.pristine)
@@ -215,7 +383,7 @@ class Scenario:
         self.raw = {}
         for ov in self.overlays:
             p = os.path.join(root, self.name, ov + '.before.raw')
-            jt.dump_raw(ov, p, self.pristine)
+            judge_dump_raw(self.keys, ov, p, self.pristine)
             self.raw[ov] = p
         self.hashes = rt.tree_hashes(self.pristine)
         self.root = os.path.join(root, self.name)
@@ -244,7 +412,7 @@ def verify_promise(sc, d, what, allow_switched=True):
     of error strings and of notes."""
     errors, notes = [], []
     for ov in sc.overlays:
-        c = jt.qemu_check(ov, cwd=d)
+        c = judge_check(sc.keys, ov, d)
         if c.rc not in (0, 3):
             errors.append('%s: %s: qemu-img check exit %d (corruption)\n%s'
                           % (what, ov, c.rc, c.describe()))
@@ -265,7 +433,7 @@ def verify_promise(sc, d, what, allow_switched=True):
             errors.append('%s: %s: header names backing %r (old %r, new %r)'
                           % (what, ov, bf, sc.old[ov], sc.new))
             continue
-        cmp = jt.compare(sc.raw[ov], ov, d, fmt_a='raw')
+        cmp = judge_compare(sc.keys, sc.raw[ov], ov, d)
         if cmp.rc != 0:
             errors.append('%s: %s: content through the %s (%r) changed\n%s'
                           % (what, ov, state, bf, cmp.describe()))
@@ -284,10 +452,10 @@ def verify_rerun(sc, d, what):
         bf = qemu_info(ov, cwd=d).get('backing-filename')
         if (bf or '') != sc.new:
             errors.append('%s: after rerun %s names backing %r, not %r' % (what, ov, bf, sc.new))
-        cmp = jt.compare(sc.raw[ov], ov, d, fmt_a='raw')
+        cmp = judge_compare(sc.keys, sc.raw[ov], ov, d)
         if cmp.rc != 0:
             errors.append('%s: after rerun content of %s changed\n%s' % (what, ov, cmp.describe()))
-        c = jt.qemu_check(ov, cwd=d)
+        c = judge_check(sc.keys, ov, d)
         if c.rc == 3:
             notes.append('%s: after rerun %s has leaked clusters' % (what, ov))
         elif c.rc != 0:
@@ -421,7 +589,9 @@ class RebaseFaultTest(JobTestCase):
         for n in range(1, nany + 1):
             jobs.append(('any:%d:EIO' % n, 'error', False))
             jobs.append(('any:%d:KILL' % n, 'kill', False))
-        for n in sorted({1, (nany + 1) // 2, nany}):
+        # ENOSPC at every point of an encrypted scenario (few points),
+        # at three of the others
+        for n in (range(1, nany + 1) if sc.keys else sorted({1, (nany + 1) // 2, nany})):
             jobs.append(('any:%d:ENOSPC' % n, 'error', False))
         flushes = ops.count('flush')
         for n in sorted({1, flushes}):
@@ -699,9 +869,9 @@ class RebaseCloneIndependenceTest(JobTestCase):
         self.assertEqual(r.rc, rt.EXIT_IO, desc)
         self.assertIn(failing, r.err, 'the error does not name the failing clone\n' + desc)
         for ov in sc.overlays:
-            c = jt.qemu_check(ov, cwd=d)
+            c = judge_check(sc.keys, ov, d)
             qi = qemu_info(ov, cwd=d)
-            cmp = jt.compare(sc.raw[ov], ov, d, fmt_a='raw')
+            cmp = judge_compare(sc.keys, sc.raw[ov], ov, d)
             self.assertEqual(cmp.rc, 0, '%s: content of %s changed\n%s\n%s'
                              % (what, ov, cmp.describe(), desc))
             if ov == failing:
