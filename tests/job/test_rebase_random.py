@@ -9,6 +9,11 @@
 # copy of the old backing, an unrelated image, a raw file, or none) and
 # rebases with `rechain rebase` (sometimes -c, sometimes a cache mode,
 # --copy-mode auto or copy, sometimes two linked clones).
+# In a fifth of the cases (ENC_P) qcow2 layers are LUKS-encrypted, each
+# with one of three keys or none (so keys differ or are shared between the
+# overlay, its backing files and the new backing); the keys go to rechain
+# with --key-file and to qemu-img and qemu-io as secrets. Those overlays
+# have no snapshots, bitmaps, compressed clusters or -c.
 # QEMU judges: the guest content must equal a raw dump taken before
 # (qemu-img compare), qemu-img check must be clean, qemu-img info must
 # name the new backing, bitmaps and snapshots must remain (and the
@@ -35,6 +40,7 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -66,12 +72,67 @@ JOBS = env_int('RECHAIN_JOBS', os.cpu_count() or 2, 1)
 CLUSTER_SIZES = [512, 1024, 4096, 16384, 65536, 65536, 262144, 2 * MiB]
 REFCOUNT_BITS = [1, 2, 4, 8, 16, 16, 16, 32, 64]
 
+# Encrypted cases: each qcow2 layer (backing, overlay, new backing) is
+# LUKS-encrypted with one of these keys or not, so keys differ between
+# layers or are shared. The keys go to rechain (--key-file) and to
+# qemu-img and qemu-io (secrets, --image-opts). Encryption is decided by a
+# random generator of its own, so the plain cases of a seed stay as they
+# were. ENC_P of the cases are encrypted.
+ENC_P = 0.2
+ENC_SECRETS = {'k0': 'Ra1-random-passphrase-0', 'k1': 'Rb2-random-passphrase-1',
+               'k2': 'Rc3-random-passphrase-2'}
+# qemu-img spends seconds of CPU timing its key derivation for every LUKS
+# image it creates: an encrypted layer is a copy of an empty template
+# (one per key and qcow2 options, made once) resized to its size. So an
+# encrypted layer has one of these qcow2 options.
+ENC_OPTS = [
+    {'cluster_size': 65536, 'compat': '1.1', 'refcount_bits': 16, 'compression_type': 'zlib'},
+    {'cluster_size': 4096, 'compat': '1.1', 'refcount_bits': 64, 'compression_type': 'zstd'},
+    {'cluster_size': 131072, 'compat': '1.1', 'refcount_bits': 16, 'compression_type': 'zlib',
+     'extended_l2': 'on'},
+]
+ENC_TEMPLATE_SIZE = 8 * MiB
+_enc_templates = {}
+_enc_lock = threading.Lock()
+
+
+def enc_objects():
+    out = []
+    for sid, p in sorted(ENC_SECRETS.items()):
+        out += ['--object', 'secret,id=%s,data=%s' % (sid, p)]
+    return out
+
+
+def enc_template(sid, opts_str):
+    """The empty template of key @sid with qcow2 options @opts_str."""
+    with _enc_lock:
+        key = (sid, opts_str)
+        if key not in _enc_templates:
+            d = tempfile.mkdtemp(prefix='rechain-rand-luks-')
+            argv = [rt.QEMU_IMG, 'create', '-q', '-f', 'qcow2'] + enc_objects() + [
+                '-o', 'encrypt.format=luks,encrypt.key-secret=%s,encrypt.iter-time=10,%s'
+                % (sid, opts_str), 't.qcow2', str(ENC_TEMPLATE_SIZE)]
+            # on a loaded machine qemu-img may fail with "Unable to get
+            # accurate CPU usage": tried a few times
+            for _ in range(5):
+                r = rt.run(argv, cwd=d)
+                if r.rc == 0:
+                    break
+            else:
+                raise AssertionError('qemu-img could not make a LUKS template\n' + r.describe())
+            _enc_templates[key] = os.path.join(d, 't.qcow2')
+        return _enc_templates[key]
+
 
 class Case:
     def __init__(self, seed, idx):
         self.seed = seed
         self.idx = idx
         self.rng = random.Random('%d:%d' % (seed, idx))
+        # encryption decisions: a generator of their own (see ENC_P)
+        self.erng = random.Random('enc:%d:%d' % (seed, idx))
+        self.encrypted_case = self.erng.random() < ENC_P
+        self.keys = {}        # file name -> secret id of its LUKS key
         self.desc = []        # short description for the TAP line
         self.log = []         # commands run to build the fixture (for reproduction)
         self.dir = None
@@ -82,8 +143,57 @@ class Case:
         self.log.append('qemu-img ' + ' '.join(rt.shlex_quote(a) for a in args))
         return jt.qemu_img(*args, cwd=self.dir)
 
+    # ---- encrypted layers
+
+    def pick_key(self):
+        """None (plain) or the secret id of a new qcow2 layer's key."""
+        if not self.encrypted_case or self.erng.random() < 0.35:
+            return None
+        return self.erng.choice(sorted(ENC_SECRETS))
+
+    def view_opts(self, img):
+        """--image-opts of the view through @img's chain as its headers
+        name it now, with the key of every encrypted layer."""
+        s = 'file.filename=%s' % img
+        name, depth = img, 0
+        while name:
+            # every file is in the case's directory; a header may name one
+            # by its absolute path
+            sid = self.keys.get(os.path.basename(name))
+            if sid:
+                s += ',%sencrypt.key-secret=%s' % ('backing.' * depth, sid)
+            if name.endswith('.raw'):
+                break
+            name = rt.read_header(os.path.join(self.dir, name))['backing_file']
+            depth += 1
+        return ('driver=raw,' if img.endswith('.raw') else 'driver=qcow2,') + s
+
+    def qimg_keys(self, *args):
+        """qemu-img with every secret (before its other arguments)."""
+        self.log.append('qemu-img ' + ' '.join(rt.shlex_quote(a) for a in args))
+        return rt.must([rt.QEMU_IMG, args[0]] + enc_objects() + list(args[1:]), cwd=self.dir)
+
+    def make_encrypted(self, name, size, sid, opts, backing=None, bfmt=None):
+        """@name: a copy of its template, resized, on @backing."""
+        shutil.copy(enc_template(sid, self.opts_str(opts)), os.path.join(self.dir, name))
+        self.keys[name] = sid
+        self.log.append('cp TEMPLATE(%s, %s) %s' % (sid, self.opts_str(opts), name))
+        self.qimg_keys('resize', '-q', '--shrink', '--image-opts', self.view_opts(name), str(size))
+        if backing:
+            self.qimg_keys('rebase', '-u', '-b', backing, '-F', bfmt, '--image-opts',
+                           self.view_opts(name))
+
     def qio(self, img, cmds, fmt):
         if not cmds:
+            return
+        if self.keys:
+            self.log.append('qemu-io --image-opts %s %s' % (self.view_opts(img),
+                                                             ' '.join("-c '%s'" % c for c in cmds)))
+            for i in range(0, len(cmds), 60):
+                argv = [rt.QEMU_IO] + enc_objects() + ['--image-opts', self.view_opts(img)]
+                for c in cmds[i:i + 60]:
+                    argv += ['-c', c]
+                rt.must(argv, cwd=self.dir)
             return
         self.log.append('qemu-io -f %s %s %s' % (fmt, ' '.join("-c '%s'" % c for c in cmds), img))
         # many commands per qemu-io process; chunked to keep argv sane
@@ -121,6 +231,9 @@ class Case:
             if o.get('extended_l2'):
                 s += ',el2'
         return s
+
+    def key_desc(self, name):
+        return '+luks:' + self.keys[name] if self.keys.get(name) else ''
 
     def pattern(self):
         r = self.rng
@@ -173,11 +286,20 @@ class Case:
             self.qio(name, self.random_ops(size, 'raw'), 'raw')
             return name, 'raw'
         opts = opts or self.qcow2_opts()
-        args = ['create', '-q', '-f', 'qcow2', '-o', self.opts_str(opts)]
-        if backing:
-            args += ['-b', backing, '-F', bfmt]
-        self.qimg(*(args + [name, str(size)]))
+        sid = self.pick_key()
+        if sid:
+            opts.clear()
+            opts.update(self.erng.choice(ENC_OPTS))
+            self.make_encrypted(name, size, sid, opts, backing, bfmt)
+        else:
+            args = ['create', '-q', '-f', 'qcow2', '-o', self.opts_str(opts)]
+            if backing:
+                args += ['-b', backing, '-F', bfmt]
+            self.qimg(*(args + [name, str(size)]))
         ncomp = self.rng.choice([0, 0, 1, 3])
+        if sid:
+            # QEMU writes no compressed cluster into an encrypted image
+            ncomp = 0
         self.qio(name, self.random_ops(size, 'qcow2', opts['cluster_size'], compressed=ncomp),
                  'qcow2')
         return name, 'qcow2'
@@ -195,6 +317,10 @@ class Case:
         r = self.rng
         with open(os.path.join(self.dir, 'pat.bin'), 'wb') as f:
             f.write(r.randbytes(2 * MiB + 4096))
+        if self.encrypted_case:
+            for sid, p in ENC_SECRETS.items():
+                with open(os.path.join(self.dir, sid + '.key'), 'w') as f:
+                    f.write(p)
         ov_size = r.choice([1, 2, 3, 4]) * MiB
         if r.random() < 0.3:
             ov_size += 512 * r.randrange(1, 2048)
@@ -206,7 +332,8 @@ class Case:
             below = chain[-1] if chain else (None, None)
             opts = self.qcow2_opts() if fmt == 'qcow2' else None
             chain.append(self.make_layer('l%d.%s' % (i, fmt), size, fmt, below[0], below[1], opts))
-            self.desc.append('l%d=%s/%d' % (i, self.opts_short(opts) if opts else 'raw', size))
+            self.desc.append('l%d=%s/%d%s' % (i, self.opts_short(opts) if opts else 'raw', size,
+                                              self.key_desc(chain[-1][0])))
         self.old_chain = chain
         top = chain[-1] if chain else (None, None)
         # overlays
@@ -215,14 +342,22 @@ class Case:
         for j in range(nov):
             opts = self.qcow2_opts()
             name = 'ov%d.qcow2' % j
-            args = ['create', '-q', '-f', 'qcow2', '-o', self.opts_str(opts)]
-            if top[0]:
-                args += ['-b', top[0], '-F', top[1]]
-            self.qimg(*(args + [name, str(ov_size)]))
+            sid = self.pick_key()
+            if sid:
+                opts = dict(self.erng.choice(ENC_OPTS))
+                self.make_encrypted(name, ov_size, sid, opts, top[0], top[1])
+            else:
+                args = ['create', '-q', '-f', 'qcow2', '-o', self.opts_str(opts)]
+                if top[0]:
+                    args += ['-b', top[0], '-F', top[1]]
+                self.qimg(*(args + [name, str(ov_size)]))
             cs = opts['cluster_size']
-            ops = self.random_ops(ov_size, 'qcow2', cs, compressed=r.choice([0, 1, 2, 4]))
-            snaps = opts['refcount_bits'] >= 4 and r.random() < 0.3
-            d = 'ov%d=%s/%d' % (j, self.opts_short(opts), ov_size)
+            ncomp = r.choice([0, 1, 2, 4])
+            ops = self.random_ops(ov_size, 'qcow2', cs, compressed=0 if sid else ncomp)
+            # snapshots and bitmaps only on plain overlays (qemu-img needs
+            # the key for them; not what this test is about)
+            snaps = opts['refcount_bits'] >= 4 and r.random() < 0.3 and not sid
+            d = 'ov%d=%s/%d%s' % (j, self.opts_short(opts), ov_size, self.key_desc(name))
             if snaps:
                 half = len(ops) // 2
                 self.qio(name, ops[:half], 'qcow2')
@@ -234,7 +369,7 @@ class Case:
                 d += '+snap'
             else:
                 self.qio(name, ops, 'qcow2')
-            if opts['compat'] != '0.10' and r.random() < 0.3:
+            if opts['compat'] != '0.10' and r.random() < 0.3 and not sid:
                 self.qimg('bitmap', '--add', name, 'bm0')
                 self.qio(name, self.random_ops(ov_size, 'qcow2', cs, nops=2), 'qcow2')
                 d += '+bitmap'
@@ -250,16 +385,39 @@ class Case:
             self.new = chain[i]
         elif kind == 'copy':
             size = self.vsize(ov_size) if r.random() < 0.3 else None
-            if r.random() < 0.25:
+            near_raw = r.random() < 0.25
+            sid = None if near_raw else self.pick_key()
+            if near_raw:
                 name, fmt = 'near.raw', 'raw'
-                self.qimg('convert', '-O', 'raw', top[0], name)
+                if self.keys:
+                    self.qimg_keys('convert', '-O', 'raw', '--image-opts', self.view_opts(top[0]),
+                                   name)
+                else:
+                    self.qimg('convert', '-O', 'raw', top[0], name)
+            elif sid:
+                name, fmt = 'near.qcow2', 'qcow2'
+                opts = dict(self.erng.choice(ENC_OPTS))
+                self.qcow2_opts()  # drawn as for a plain near copy
+                vs = jt.qemu_info(top[0], cwd=self.dir)['virtual-size']
+                self.make_encrypted(name, vs, sid, opts)
+                self.qimg_keys('convert', '-n', '--image-opts', self.view_opts(top[0]),
+                               '--target-image-opts', self.view_opts(name))
+                self.desc.append('near=%s%s' % (self.opts_short(opts), self.key_desc(name)))
             else:
                 name, fmt = 'near.qcow2', 'qcow2'
                 opts = self.qcow2_opts()
-                self.qimg('convert', '-O', 'qcow2', '-o', self.opts_str(opts), top[0], name)
+                if self.keys:
+                    self.qimg_keys('convert', '-O', 'qcow2', '-o', self.opts_str(opts),
+                                   '--image-opts', self.view_opts(top[0]), name)
+                else:
+                    self.qimg('convert', '-O', 'qcow2', '-o', self.opts_str(opts), top[0], name)
                 self.desc.append('near=%s' % self.opts_short(opts))
             if size is not None:
-                self.qimg('resize', '-q', '-f', fmt, '--shrink', name, str(size))
+                if sid:
+                    self.qimg_keys('resize', '-q', '--shrink', '--image-opts',
+                                   self.view_opts(name), str(size))
+                else:
+                    self.qimg('resize', '-q', '-f', fmt, '--shrink', name, str(size))
                 self.desc.append('near-size=%d' % size)
             vs = jt.qemu_info(name, cwd=self.dir)['virtual-size']
             self.qio(name, self.random_ops(vs, fmt, nops=r.randrange(1, 5)), fmt)
@@ -272,7 +430,8 @@ class Case:
                 kind += '-on-' + below[0]
             opts = self.qcow2_opts()
             self.new = self.make_layer('new.qcow2', size, 'qcow2', below[0], below[1], opts)
-            self.desc.append('new=%s/%d' % (self.opts_short(opts), size))
+            self.desc.append('new=%s/%d%s' % (self.opts_short(opts), size,
+                                               self.key_desc('new.qcow2')))
         elif kind == 'raw':
             self.new = self.make_layer('new.raw', self.vsize(ov_size), 'raw')
         else:
@@ -280,7 +439,8 @@ class Case:
         self.desc.append('target=%s(%s)' % (kind, self.new[0] or '""'))
         # options
         self.args = []
-        if r.random() < 0.2:
+        # -c is refused for an encrypted overlay, as qemu-img refuses it
+        if r.random() < 0.2 and not any(self.keys.get(ov) for ov in self.overlays):
             self.args.append('-c')
             self.desc.append('-c')
         if r.random() < 0.15:
@@ -296,9 +456,49 @@ class Case:
         if mode != 'default':
             self.args.append('--copy-mode=' + mode)
         self.desc.append('copy-mode=' + mode)
+        for f, sid in sorted(self.keys.items()):
+            self.args += ['--key-file', '%s=%s.key' % (f, sid)]
         self.args += ['-b', bname]
         if self.new[1]:
             self.args += ['-F', self.new[1]]
+
+    # ---- the judges, given the keys of an encrypted case
+
+    def before(self, tc, ov):
+        if not self.keys:
+            return jt.Before(tc, ov, self.dir)
+        b = jt.Before.__new__(jt.Before)
+        b.img, b.cwd = ov, self.dir
+        b.raw = os.path.join(self.dir, '.before-%s.raw' % ov)
+        self.qimg_keys('convert', '-U', '-O', 'raw', '--image-opts', self.view_opts(ov), b.raw)
+        b.snaps = jt.snapshot_names(ov, self.dir)
+        b.bitmaps = jt.bitmap_names(ov, self.dir)
+        b.snap_raw = {}
+        # only plain overlays have snapshots: their own data needs no key
+        for s in b.snaps:
+            p = os.path.join(self.dir, '.before-%s.snap-%s.raw' % (ov, s))
+            jt.dump_raw(os.path.join(self.dir, ov), p, self.dir, snapshot=s, no_backing=True)
+            b.snap_raw[s] = p
+        return b
+
+    def assert_content(self, tc, b, what):
+        if not self.keys:
+            return tc.assert_content(b, what)
+        c = rt.run([rt.QEMU_IMG, 'compare', '-U'] + enc_objects()
+                   + ['--image-opts', 'driver=raw,file.filename=' + b.raw,
+                      self.view_opts(b.img)], cwd=self.dir, timeout=300)
+        tc.assertEqual(c.rc, 0, '%s: content of %s changed\n%s' % (what, b.img, c.describe()))
+
+    def assert_check(self, tc, img, what):
+        if not self.keys:
+            return tc.assert_check(img, cwd=self.dir, what=what)
+        spec = {'driver': 'qcow2', 'backing': None, 'file': {'driver': 'file', 'filename': img}}
+        if self.keys.get(img):
+            spec['encrypt.key-secret'] = self.keys[img]
+        c = rt.run([rt.QEMU_IMG, 'check', '-U'] + enc_objects() + ['json:' + json.dumps(spec)],
+                   cwd=self.dir)
+        tc.assertEqual(c.rc, 0, '%s: qemu-img check of %s exit %d\n%s'
+                       % (what, img, c.rc, c.describe()))
 
     # ---- the run
 
@@ -306,7 +506,7 @@ class Case:
         tc = jt.JobTestCase()
         tc.dir = self.dir
         self.build()
-        befores = [jt.Before(tc, ov, self.dir) for ov in self.overlays]
+        befores = [self.before(tc, ov) for ov in self.overlays]
         others = {f: h for f, h in rt.tree_hashes(self.dir).items()
                   if not f.startswith('.') and f not in self.overlays}
         cmd = self.args + self.overlays
@@ -320,8 +520,8 @@ class Case:
         for e in imgs:
             tc.assertEqual(e.get('result'), 'rebased', r.describe())
         for b in befores:
-            tc.assert_content(b, 'after rebase')
-            tc.assert_check(b.img, cwd=self.dir, what='after rebase')
+            self.assert_content(tc, b, 'after rebase')
+            self.assert_check(tc, b.img, 'after rebase')
             tc.assert_backing(b.img, self.args[self.args.index('-b') + 1],
                               self.new[1], cwd=self.dir)
             tc.assert_extras(b, 'after rebase')
@@ -336,8 +536,8 @@ class Case:
             tc.assertEqual(e.get('bytes-written'), 0, 'second run wrote data\n' + r2.describe())
             tc.assertEqual(e.get('bytes-zeroed'), 0, 'second run zeroed\n' + r2.describe())
         for b in befores:
-            tc.assert_content(b, 'after second run')
-            tc.assert_check(b.img, cwd=self.dir, what='after second run')
+            self.assert_content(tc, b, 'after second run')
+            self.assert_check(tc, b.img, 'after second run')
 
 
 def run_case(idx):
