@@ -173,6 +173,14 @@ class Case:
         self.log.append('qemu-img ' + ' '.join(rt.shlex_quote(a) for a in args))
         return rt.must([rt.QEMU_IMG, args[0]] + enc_objects() + list(args[1:]), cwd=self.dir)
 
+    def qimg_on(self, img, *args):
+        """qemu-img @args on @img (a plain overlay), which opens its backing
+        chain (qemu-img snapshot does): with the keys of its encrypted
+        backing files if any."""
+        if not self.keys:
+            return self.qimg(*(args + (img,)))
+        return self.qimg_keys(*(args + ('--image-opts', self.view_opts(img))))
+
     def make_encrypted(self, name, size, sid, opts, backing=None, bfmt=None):
         """@name: a copy of its template, resized, on @backing."""
         shutil.copy(enc_template(sid, self.opts_str(opts)), os.path.join(self.dir, name))
@@ -361,16 +369,16 @@ class Case:
             if snaps:
                 half = len(ops) // 2
                 self.qio(name, ops[:half], 'qcow2')
-                self.qimg('snapshot', '-c', 'snap1', name)
+                self.qimg_on(name, 'snapshot', '-c', 'snap1')
                 if r.random() < 0.3:
                     self.qio(name, self.random_ops(ov_size, 'qcow2', cs, nops=2), 'qcow2')
-                    self.qimg('snapshot', '-c', 'snap2', name)
+                    self.qimg_on(name, 'snapshot', '-c', 'snap2')
                 self.qio(name, ops[half:], 'qcow2')
                 d += '+snap'
             else:
                 self.qio(name, ops, 'qcow2')
             if opts['compat'] != '0.10' and r.random() < 0.3 and not sid:
-                self.qimg('bitmap', '--add', name, 'bm0')
+                self.qimg('bitmap', '--add', name, 'bm0')  # opens no backing file
                 self.qio(name, self.random_ops(ov_size, 'qcow2', cs, nops=2), 'qcow2')
                 d += '+bitmap'
             self.desc.append(d)
