@@ -144,20 +144,39 @@ crypt_io_pread (gpointer user, void *buf, gsize len, guint64 offset, GError **er
          key_crypt (cio->key, FALSE, offset, buf, len, error);
 }
 
+/* Encrypted writes go out in pieces of this size: the writer hands over up
+ * to 8 MiB at a time, and a piece copied, encrypted and written while it
+ * is still in the CPU's cache costs less than 8 MiB that is out of the
+ * cache again by the time the kernel copies it into the page cache. */
+#define CRYPT_PIECE ((gsize) 1 << 20)
+
 static gboolean
 crypt_io_pwrite (gpointer user, const void *buf, gsize len, guint64 offset, GError **error)
 {
   RechainCryptIO *cio = user;
+  gsize piece = MIN (len, CRYPT_PIECE);
 
-  if (cio->scratch_len < len)
+  if (cio->scratch_len < piece)
     {
       g_free (cio->scratch);
-      cio->scratch = g_malloc (len);
-      cio->scratch_len = len;
+      cio->scratch = g_malloc (piece);
+      cio->scratch_len = piece;
     }
-  memcpy (cio->scratch, buf, len);
-  return key_crypt (cio->key, TRUE, offset, cio->scratch, len, error) &&
-         rechain_file_pwrite (cio->file, cio->scratch, len, offset, error);
+  /* a range that is not whole sectors is refused before any piece is
+   * written (key_crypt refuses it without touching the buffer); the
+   * pieces are then whole sectors too */
+  if (offset % SECTOR != 0 || len % SECTOR != 0)
+    return key_crypt (cio->key, TRUE, offset, NULL, len, error);
+  for (gsize done = 0; done < len; done += piece)
+    {
+      gsize n = MIN (piece, len - done);
+
+      memcpy (cio->scratch, (const guint8 *) buf + done, n);
+      if (!key_crypt (cio->key, TRUE, offset + done, cio->scratch, n, error) ||
+          !rechain_file_pwrite (cio->file, cio->scratch, n, offset + done, error))
+        return FALSE;
+    }
+  return TRUE;
 }
 
 static gboolean

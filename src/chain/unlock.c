@@ -74,9 +74,12 @@ rechain_chains_unlock (RechainChain * const *chains, guint n_chains,
     unlock_one (&g_array_index (jobs, Unlock, 0), NULL);
   else if (jobs->len > 1)
     {
-      GThreadPool *pool = g_thread_pool_new (unlock_one, NULL,
-                                             (gint) MIN (jobs->len, g_get_num_processors ()),
-                                             FALSE, NULL);
+      /* A thread for every layer, even beyond the CPUs: the unlocks are
+       * equal lumps of CPU, and with as many threads as CPUs the lumps
+       * that do not fit run after the others (3 layers on 2 CPUs: two
+       * unlock times), where sharing the CPUs between them all ends them
+       * together (1.5 unlock times). */
+      GThreadPool *pool = g_thread_pool_new (unlock_one, NULL, (gint) jobs->len, FALSE, NULL);
       for (guint i = 0; i < jobs->len; i++)
         g_thread_pool_push (pool, &g_array_index (jobs, Unlock, i), NULL);
       g_thread_pool_free (pool, FALSE, TRUE);
