@@ -633,12 +633,8 @@ check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseF
     .storage_dirs = (const char * const *) dirs,
     .storage_name = name,
   };
-  if (!add_job_keys (volume, job, trust_chain, &confine, cancellable, error))
-    return FALSE;
-  if (flags & RECHAIN_VOLUME_REBASE_NO_CHECK)
-    return TRUE;
   g_autoptr (GPtrArray) images = job_images (job);
-  for (guint i = 0; i < images->len; i++)
+  for (guint i = 0; !(flags & RECHAIN_VOLUME_REBASE_NO_CHECK) && i < images->len; i++)
     {
       g_auto (GStrv) w = NULL;
       if (!rechain_volume_helper_check_in_use (volume->helper, g_ptr_array_index (images, i),
@@ -648,7 +644,8 @@ check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseF
       for (char **s = w; s && *s; s++)
         g_ptr_array_add (warnings, g_strdup (*s));
     }
-  return TRUE;
+  /* Last: no secret is fetched for a rebase refused anyway. */
+  return add_job_keys (volume, job, trust_chain, &confine, cancellable, error);
 }
 
 static void
@@ -703,6 +700,16 @@ take_strv (GPtrArray *array)
  * a backing file outside them is refused, before anything is written,
  * with %RECHAIN_ERROR_NOT_PERMITTED naming the volume and the path. This
  * holds with %RECHAIN_VOLUME_REBASE_NO_CHECK too.
+ *
+ * For a safe rebase, when the job has a keyring (#RechainRebaseJob:keyring;
+ * the jobs of rechain_volume_new_rebase_job() have one), the storage
+ * manager's keys of the LUKS-encrypted images the job reads or writes (its
+ * image and linked images with their chains, and the new backing chain)
+ * are added to it, after the in-use check and before anything is written,
+ * for each image the keyring has no passphrase for (its own or a default:
+ * keys the caller gave win). A key the storage manager should give but
+ * cannot fails the rebase (see rechain_volume_helper_add_keys()). An
+ * unsafe rebase needs no key: none is asked for.
  *
  * Returns: %TRUE on success
  */
