@@ -30,6 +30,8 @@ and `qemu-img check` given the secrets (--object secret).
 
 Skipped (77) as test_libvirt_daemon.py is; RECHAIN_TEST_STRICT=1 turns a
 skip into a failure.
+
+SPDX-License-Identifier: LGPL-2.1-or-later
 """
 
 import gc
@@ -38,7 +40,6 @@ import json
 import os
 import subprocess
 import sys
-import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
