@@ -361,7 +361,9 @@ class EncryptedVolumeTest(DaemonBase):
 
     def test_secret_libvirt_does_not_know(self):
         # made by libvirt with its secret, the secret undefined since: the
-        # volume XML still names it
+        # volume XML still names it (libvirt keeps the uuid of a volume it
+        # made; for the others it finds the secret by its usage, so an
+        # undefined one simply disappears from their XML)
         t = self.name('top.qcow2')
         u = self.define_secret('k1')
         xml = os.path.join(self.keydir, 'vol.xml')
