@@ -3,7 +3,9 @@
  * the users of an image are the domains with a disk whose image, or any
  * image of whose backing chain (followed through the images themselves),
  * is that image; a change refreshes the pool; the storage directories
- * (to which chains are confined) are the target paths of the local pools.
+ * (to which chains are confined) are the target paths of the local pools;
+ * the key of an encrypted volume is the value of the secret its
+ * <encryption format='luks'> names, from libvirt's secret driver.
  * libvirt's public API only.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -11,6 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -725,6 +728,156 @@ helper_get_storage_dirs (RechainVolumeHelper *helper, GCancellable *cancellable,
   return g_strv_builder_end (dirs);
 }
 
+/* ---- the keys of encrypted volumes ---- */
+
+/* The volume whose target path is @path, or NULL (a file outside the
+ * pools). libvirt knows volumes by their target paths: a name through a
+ * symlink is tried once resolved as well. */
+static virStorageVolPtr
+vol_by_path (RechainLibvirtHelper *self, const char *path)
+{
+  virStorageVolPtr vol = virStorageVolLookupByPath (self->conn, path);
+  if (vol == NULL)
+    {
+      virResetLastError ();
+      char *real = realpath (path, NULL);
+      if (real != NULL && strcmp (real, path) != 0)
+        vol = virStorageVolLookupByPath (self->conn, real);
+      free (real);
+      if (vol == NULL)
+        virResetLastError ();
+    }
+  return vol;
+}
+
+/* Sets @error for a secret @what (its uuid or usage: not secret) that
+ * libvirt does not give: NOT_PERMITTED (no key for the volume) where the
+ * secret is unknown, has no value or is private, libvirt's own error
+ * otherwise (a lost connection is no fault of the image). */
+static void
+set_secret_error (GError **error, RechainLibvirtHelper *self, const char *vol_desc,
+                  const char *what, gboolean lookup)
+{
+  int code = virGetLastErrorCode ();
+  if (code != VIR_ERR_NO_SECRET && code != VIR_ERR_INVALID_SECRET)
+    {
+      set_virt_error (error, self, G_IO_ERROR_FAILED, _("%s: its secret %s"), vol_desc, what);
+      return;
+    }
+  virErrorPtr e = virGetLastError ();
+  const char *msg = e != NULL && e->message != NULL ? e->message : _("unknown libvirt error");
+  if (lookup)
+    g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NOT_PERMITTED,
+                 _("%s: %s is encrypted with the secret %s, which libvirt does not know "
+                   "(virsh secret-define, or give the key with --key-file): %s"),
+                 helper_uri (self), vol_desc, what, msg);
+  else
+    g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NOT_PERMITTED,
+                 _("%s: %s is encrypted with the secret %s, whose value libvirt does not give "
+                   "(virsh secret-set-value; a private secret is never given; or give the key "
+                   "with --key-file): %s"),
+                 helper_uri (self), vol_desc, what, msg);
+  virResetLastError ();
+}
+
+static gboolean
+helper_add_keys (RechainVolumeHelper *helper, const char *path, RechainKeyring *keyring,
+                 GCancellable *cancellable, GError **error)
+{
+  RechainLibvirtHelper *self = (RechainLibvirtHelper *) helper;
+  if (!ensure_connected (self, error))
+    return FALSE;
+  virStorageVolPtr vol = vol_by_path (self, path);
+  if (vol == NULL)
+    return TRUE; /* not a volume: libvirt keeps no key for it */
+
+  gboolean ok = FALSE;
+  virStoragePoolPtr pool = virStoragePoolLookupByVolume (vol);
+  virResetLastError ();
+  g_autofree char *vol_desc = g_strdup_printf (_("volume \"%s\" of pool \"%s\" (%s)"),
+                                               virStorageVolGetName (vol),
+                                               pool ? virStoragePoolGetName (pool) : "?", path);
+  virSecretPtr secret = NULL;
+  g_autoptr (XNode) doc = NULL;
+  g_autofree char *what = NULL;
+  char *xml = virStorageVolGetXMLDesc (vol, 0);
+  if (xml == NULL)
+    {
+      set_virt_error (error, self, G_IO_ERROR_FAILED, "%s", vol_desc);
+      goto out;
+    }
+  doc = xml_parse (xml, error);
+  free (xml);
+  if (doc == NULL)
+    goto out;
+  XNode *enc = x_child (x_child (doc, "target"), "encryption");
+  if (enc == NULL)
+    {
+      /* libvirt knows of no key: the image's own refusal (no key was
+       * given for it) says what to do */
+      ok = TRUE;
+      goto out;
+    }
+  const char *format = x_attr (enc, "format");
+  if (g_strcmp0 (format, "luks") != 0)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   _("%s: %s has encryption format \"%s\": rechain takes the keys of LUKS "
+                     "volumes only (<encryption format='luks'>)"),
+                   helper_uri (self), vol_desc, format ? format : "default");
+      goto out;
+    }
+  XNode *sec = x_child (enc, "secret");
+  const char *type = x_attr (sec, "type");
+  const char *uuid = x_attr (sec, "uuid");
+  const char *usage = x_attr (sec, "usage");
+  if (sec == NULL || (uuid == NULL && usage == NULL))
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_NOT_PERMITTED,
+                   _("%s: %s is encrypted, but its <encryption> names no secret"),
+                   helper_uri (self), vol_desc);
+      goto out;
+    }
+  what = uuid ? g_strdup (uuid) : g_strdup_printf ("usage=%s", usage);
+  if (g_strcmp0 (type, "passphrase") != 0)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED,
+                   _("%s: %s: its secret %s is of type \"%s\": rechain takes secrets of type "
+                     "\"passphrase\" only"),
+                   helper_uri (self), vol_desc, what, type ? type : "?");
+      goto out;
+    }
+  secret = uuid ? virSecretLookupByUUIDString (self->conn, uuid)
+                : virSecretLookupByUsage (self->conn, VIR_SECRET_USAGE_TYPE_VOLUME, usage);
+  if (secret == NULL)
+    {
+      set_secret_error (error, self, vol_desc, what, TRUE);
+      goto out;
+    }
+  size_t size = 0;
+  unsigned char *value = virSecretGetValue (secret, &size, 0);
+  if (value == NULL)
+    {
+      set_secret_error (error, self, vol_desc, what, FALSE);
+      goto out;
+    }
+  /* The keyring copies it into its locked memory; this copy (libvirt's
+   * heap) is wiped at once, and nothing here ever prints it. */
+  GBytes *bytes = g_bytes_new_static (value, size);
+  ok = rechain_keyring_add_passphrase (keyring, path, bytes, error);
+  g_bytes_unref (bytes);
+  explicit_bzero (value, size);
+  free (value);
+
+out:
+  if (secret != NULL)
+    virSecretFree (secret);
+  if (pool != NULL)
+    virStoragePoolFree (pool);
+  virStorageVolFree (vol);
+  return ok;
+}
+
 static void
 helper_iface_init (RechainVolumeHelperInterface *iface)
 {
@@ -732,6 +885,7 @@ helper_iface_init (RechainVolumeHelperInterface *iface)
   iface->get_users = helper_get_users;
   iface->changed = helper_changed;
   iface->get_storage_dirs = helper_get_storage_dirs;
+  iface->add_keys = helper_add_keys;
 }
 
 /* ---- GObject ---- */

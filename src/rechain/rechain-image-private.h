@@ -22,4 +22,9 @@ RechainImage *rechain_image_open_confined (const char *path,
                                            GCancellable *cancellable,
                                            GError **error);
 
+/* Keeps @keyring (a reference) for the encrypted images of @image's
+ * chain, as rechain_image_open_with_keyring() does; for a chain opened
+ * with rechain_image_open_confined(). */
+void rechain_image_set_keyring (RechainImage *image, RechainKeyring *keyring);
+
 G_END_DECLS

@@ -273,6 +273,13 @@ rechain_image_get_encryption_format (RechainImage *image)
   return rechain_layer_get_encryption_name (image->layer);
 }
 
+void
+rechain_image_set_keyring (RechainImage *image, RechainKeyring *keyring)
+{
+  g_return_if_fail (RECHAIN_IS_IMAGE (image));
+  g_set_object (&image->shared->keyring, keyring);
+}
+
 RechainImage *
 rechain_image_open_confined (const char *path, const char *format, RechainImageOpenFlags flags,
                              const RechainChainConfinement *confine, GCancellable *cancellable,

@@ -420,6 +420,53 @@ rechain_volume_helper_get_storage_dirs (RechainVolumeHelper *helper, GCancellabl
   return iface->get_storage_dirs (helper, cancellable, error);
 }
 
+/**
+ * rechain_volume_helper_add_keys:
+ * @helper: a helper
+ * @path: an image file
+ * @keyring: the keyring to add the passphrase to
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Adds to @keyring the passphrase that the storage manager of @helper
+ * keeps for the encrypted image @path: for "libvirt", the value of the
+ * secret that the `<encryption format='luks'>` element of the volume's
+ * XML names, from libvirt's secret driver. Nothing is added when @path is
+ * none of its volumes, when the volume has no encryption element, or when
+ * the helper keeps no keys (the built-in "path" helper). A passphrase the
+ * keyring already held for @path is replaced: callers that want their
+ * own keys to win ask only for the images they have no key for
+ * (rechain_keyring_has_passphrase()), as rechain_volume_add_keys() does.
+ *
+ * The passphrase goes to the keyring's locked memory only; the helper
+ * wipes its own copy, and no message contains it (the secret's id, a
+ * UUID, is not secret and is named in errors).
+ *
+ * Returns: %TRUE, or %FALSE with @error set: %RECHAIN_ERROR_NOT_PERMITTED
+ *   when the volume's secret is unknown to the storage manager, has no
+ *   value or is not handed out (a private secret),
+ *   %RECHAIN_ERROR_UNSUPPORTED for an encryption format or secret type
+ *   the helper gives no key for; the message names the volume, its pool
+ *   and the secret
+ *
+ * Since: 0.2
+ */
+gboolean
+rechain_volume_helper_add_keys (RechainVolumeHelper *helper, const char *path,
+                                RechainKeyring *keyring, GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME_HELPER (helper), FALSE);
+  g_return_val_if_fail (path != NULL, FALSE);
+  g_return_val_if_fail (RECHAIN_IS_KEYRING (keyring), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  RechainVolumeHelperInterface *iface = RECHAIN_VOLUME_HELPER_GET_IFACE (helper);
+  if (iface->add_keys == NULL)
+    return TRUE;
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return FALSE;
+  return iface->add_keys (helper, path, keyring, cancellable, error);
+}
+
 gboolean
 rechain_volume_helper_storage_confinement (RechainVolumeHelper *helper, char ***dirs, char **name,
                      GCancellable *cancellable, GError **error)

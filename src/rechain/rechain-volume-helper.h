@@ -87,6 +87,14 @@ typedef struct _RechainVolume RechainVolume;
  *   backing chains of its volumes are confined; %NULL with no error: no
  *   confinement. An empty array confines chains to nowhere: every backing
  *   file is refused. Since: 0.2
+ * @add_keys: optional: adds to @keyring the passphrase the storage manager
+ *   keeps for the encrypted image @path (libvirt: the secret of the
+ *   volume's `<encryption>`), when @path is one of its volumes and it
+ *   keeps one; %TRUE adding nothing otherwise. Errors name the volume
+ *   (and the secret's id, never its value): %RECHAIN_ERROR_NOT_PERMITTED
+ *   when the secret is unknown, has no value or is not handed out,
+ *   %RECHAIN_ERROR_UNSUPPORTED for an encryption the helper cannot give
+ *   a key for. Since: 0.2
  *
  * The interface of volume helpers. Implementations are found through the
  * %RECHAIN_VOLUME_HELPER_EXTENSION_POINT_NAME extension point. Instances
@@ -114,9 +122,14 @@ struct _RechainVolumeHelperInterface {
   char **(*get_storage_dirs) (RechainVolumeHelper *helper,
                               GCancellable *cancellable,
                               GError **error);
+  gboolean (*add_keys) (RechainVolumeHelper *helper,
+                        const char *path,
+                        RechainKeyring *keyring,
+                        GCancellable *cancellable,
+                        GError **error);
 
   /*< private >*/
-  gpointer padding[7];
+  gpointer padding[6];
 };
 
 RECHAIN_AVAILABLE_IN_ALL char **rechain_volume_helper_list (void);
@@ -149,6 +162,11 @@ RECHAIN_AVAILABLE_IN_ALL gboolean rechain_volume_helper_changed (RechainVolumeHe
 RECHAIN_AVAILABLE_IN_0_2 char **rechain_volume_helper_get_storage_dirs (RechainVolumeHelper *helper,
                                                               GCancellable *cancellable,
                                                               GError **error);
+RECHAIN_AVAILABLE_IN_0_2 gboolean rechain_volume_helper_add_keys (RechainVolumeHelper *helper,
+                                                                  const char *path,
+                                                                  RechainKeyring *keyring,
+                                                                  GCancellable *cancellable,
+                                                                  GError **error);
 
 /* ---- RechainVolume ---- */
 
@@ -202,6 +220,18 @@ RECHAIN_AVAILABLE_IN_0_2 RechainImage *rechain_volume_open_image (RechainVolume 
                                                         const char *backing_root,
                                                         GCancellable *cancellable,
                                                         GError **error);
+RECHAIN_AVAILABLE_IN_0_2 RechainImage *rechain_volume_open_image_with_keyring (RechainVolume *volume,
+                                                                     const char *format,
+                                                                     RechainImageOpenFlags flags,
+                                                                     const char *backing_root,
+                                                                     RechainKeyring *keyring,
+                                                                     GCancellable *cancellable,
+                                                                     GError **error);
+RECHAIN_AVAILABLE_IN_0_2 gboolean rechain_volume_add_keys (RechainVolume *volume,
+                                                           RechainKeyring *keyring,
+                                                           RechainImageOpenFlags flags,
+                                                           GCancellable *cancellable,
+                                                           GError **error);
 
 RECHAIN_AVAILABLE_IN_ALL RechainRebaseJob *rechain_volume_new_rebase_job (RechainVolume *volume,
                                                                 RechainVolume *backing,

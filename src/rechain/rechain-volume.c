@@ -1,6 +1,7 @@
 /* rechain-volume.c: RechainVolume, an image as a storage manager knows it,
- * and rebasing a volume with its helper's in-use check and confinement
- * before and its change notification after.
+ * and rebasing a volume with its helper's in-use check, confinement and
+ * the storage manager's keys of its encrypted images before and its change
+ * notification after.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -12,6 +13,7 @@
 #include "rechain/rechain-rebase-job-private.h"
 #include "rechain/rechain-volume-helper-private.h"
 #include "rechain/rechain-error.h"
+#include "rechain/rechain-util.h"
 #include "rechain/rechain-volume-helper.h"
 #include "rechain/rechain-i18n-private.h"
 
@@ -291,6 +293,102 @@ prefix_volume_error (RechainVolume *volume, GError **error)
     g_prefix_error (error, _("volume '%s' of pool '%s': "), volume->name, volume->pool);
 }
 
+/* ---- the storage manager's keys ---- */
+
+/* For every LUKS-encrypted image of the chain of @path (its headers only,
+ * read without locks, the chain confined by @confine as the real open
+ * confines it) that @keyring has no passphrase for (of its own or a
+ * default: the caller's keys win), adds the one @helper's storage manager
+ * keeps. With @open_errors FALSE a chain that cannot be opened gets no
+ * keys and no error: the open or the job that follows reports why, once. */
+static gboolean
+add_chain_keys (RechainVolumeHelper *helper, const char *path, const char *format,
+                RechainImageOpenFlags flags, const RechainChainConfinement *confine,
+                RechainKeyring *keyring, gboolean open_errors, GCancellable *cancellable,
+                GError **error)
+{
+  GError *local = NULL;
+  flags = (flags & (RECHAIN_IMAGE_OPEN_TRUST_CHAIN | RECHAIN_IMAGE_OPEN_NO_BACKING))
+          | RECHAIN_IMAGE_OPEN_FORCE_SHARE;
+  g_autoptr (RechainImage) top = rechain_image_open_confined (path, format, flags, confine,
+                                                              cancellable, &local);
+  if (top == NULL)
+    {
+      if (open_errors || g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        {
+          g_propagate_error (error, local);
+          return FALSE;
+        }
+      g_debug ("no keys looked up for the chain of %s: %s", path, local->message);
+      g_error_free (local);
+      return TRUE;
+    }
+  for (RechainImage *i = top; i != NULL; i = rechain_image_get_backing_image (i))
+    {
+      const char *p = rechain_image_get_path (i);
+      /* Legacy AES images are refused for their data whatever the key:
+       * their message (convert to LUKS) is the useful one. */
+      if (g_strcmp0 (rechain_image_get_encryption_format (i), "luks") != 0
+          || rechain_keyring_has_passphrase (keyring, p))
+        continue;
+      if (!rechain_volume_helper_add_keys (helper, p, keyring, cancellable, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/**
+ * rechain_volume_add_keys:
+ * @volume: a volume
+ * @keyring: the keyring to add the passphrases to
+ * @flags: how the chain is opened to find its images: with
+ *   %RECHAIN_IMAGE_OPEN_TRUST_CHAIN not confined to the storage
+ *   manager's directories, with %RECHAIN_IMAGE_OPEN_NO_BACKING the
+ *   volume's image only; other flags are ignored (the headers are read
+ *   without locks)
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Adds to @keyring the passphrases that the storage manager of @volume
+ * keeps for the LUKS-encrypted images of its chain: the volume's image and
+ * each backing file that is one of its volumes
+ * (rechain_volume_helper_add_keys(); for "libvirt", from its secret
+ * driver). An image for which @keyring already has a passphrase, its own
+ * or the default one, is left as it is, so keys the caller gave take
+ * precedence.
+ *
+ * Returns: %TRUE, or %FALSE with @error set: the chain cannot be opened,
+ *   or a key the storage manager should have cannot be had (see
+ *   rechain_volume_helper_add_keys())
+ *
+ * Since: 0.2
+ */
+gboolean
+rechain_volume_add_keys (RechainVolume *volume, RechainKeyring *keyring,
+                         RechainImageOpenFlags flags, GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), FALSE);
+  g_return_val_if_fail (RECHAIN_IS_KEYRING (keyring), FALSE);
+  g_auto (GStrv) dirs = NULL;
+  g_autofree char *name = NULL;
+  if (!(flags & RECHAIN_IMAGE_OPEN_TRUST_CHAIN)
+      && !rechain_volume_helper_storage_confinement (volume->helper, &dirs, &name, cancellable, error))
+    return FALSE;
+  RechainChainConfinement confine = {
+    .storage_dirs = (const char * const *) dirs,
+    .storage_name = name,
+  };
+  GError *local = NULL;
+  if (!add_chain_keys (volume->helper, volume->path, volume->format, flags, &confine, keyring, TRUE,
+                       cancellable, &local))
+    {
+      prefix_volume_error (volume, &local);
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /**
  * rechain_volume_open_image:
  * @volume: a volume
@@ -302,12 +400,8 @@ prefix_volume_error (RechainVolume *volume, GError **error)
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for an error
  *
- * Opens the image of @volume as rechain_image_open_full() does, with its
- * backing chain confined to the directories where the volume's storage
- * manager keeps its volumes (rechain_volume_helper_get_storage_dirs()),
- * unless @flags has %RECHAIN_IMAGE_OPEN_TRUST_CHAIN: a backing file that
- * resolves outside them is refused with %RECHAIN_ERROR_NOT_PERMITTED, the
- * message naming the volume, its pool and the path.
+ * rechain_volume_open_image_with_keyring() with no keyring of the
+ * caller's: the image keeps a new one, with the storage manager's keys.
  *
  * Returns: (transfer full): the image, or %NULL with @error set
  *
@@ -317,7 +411,49 @@ RechainImage *
 rechain_volume_open_image (RechainVolume *volume, const char *format, RechainImageOpenFlags flags,
                            const char *backing_root, GCancellable *cancellable, GError **error)
 {
+  return rechain_volume_open_image_with_keyring (volume, format, flags, backing_root, NULL,
+                                                 cancellable, error);
+}
+
+/**
+ * rechain_volume_open_image_with_keyring:
+ * @volume: a volume
+ * @format: (nullable): the format of its image, or %NULL for the volume's
+ *   (probed if the volume has none)
+ * @flags: how to open it
+ * @backing_root: (nullable): a directory every backing file must lie in as
+ *   well (see rechain_image_open_full()), or %NULL
+ * @keyring: (nullable): the caller's passphrases (they take precedence),
+ *   to which the storage manager's are added; %NULL: a new keyring
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Opens the image of @volume as rechain_image_open_with_keyring() does,
+ * with its backing chain confined to the directories where the volume's
+ * storage manager keeps its volumes (rechain_volume_helper_get_storage_dirs()),
+ * unless @flags has %RECHAIN_IMAGE_OPEN_TRUST_CHAIN: a backing file that
+ * resolves outside them is refused with %RECHAIN_ERROR_NOT_PERMITTED, the
+ * message naming the volume, its pool and the path.
+ *
+ * The image keeps @keyring, with the storage manager's passphrases of the
+ * LUKS-encrypted images of the chain added for those it had none for (as
+ * rechain_volume_add_keys() adds them). Opening, describing and mapping an
+ * image need no key, so a key the storage manager cannot give (an unknown
+ * secret, one without a value) does not fail the open: it is left out, and
+ * only what would need it would report it.
+ *
+ * Returns: (transfer full): the image, or %NULL with @error set
+ *
+ * Since: 0.2
+ */
+RechainImage *
+rechain_volume_open_image_with_keyring (RechainVolume *volume, const char *format,
+                                        RechainImageOpenFlags flags, const char *backing_root,
+                                        RechainKeyring *keyring, GCancellable *cancellable,
+                                        GError **error)
+{
   g_return_val_if_fail (RECHAIN_IS_VOLUME (volume), NULL);
+  g_return_val_if_fail (keyring == NULL || RECHAIN_IS_KEYRING (keyring), NULL);
   g_auto (GStrv) dirs = NULL;
   g_autofree char *name = NULL;
   if (!(flags & RECHAIN_IMAGE_OPEN_TRUST_CHAIN)
@@ -328,6 +464,18 @@ rechain_volume_open_image (RechainVolume *volume, const char *format, RechainIma
     .storage_dirs = (const char * const *) dirs,
     .storage_name = name,
   };
+  g_autoptr (RechainKeyring) keys = keyring ? g_object_ref (keyring) : rechain_keyring_new ();
+  g_autoptr (GError) key_error = NULL;
+  if (!add_chain_keys (volume->helper, volume->path, format ? format : volume->format, flags,
+                       &confine, keys, FALSE, cancellable, &key_error))
+    {
+      if (g_error_matches (key_error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        {
+          g_propagate_error (error, g_steal_pointer (&key_error));
+          return NULL;
+        }
+      g_debug ("%s: %s", volume->path, key_error->message);
+    }
   GError *local = NULL;
   RechainImage *image = rechain_image_open_confined (volume->path, format ? format : volume->format,
                                                      flags, &confine, cancellable, &local);
@@ -335,7 +483,9 @@ rechain_volume_open_image (RechainVolume *volume, const char *format, RechainIma
     {
       prefix_volume_error (volume, &local);
       g_propagate_error (error, local);
+      return NULL;
     }
+  rechain_image_set_keyring (image, keys);
   return image;
 }
 
@@ -348,10 +498,14 @@ rechain_volume_open_image (RechainVolume *volume, const char *format, RechainIma
  * @mode: safe or unsafe
  *
  * Makes a job that moves @volume onto @backing, recording the backing name
- * and format of @backing. Jobs with more options are made with
+ * and format of @backing. The job has an empty keyring
+ * (#RechainRebaseJob:keyring), which rechain_volume_rebase_sync() fills
+ * with the storage manager's keys. Jobs with more options are made with
  * g_object_new() from rechain_volume_get_path(),
  * rechain_volume_get_format(), and the backing's
- * rechain_volume_get_backing_name() and rechain_volume_get_format().
+ * rechain_volume_get_backing_name() and rechain_volume_get_format(); give
+ * them a keyring (rechain_keyring_new(), or one holding your own keys) for
+ * the storage manager's keys to be added to.
  *
  * Returns: (transfer full): a new job, to run with rechain_volume_rebase_sync()
  *   or rechain_volume_rebase_async()
@@ -364,11 +518,13 @@ rechain_volume_new_rebase_job (RechainVolume *volume, RechainVolume *backing,
   g_return_val_if_fail (backing == NULL || RECHAIN_IS_VOLUME (backing), NULL);
   const char *name = backing_name ? backing_name
                      : backing ? rechain_volume_get_backing_name (backing) : "";
+  g_autoptr (RechainKeyring) keyring = rechain_keyring_new ();
   return g_object_new (RECHAIN_TYPE_REBASE_JOB,
                        "image", volume->path,
                        "format", volume->format,
                        "backing-file", name,
                        "backing-format", backing ? backing->format : NULL,
+                       "keyring", keyring,
                        "mode", mode, NULL);
 }
 
@@ -409,6 +565,46 @@ job_is_dry_run (RechainRebaseJob *job)
   return dry_run;
 }
 
+/* The storage manager's keys of the encrypted images a safe rebase reads
+ * or writes: each image of the job with its (old) chain, and the new
+ * backing chain; before anything is written, so that a key it cannot give
+ * fails the rebase with the image untouched. An unsafe rebase needs no
+ * key (it rewrites the header only) and asks for none. */
+static gboolean
+add_job_keys (RechainVolume *volume, RechainRebaseJob *job, gboolean trust_chain,
+              const RechainChainConfinement *confine, GCancellable *cancellable, GError **error)
+{
+  RechainKeyring *keyring = rechain_rebase_job_get_keyring (job);
+  RechainRebaseMode mode = RECHAIN_REBASE_MODE_SAFE;
+  g_autofree char *format = NULL;
+  g_autofree char *backing_root = NULL;
+  g_object_get (job, "mode", &mode, "format", &format, "backing-root", &backing_root, NULL);
+  if (keyring == NULL || mode != RECHAIN_REBASE_MODE_SAFE)
+    return TRUE;
+  /* no header read where the job would not read one */
+  RechainChainConfinement c = *confine;
+  c.backing_root = backing_root;
+  confine = &c;
+  RechainImageOpenFlags flags = trust_chain ? RECHAIN_IMAGE_OPEN_TRUST_CHAIN : 0;
+  g_autoptr (GPtrArray) images = job_images (job);
+  for (guint i = 0; i < images->len; i++)
+    if (!add_chain_keys (volume->helper, g_ptr_array_index (images, i), i == 0 ? format : NULL,
+                         flags, confine, keyring, FALSE, cancellable, error))
+      return FALSE;
+  const char *backing = rechain_rebase_job_get_backing_file (job);
+  if (backing == NULL || *backing == '\0')
+    return TRUE;
+  /* The new backing file as the job opens it: its name in the header,
+   * relative to the image. A name that does not resolve to a local file
+   * gets no keys; the job refuses it. */
+  g_autoptr (GError) local = NULL;
+  g_autofree char *path = rechain_resolve_backing_name (g_ptr_array_index (images, 0), backing, &local);
+  if (path == NULL)
+    return TRUE;
+  return add_chain_keys (volume->helper, path, rechain_rebase_job_get_backing_format (job), flags,
+                         confine, keyring, FALSE, cancellable, error);
+}
+
 static gboolean
 check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseFlags flags,
               GPtrArray *warnings, GCancellable *cancellable, GError **error)
@@ -424,19 +620,21 @@ check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseF
   /* The chains stay in the storage manager's pools, unless trusted. */
   gboolean trust_chain = FALSE;
   g_object_get (job, "trust-chain", &trust_chain, NULL);
+  g_auto (GStrv) dirs = NULL;
+  g_autofree char *name = NULL;
   if (!trust_chain)
     {
-      g_auto (GStrv) dirs = NULL;
-      g_autofree char *name = NULL;
       if (!rechain_volume_helper_storage_confinement (volume->helper, &dirs, &name, cancellable, error))
         return FALSE;
       if (dirs != NULL)
         rechain_rebase_job_set_storage_dirs (job, (const char * const *) dirs, name);
     }
-  if (flags & RECHAIN_VOLUME_REBASE_NO_CHECK)
-    return TRUE;
+  RechainChainConfinement confine = {
+    .storage_dirs = (const char * const *) dirs,
+    .storage_name = name,
+  };
   g_autoptr (GPtrArray) images = job_images (job);
-  for (guint i = 0; i < images->len; i++)
+  for (guint i = 0; !(flags & RECHAIN_VOLUME_REBASE_NO_CHECK) && i < images->len; i++)
     {
       g_auto (GStrv) w = NULL;
       if (!rechain_volume_helper_check_in_use (volume->helper, g_ptr_array_index (images, i),
@@ -446,7 +644,8 @@ check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseF
       for (char **s = w; s && *s; s++)
         g_ptr_array_add (warnings, g_strdup (*s));
     }
-  return TRUE;
+  /* Last: no secret is fetched for a rebase refused anyway. */
+  return add_job_keys (volume, job, trust_chain, &confine, cancellable, error);
 }
 
 static void
@@ -501,6 +700,16 @@ take_strv (GPtrArray *array)
  * a backing file outside them is refused, before anything is written,
  * with %RECHAIN_ERROR_NOT_PERMITTED naming the volume and the path. This
  * holds with %RECHAIN_VOLUME_REBASE_NO_CHECK too.
+ *
+ * For a safe rebase, when the job has a keyring (#RechainRebaseJob:keyring;
+ * the jobs of rechain_volume_new_rebase_job() have one), the storage
+ * manager's keys of the LUKS-encrypted images the job reads or writes (its
+ * image and linked images with their chains, and the new backing chain)
+ * are added to it, after the in-use check and before anything is written,
+ * for each image the keyring has no passphrase for (its own or a default:
+ * keys the caller gave win). A key the storage manager should give but
+ * cannot fails the rebase (see rechain_volume_helper_add_keys()). An
+ * unsafe rebase needs no key: none is asked for.
  *
  * Returns: %TRUE on success
  */

@@ -217,8 +217,10 @@ tool_source_open (ToolSource *source, const char *arg, const char *format,
   if (!volume)
     return NULL;
   /* The chain stays in the pools' directories (unless --trust-chain),
-   * and under --backing-root as well. */
-  return rechain_volume_open_image (volume, format, flags, source->backing_root, NULL, error);
+   * and under --backing-root as well. libvirt's keys of the encrypted
+   * volumes join the keys given here, which take precedence. */
+  return rechain_volume_open_image_with_keyring (volume, format, flags, source->backing_root,
+                                                 tool_keys_get_keyring (keys), NULL, error);
 }
 
 void
