@@ -60,6 +60,8 @@ typedef struct {
   /* LUKS: its data is encrypted on the way in, so nothing is copied into
    * it as it is (no clone, no in-kernel copy) */
   gboolean encrypted;
+  /* libvirt's leases on it (rebase-lease.c), held until it is freed */
+  RechainLease *lease;
 } Overlay;
 
 typedef struct {

@@ -91,6 +91,8 @@ overlay_free (Overlay *o)
 {
   g_clear_pointer (&o->writer, rechain_qcow2_writer_free);
   g_clear_pointer (&o->chain, rechain_chain_free);
+  /* after the close: the image is switched and flushed by now */
+  g_clear_pointer (&o->lease, rechain_lease_release);
   g_clear_pointer (&o->unallocated, g_array_unref);
   g_free (o);
 }
@@ -756,8 +758,10 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
     {
       Overlay *o = g_ptr_array_index (rb.overlays, k);
       GError *local = NULL;
-      /* one overlay that cannot be written does not stop the others */
-      if (!open_output (&rb, o, &local))
+      /* one overlay that cannot be written (or that libvirt's lock
+       * manager leases to a domain) does not stop the others */
+      if (!rechain_rebase_take_lease (options, o->top, &o->lease, &local) ||
+          !open_output (&rb, o, &local))
         overlay_fail (o, local);
     }
 

@@ -59,6 +59,8 @@ rechain_rebase_check_target (const char *backing_file, const char *backing_forma
 gboolean
 rechain_rebase_unsafe (const RechainRebaseOptions *options, GError **error)
 {
+  /* declared first, so released after the chain is closed */
+  g_autoptr(RechainLease) lease = NULL;
   g_autoptr(RechainChain) chain = NULL;
   gboolean has_backing = options->backing_file && *options->backing_file;
 
@@ -77,7 +79,8 @@ rechain_rebase_unsafe (const RechainRebaseOptions *options, GError **error)
                                    RECHAIN_CHAIN_OPEN_WRITE | RECHAIN_CHAIN_OPEN_NO_BACKING |
                                      rechain_rebase_chain_flags (options),
                                    options->cache, options->cache, &options->confine, error);
-  if (!chain)
+  if (!chain ||
+      !rechain_rebase_take_lease (options, rechain_chain_get_top (chain), &lease, error))
     return FALSE;
 
   return rechain_layer_write_backing (rechain_chain_get_top (chain),

@@ -6,6 +6,7 @@
 
 #include <gio/gio.h>
 #include "chain/chain.h"
+#include "io/lease.h"
 
 G_BEGIN_DECLS
 
@@ -27,6 +28,12 @@ typedef struct {
    * none, and the safe engine refuses encrypted layers until it can
    * unlock them with these (rechain_layer_lookup_key) */
   const RechainKeyLookup *keys;
+  /* libvirt's lock manager (io/lease.h): every image written is leased
+   * from before its first write until it is closed, unless no_leases;
+   * lockspace_dir is virtlockd's file_lockspace_dir (NULL: direct leases
+   * only). A dry run checks the leases and takes none. */
+  gboolean no_leases;
+  const char *lockspace_dir;
 } RechainRebaseOptions;
 
 /* What a safe rebase did (or, for a dry run, would do) to one overlay. A
@@ -102,6 +109,14 @@ rechain_rebase_chain_flags (const RechainRebaseOptions *options)
   return (options->force_share ? RECHAIN_CHAIN_OPEN_FORCE_SHARE : 0) |
          (options->trust_chain ? RECHAIN_CHAIN_OPEN_TRUST_NAMES : 0);
 }
+
+/* Takes the leases of @layer, an image about to be written (rebase-lease.c):
+ * *@lease is NULL when leases are off. FALSE with RECHAIN_ERROR_IN_USE
+ * when someone holds one. */
+gboolean rechain_rebase_take_lease (const RechainRebaseOptions *options,
+                                    RechainLayer *layer,
+                                    RechainLease **lease,
+                                    GError **error);
 
 /* Unsafe rebase (qemu-img rebase -u): rewrites the backing name and format
  * in the header and nothing else. The new backing file is not opened and

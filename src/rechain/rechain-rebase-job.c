@@ -53,6 +53,8 @@ struct _RechainRebaseJob {
   char *backing_root;
   gboolean trust_chain;
   RechainKeyring *keyring;
+  gboolean leases;
+  char *lockspace_dir;
   char **storage_dirs;  /* set by a volume helper: its pools' directories */
   char *storage_name;   /* whose they are, for messages */
   char **linked_images;
@@ -75,6 +77,8 @@ enum {
   PROP_BACKING_ROOT,
   PROP_TRUST_CHAIN,
   PROP_KEYRING,
+  PROP_LEASES,
+  PROP_LOCKSPACE_DIR,
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -90,6 +94,7 @@ rechain_rebase_job_finalize (GObject *object)
   g_free (self->backing_file);
   g_free (self->backing_format);
   g_free (self->backing_root);
+  g_free (self->lockspace_dir);
   g_clear_object (&self->keyring);
   g_strfreev (self->storage_dirs);
   g_free (self->storage_name);
@@ -148,6 +153,12 @@ rechain_rebase_job_set_property (GObject *object, guint prop_id, const GValue *v
     case PROP_KEYRING:
       g_set_object (&self->keyring, g_value_get_object (value));
       break;
+    case PROP_LEASES:
+      self->leases = g_value_get_boolean (value);
+      break;
+    case PROP_LOCKSPACE_DIR:
+      self->lockspace_dir = g_value_dup_string (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -202,6 +213,12 @@ rechain_rebase_job_get_property (GObject *object, guint prop_id, GValue *value, 
     case PROP_KEYRING:
       g_value_set_object (value, self->keyring);
       break;
+    case PROP_LEASES:
+      g_value_set_boolean (value, self->leases);
+      break;
+    case PROP_LOCKSPACE_DIR:
+      g_value_set_string (value, self->lockspace_dir);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -243,6 +260,8 @@ run_rebase (RechainRebaseJob *self, gboolean dry_run, GCancellable *cancellable,
   options.copy_mode = self->copy_mode;
   options.confine.backing_root = self->backing_root;
   options.trust_chain = self->trust_chain;
+  options.no_leases = !self->leases;
+  options.lockspace_dir = self->lockspace_dir;
   rechain_keyring_init_lookup (self->keyring, &keys);
   options.keys = &keys;
   if (!self->trust_chain)
@@ -414,6 +433,33 @@ rechain_rebase_job_class_init (RechainRebaseJobClass *klass)
    * Since: 0.2
    */
   props[PROP_KEYRING] = g_param_spec_object ("keyring", NULL, NULL, RECHAIN_TYPE_KEYRING, flags);
+  /**
+   * RechainRebaseJob:leases:
+   *
+   * Take the leases of libvirt's lock manager, virtlockd
+   * (`lock_manager = "lockd"` in qemu.conf), on every image written, from
+   * before its first write until it is switched and closed, so that a
+   * domain using it cannot start meanwhile, on this host or on any other
+   * host sharing the storage. Always the direct lease (a lock on byte 0 of
+   * the image file), and the indirect one when
+   * #RechainRebaseJob:lockspace-dir is set. An image whose lease is held
+   * (by a running domain) fails with %RECHAIN_ERROR_IN_USE, alone: linked
+   * images go on. A dry run checks the leases and takes none. %FALSE
+   * turns leases off, for storage no libvirt host uses.
+   *
+   * Since: 0.2
+   */
+  props[PROP_LEASES] = g_param_spec_boolean ("leases", NULL, NULL, TRUE, flags);
+  /**
+   * RechainRebaseJob:lockspace-dir:
+   *
+   * virtlockd's directory of indirect leases (`file_lockspace_dir` of
+   * qemu-lockd.conf), as rechain_read_libvirt_lock_config() finds it for
+   * the local daemon; it must exist. %NULL: direct leases only.
+   *
+   * Since: 0.2
+   */
+  props[PROP_LOCKSPACE_DIR] = g_param_spec_string ("lockspace-dir", NULL, NULL, NULL, flags);
   g_object_class_install_properties (object_class, N_PROPS, props);
 }
 

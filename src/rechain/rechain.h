@@ -22,5 +22,6 @@
 #include <rechain/rechain-rebase-job.h>
 #include <rechain/rechain-util.h>
 #include <rechain/rechain-volume-helper.h>
+#include <rechain/rechain-lease.h>
 
 #undef __RECHAIN_H_INSIDE__

@@ -148,7 +148,8 @@ typedef struct {
   char *connect_uri;
   char *pool;
   char *backing_name;
-  gboolean quiet, unsafe, compress, force_share, dry_run, strict, trust_chain;
+  char *lockspace;
+  gboolean quiet, unsafe, compress, force_share, dry_run, strict, trust_chain, no_leases;
   RechainCopyMode copy_mode;
   RechainCacheMode cache_mode, source_cache_mode;
   ToolOutputFormat out_format;
@@ -172,6 +173,7 @@ rebase_args_clear (RebaseArgs *args)
   g_free (args->connect_uri);
   g_free (args->pool);
   g_free (args->backing_name);
+  g_free (args->lockspace);
   g_clear_pointer (&args->progress, tool_progress_free);
   g_strfreev (args->images);
   tool_key_options_clear (&args->key_options);
@@ -203,6 +205,8 @@ parse_args (int argc, char **argv, RebaseArgs *args)
     { "pool", 0, 0, G_OPTION_ARG_STRING, &args->pool, N_("libvirt storage pool of the volumes"), N_("POOL") },
     { "backing-name", 0, 0, G_OPTION_ARG_STRING, &args->backing_name, N_("Backing name to write instead of the one libvirt would (with --pool)"), N_("NAME") },
     { "strict", 0, 0, G_OPTION_ARG_NONE, &args->strict, N_("Refuse volumes that inactive domains use (with --pool), instead of warning"), NULL },
+    { "lockspace", 0, 0, G_OPTION_ARG_FILENAME, &args->lockspace, N_("virtlockd's directory of indirect leases (file_lockspace_dir; default: from libvirt's qemu-lockd.conf)"), N_("DIR") },
+    { "no-leases", 0, 0, G_OPTION_ARG_NONE, &args->no_leases, N_("Take no leases of libvirt's lock manager (virtlockd) on the images written"), NULL },
     { NULL }
   };
   g_autoptr(GOptionContext) context = g_option_context_new (N_("IMAGE [IMAGE…]"));
@@ -253,6 +257,8 @@ parse_args (int argc, char **argv, RebaseArgs *args)
     return tool_usage_error (context, _("--image-opts and --pool exclude each other"));
   if ((args->backing_name || args->strict) && !args->pool)
     return tool_usage_error (context, _("--backing-name and --strict apply to pool volumes (--connect, --pool)"));
+  if (args->lockspace && args->no_leases)
+    return tool_usage_error (context, _("--lockspace and --no-leases exclude each other"));
   if (args->unsafe)
     {
       if (args->compress)
@@ -264,6 +270,30 @@ parse_args (int argc, char **argv, RebaseArgs *args)
     }
   args->images = g_strdupv (argv + 1);
   return -1;
+}
+
+/* The leases to take: none with --no-leases; else the direct ones, and
+ * the indirect ones in --lockspace or, without it, in the lockspace of
+ * the local libvirt daemon when it uses virtlockd. */
+static gboolean
+resolve_lockspace (RebaseArgs *args, GError **error)
+{
+  g_autofree char *manager = NULL;
+
+  if (args->no_leases || args->lockspace)
+    return TRUE;
+  if (!rechain_read_libvirt_lock_config (NULL, &manager, &args->lockspace, error))
+    return FALSE;
+  if (g_strcmp0 (manager, "sanlock") == 0)
+    {
+      const char *warning[] = {
+        _("libvirt uses sanlock here, and rechain takes no sanlock leases: make sure that no "
+          "domain on any host uses the images (see README, \"libvirt's lock manager\")"),
+        NULL
+      };
+      tool_print_warnings (warning);
+    }
+  return TRUE;
 }
 
 /* With --pool, turns the volume names of @args (IMAGEs and -b) into
@@ -394,7 +424,7 @@ cmd_rebase (int argc, char **argv)
 
   if (status >= 0)
     return status;
-  if (!resolve_images (&args, &volume, paths, &error))
+  if (!resolve_images (&args, &volume, paths, &error) || !resolve_lockspace (&args, &error))
     return tool_fail (error);
   g_ptr_array_add (paths, NULL);
   job = g_object_new (RECHAIN_TYPE_REBASE_JOB,
@@ -413,6 +443,8 @@ cmd_rebase (int argc, char **argv)
                       "force-share", args.force_share,
                       "dry-run", args.dry_run,
                       "keyring", tool_keys_get_keyring (args.keys),
+                      "leases", !args.no_leases,
+                      "lockspace-dir", args.lockspace,
                       NULL);
   ok = run_job (job, volume, &args, &error);
   if (rechain_rebase_job_get_stats (job))

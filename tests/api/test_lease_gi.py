@@ -1,0 +1,107 @@
+#!/usr/bin/python3
+"""libvirt's lock manager from Python through GObject introspection:
+Rechain.read_libvirt_lock_config reads qemu.conf and qemu-lockd.conf as
+libvirt writes them, and a RebaseJob with its lockspace-dir refuses an image
+whose indirect lease another process holds (Rechain.Error.IN_USE, the image
+unchanged), moves it once the lease is free, and with leases=False ignores
+the lease."""
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import gi
+gi.require_version('Rechain', '1.0')
+from gi.repository import GLib, Rechain  # noqa: E402
+
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
+
+
+def sh(argv, cwd):
+    r = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, env=CHILD_ENV)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr)
+    return r
+
+
+class LeaseGiTest(unittest.TestCase):
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix='rechain-lease-gi-')
+        self.space = os.path.join(self.dir, 'lockspace')
+        os.mkdir(self.space)
+        sh(['qemu-img', 'create', '-q', '-f', 'qcow2', 'base.qcow2', '1M'], self.dir)
+        sh(['qemu-img', 'create', '-q', '-f', 'qcow2', 'new.qcow2', '1M'], self.dir)
+        sh(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2',
+            'vm.qcow2'], self.dir)
+        self.image = os.path.join(self.dir, 'vm.qcow2')
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def write(self, name, text):
+        with open(os.path.join(self.dir, name), 'w') as f:
+            f.write(text)
+
+    def test_read_config(self):
+        ok, manager, space = Rechain.read_libvirt_lock_config(self.dir)
+        self.assertEqual((ok, manager, space), (True, None, None))
+        self.write('qemu.conf', 'lock_manager = "lockd"\n')
+        self.assertEqual(Rechain.read_libvirt_lock_config(self.dir), (True, 'lockd', None))
+        self.write('qemu-lockd.conf', '# file_lockspace_dir = "/old"\n'
+                   'file_lockspace_dir = "%s"  # shared\n' % self.space)
+        self.assertEqual(Rechain.read_libvirt_lock_config(self.dir), (True, 'lockd', self.space))
+        self.write('qemu.conf', "lock_manager = 'sanlock'\n")
+        self.assertEqual(Rechain.read_libvirt_lock_config(self.dir), (True, 'sanlock', None))
+        os.chmod(os.path.join(self.dir, 'qemu.conf'), 0)
+        if os.geteuid() != 0:
+            with self.assertRaises(GLib.Error) as cm:
+                Rechain.read_libvirt_lock_config(self.dir)
+            self.assertTrue(cm.exception.matches(Rechain.error_quark(), Rechain.Error.IO))
+
+    def test_job_leases(self):
+        job = Rechain.RebaseJob(image=self.image, backing_file='new.qcow2', backing_format='qcow2')
+        self.assertTrue(job.props.leases)
+        self.assertIsNone(job.props.lockspace_dir)
+        lease = os.path.join(self.space, hashlib.sha256(self.image.encode()).hexdigest())
+        with open(self.image, 'rb') as f:
+            before = f.read()
+        holder = subprocess.Popen(
+            [sys.executable, '-c',
+             'import fcntl, os, sys\n'
+             'fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n'
+             'fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)\n'
+             'print("held", flush=True)\n'
+             'sys.stdin.read()\n', lease],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=CHILD_ENV)
+        try:
+            self.assertEqual(holder.stdout.readline(), b'held\n')
+            job = Rechain.RebaseJob(image=self.image, backing_file='new.qcow2',
+                                    backing_format='qcow2', lockspace_dir=self.space)
+            with self.assertRaises(GLib.Error) as cm:
+                job.run_sync(None)
+            self.assertTrue(cm.exception.matches(Rechain.error_quark(), Rechain.Error.IN_USE))
+            self.assertIn("leased by libvirt's lock manager", cm.exception.message)
+            with open(self.image, 'rb') as f:
+                self.assertEqual(f.read(), before)
+            job = Rechain.RebaseJob(image=self.image, backing_file='new.qcow2',
+                                    backing_format='qcow2', lockspace_dir=self.space,
+                                    leases=False)
+            job.run_sync(None)
+        finally:
+            holder.stdin.close()
+            holder.wait()
+        info = sh(['qemu-img', 'info', '-U', '--output=json', self.image], self.dir).stdout
+        self.assertIn('"backing-filename": "new.qcow2"', info)
+
+
+if __name__ == '__main__':
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tool'))
+    from rechaintest import run_tap
+    run_tap()
