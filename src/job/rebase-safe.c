@@ -21,7 +21,12 @@
  *      flags where the old view is zero, data otherwise;
  *   4. commit each overlay's writes durably, then rewrite its header.
  * The comparison of the two chains is done once, whatever the number of
- * overlays (linked clones of one base).
+ * overlays (linked clones of one base). Their common backing files are
+ * opened once (rechain_chain_open_shared()). Many overlays are rebased in
+ * batches, each a full pass of steps 1-4 over a part of them, so that
+ * file descriptors and memory stay bounded at a thousand clones; a batch
+ * compares only what no batch before it compared and reuses the
+ * differences those found (see "batches" below).
  *
  * This file holds the orchestration: opening the overlays and chains, the
  * checks before writing, step 1 and the windows, the commits and the header
@@ -664,6 +669,8 @@ open_overlays (Rebase *rb, guint start, guint *next, GError **error)
               return FALSE;
             }
           image_report (rb, k)->error = local;
+          /* its part of the progress is over */
+          rb->done += rb->planned[k];
           continue;
         }
       g_ptr_array_add (rb->overlays, o);
