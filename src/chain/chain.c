@@ -10,10 +10,14 @@
 #include <sys/stat.h>
 
 #include "chain/chain.h"
+#include "chain/trust.h"
 #include "rechain/rechain-i18n-private.h"
 
 struct _RechainChain {
   GPtrArray *layers;   /* of RechainLayer*, top first */
+  /* layers[0..n_owned) are this chain's own; the others are borrowed from
+   * a chain given to rechain_chain_open_shared(), which outlives it */
+  guint n_owned;
   GPtrArray *warnings; /* of char*, NULL-terminated */
 };
 
@@ -22,6 +26,8 @@ rechain_chain_free (RechainChain *chain)
 {
   if (!chain)
     return;
+  for (guint i = 0; i < chain->layers->len && i < chain->n_owned; i++)
+    rechain_layer_free (g_ptr_array_index (chain->layers, i));
   g_ptr_array_unref (chain->layers);
   g_ptr_array_unref (chain->warnings);
   g_free (chain);
@@ -120,21 +126,104 @@ check_confinement (const RechainChainConfinement *confine, const char *backing_p
   return TRUE;
 }
 
-RechainChain *
-rechain_chain_open_full (const char *path,
-                         const char *format,
-                         RechainChainOpenFlags flags,
-                         RechainCacheMode cache,
-                         RechainCacheMode backing_cache,
-                         const RechainChainConfinement *confine,
-                         GError **error)
+/* The layer of @shared (chains opened with the same flags) that is the
+ * file @backing_path as the header names it (@backing_format, NULL:
+ * probed), or NULL. */
+static gboolean
+find_shared (RechainChain * const *shared, guint n_shared, const char *backing_path,
+             const char *backing_format, RechainChain **chain_out, guint *index_out)
+{
+  struct stat st;
+
+  if (n_shared == 0 || stat (backing_path, &st) != 0)
+    return FALSE;
+  for (guint c = 0; c < n_shared; c++)
+    for (guint i = 0; shared[c] && i < shared[c]->layers->len; i++)
+      {
+        RechainLayer *l = g_ptr_array_index (shared[c]->layers, i);
+        RechainFormat want;
+
+        if (!rechain_layer_same_file (l, st.st_dev, st.st_ino))
+          continue;
+        if (backing_format ? !rechain_format_from_string (backing_format, &want, NULL)
+                           : !rechain_format_probe (rechain_layer_get_file (l), &want, NULL))
+          return FALSE;
+        if (want != rechain_layer_get_format (l))
+          return FALSE;
+        *chain_out = shared[c];
+        *index_out = i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+/* Appends layers @first.. of @from to @chain, borrowed, after the checks
+ * an open of them would make for this chain: the owner of the image that
+ * names the first one (checked on the file already open: the same inode),
+ * no loop through the chain's own layers, the depth limit. */
+static gboolean
+borrow_tail (RechainChain *chain, const char *path, RechainChain *from, guint first,
+             const RechainNameOrigin *origin, const char *backing_path, GError **error)
+{
+  RechainLayer *head = g_ptr_array_index (from->layers, first);
+
+  if (origin->owner &&
+      !rechain_owner_check_file (origin->owner, rechain_file_get_fd (rechain_layer_get_file (head)),
+                                 RECHAIN_TRUST_READ, origin->named_by, origin->field,
+                                 backing_path, error))
+    return FALSE;
+  if (chain->layers->len + from->layers->len - first > RECHAIN_CHAIN_MAX_DEPTH)
+    {
+      g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                   _("%s: the backing chain is deeper than %u images"),
+                   path, RECHAIN_CHAIN_MAX_DEPTH);
+      return FALSE;
+    }
+  for (guint i = first; i < from->layers->len; i++)
+    {
+      RechainLayer *l = g_ptr_array_index (from->layers, i);
+
+      for (guint j = 0; j < chain->layers->len; j++)
+        {
+          RechainLayer *own = g_ptr_array_index (chain->layers, j);
+          struct stat st;
+
+          if (fstat (rechain_file_get_fd (rechain_layer_get_file (l)), &st) == 0 &&
+              rechain_layer_same_file (own, st.st_dev, st.st_ino))
+            {
+              g_set_error (error, RECHAIN_ERROR, RECHAIN_ERROR_INVALID_IMAGE,
+                           _("%s: the backing chain loops: backing file '%s' is '%s' again"),
+                           rechain_layer_get_path (g_ptr_array_index (chain->layers,
+                                                                      chain->layers->len - 1)),
+                           rechain_layer_get_path (l), rechain_layer_get_path (own));
+              return FALSE;
+            }
+        }
+    }
+  chain->n_owned = chain->layers->len;
+  for (guint i = first; i < from->layers->len; i++)
+    g_ptr_array_add (chain->layers, g_ptr_array_index (from->layers, i));
+  return TRUE;
+}
+
+static RechainChain *
+open_chain (const char *path,
+            const char *format,
+            RechainChainOpenFlags flags,
+            RechainCacheMode cache,
+            RechainCacheMode backing_cache,
+            const RechainChainConfinement *confine,
+            RechainChain * const *shared,
+            guint n_shared,
+            GError **error)
 {
   g_autoptr(RechainChain) chain = g_new0 (RechainChain, 1);
   RechainLayerOpenFlags layer_flags = 0;
   RechainLayerOpenFlags top_flags;
   RechainLayer *layer;
 
-  chain->layers = g_ptr_array_new_with_free_func ((GDestroyNotify) rechain_layer_free);
+  chain->layers = g_ptr_array_new ();
+  chain->n_owned = G_MAXUINT; /* set to the depth on success */
   chain->warnings = g_ptr_array_new_with_free_func (g_free);
   g_ptr_array_add (chain->warnings, NULL);
   if (confine && confine->backing_root &&
@@ -193,6 +282,28 @@ rechain_chain_open_full (const char *path,
        * the same, but say so, since a probed raw file whose content starts
        * like a qcow2 header would be misread, and the fix is one command. */
       origin = (RechainNameOrigin) { rechain_layer_get_owner (layer), named_by, field };
+      {
+        RechainChain *from;
+        guint first;
+
+        if (find_shared (shared, n_shared, backing_path, backing_format, &from, &first))
+          {
+            if (!borrow_tail (chain, path, from, first, &origin, backing_path, error))
+              return NULL;
+            if (!backing_format)
+              add_warning (chain,
+                           g_strdup_printf (_("%s: the backing file '%s' has no recorded format; "
+                                              "probed as %s (record it with: rechain rebase -u -b '%s' -F %s '%s')"),
+                                            named_by, name,
+                                            rechain_format_to_string (rechain_layer_get_format (
+                                              g_ptr_array_index (from->layers, first))),
+                                            name,
+                                            rechain_format_to_string (rechain_layer_get_format (
+                                              g_ptr_array_index (from->layers, first))),
+                                            named_by));
+            return g_steal_pointer (&chain);
+          }
+      }
       backing = rechain_layer_open (backing_path, backing_format, layer_flags,
                                     backing_cache, &origin, error);
       if (!backing)
@@ -214,7 +325,65 @@ rechain_chain_open_full (const char *path,
       layer = backing;
     }
 
+  chain->n_owned = chain->layers->len;
   return g_steal_pointer (&chain);
+}
+
+RechainChain *
+rechain_chain_open_full (const char *path,
+                         const char *format,
+                         RechainChainOpenFlags flags,
+                         RechainCacheMode cache,
+                         RechainCacheMode backing_cache,
+                         const RechainChainConfinement *confine,
+                         GError **error)
+{
+  return open_chain (path, format, flags, cache, backing_cache, confine, NULL, 0, error);
+}
+
+RechainChain *
+rechain_chain_open_shared (const char *path,
+                           const char *format,
+                           RechainChainOpenFlags flags,
+                           RechainCacheMode cache,
+                           RechainCacheMode backing_cache,
+                           const RechainChainConfinement *confine,
+                           RechainChain * const *shared,
+                           guint n_shared,
+                           GError **error)
+{
+  return open_chain (path, format, flags, cache, backing_cache, confine, shared, n_shared, error);
+}
+
+RechainChain *
+rechain_chain_detach_backing (RechainChain *chain, guint first)
+{
+  RechainChain *tail;
+
+  if (first >= chain->layers->len || first >= chain->n_owned)
+    return NULL;
+  tail = g_new0 (RechainChain, 1);
+  tail->layers = g_ptr_array_new ();
+  tail->warnings = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (tail->warnings, NULL);
+  for (guint i = first; i < chain->layers->len; i++)
+    g_ptr_array_add (tail->layers, g_ptr_array_index (chain->layers, i));
+  tail->n_owned = chain->n_owned - first;
+  chain->n_owned = first;
+  return tail;
+}
+
+guint
+rechain_chain_count_own_files (RechainChain *chain)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < chain->layers->len && i < chain->n_owned; i++)
+    {
+      RechainLayer *l = g_ptr_array_index (chain->layers, i);
+      n += 1 + (rechain_layer_get_data_file (l) != rechain_layer_get_file (l));
+    }
+  return n;
 }
 
 /* Maps [offset, offset + length) as seen through layers index..end,

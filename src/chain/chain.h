@@ -69,6 +69,27 @@ RechainChain *rechain_chain_open_full (const char *path,
                                        RechainCacheMode backing_cache,
                                        const RechainChainConfinement *confine,
                                        GError **error);
+/* Like rechain_chain_open_full(), but a backing file that is a layer of
+ * one of @shared (same file, same format; chains opened with the same
+ * @flags and @backing_cache) is not opened again: that layer and those
+ * below it are borrowed, after the checks an open would make (the owner of
+ * the image naming it, loops, depth). Linked clones so open their common
+ * backing files once. Every chain of @shared must outlive the result. */
+RechainChain *rechain_chain_open_shared (const char *path,
+                                         const char *format,
+                                         RechainChainOpenFlags flags,
+                                         RechainCacheMode cache,
+                                         RechainCacheMode backing_cache,
+                                         const RechainChainConfinement *confine,
+                                         RechainChain * const *shared,
+                                         guint n_shared,
+                                         GError **error);
+/* Moves the ownership of @chain's own layers @first.. to a new chain of
+ * those layers (returned), which must then outlive @chain; @chain keeps
+ * them, borrowed. NULL when @chain owns no layer from @first on. */
+RechainChain *rechain_chain_detach_backing (RechainChain *chain, guint first);
+/* The file descriptors @chain's own layers hold (images and data files). */
+guint rechain_chain_count_own_files (RechainChain *chain);
 void rechain_chain_free (RechainChain *chain);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainChain, rechain_chain_free)
 

@@ -62,6 +62,8 @@ typedef struct {
   gboolean encrypted;
   /* libvirt's leases on it (rebase-lease.c), held until it is freed */
   RechainLease *lease;
+  guint index;              /* in options->images and report->images */
+  guint64 credited;         /* progress bytes counted for it (batched) */
 } Overlay;
 
 typedef struct {
@@ -82,6 +84,19 @@ typedef struct {
   /* the new view of the current window, when it was mapped ahead (the
    * old one is then in old_map, over the whole window) */
   GArray *new_map;          /* of RechainExtent, or NULL */
+
+  /* Many overlays are rebased in batches (rebase-safe.c, "Batches"):
+   * what persists from one batch to the next. */
+  gboolean batched;
+  GPtrArray *tails;         /* of RechainChain*: backing files opened once, shared */
+  GPtrArray *old_layers;    /* of RechainLayer* (in tails): the old chain compared */
+  char *old_from;           /* the image whose backing chain that was */
+  GArray *compared;         /* of Range, sorted: guest ranges compared so far */
+  GArray *known_diffs;      /* of Diff, sorted: what they found */
+  guint64 *planned;         /* per image: progress bytes planned (batched) */
+  guint batch_start;        /* index of the first image of the current batch */
+  gboolean stamped;         /* the old chain's files are in stamps */
+  gboolean finishing_switch; /* finish_overlays(): switch the headers */
 } Rebase;
 
 /* rebase-compare.c: the planner */
