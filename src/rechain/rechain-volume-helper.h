@@ -87,6 +87,10 @@ typedef struct _RechainVolume RechainVolume;
  *   backing chains of its volumes are confined; %NULL with no error: no
  *   confinement. An empty array confines chains to nowhere: every backing
  *   file is refused. Since: 0.2
+ * @list_volumes: optional: the volumes of @pool (refreshed first, so
+ *   files made behind the storage manager's back are listed), each with
+ *   its path and format; %G_IO_ERROR_NOT_FOUND for an unknown or inactive
+ *   pool. Since: 0.2
  *
  * The interface of volume helpers. Implementations are found through the
  * %RECHAIN_VOLUME_HELPER_EXTENSION_POINT_NAME extension point. Instances
@@ -115,8 +119,13 @@ struct _RechainVolumeHelperInterface {
                               GCancellable *cancellable,
                               GError **error);
 
+  GPtrArray *(*list_volumes) (RechainVolumeHelper *helper,
+                              const char *pool,
+                              GCancellable *cancellable,
+                              GError **error);
+
   /*< private >*/
-  gpointer padding[7];
+  gpointer padding[6];
 };
 
 RECHAIN_AVAILABLE_IN_ALL char **rechain_volume_helper_list (void);
@@ -149,6 +158,10 @@ RECHAIN_AVAILABLE_IN_ALL gboolean rechain_volume_helper_changed (RechainVolumeHe
 RECHAIN_AVAILABLE_IN_0_2 char **rechain_volume_helper_get_storage_dirs (RechainVolumeHelper *helper,
                                                               GCancellable *cancellable,
                                                               GError **error);
+RECHAIN_AVAILABLE_IN_0_2 GPtrArray *rechain_volume_helper_list_volumes (RechainVolumeHelper *helper,
+                                                                const char *pool,
+                                                                GCancellable *cancellable,
+                                                                GError **error);
 
 /* ---- RechainVolume ---- */
 

@@ -21,5 +21,7 @@
 #include <rechain/rechain-rebase-job.h>
 #include <rechain/rechain-util.h>
 #include <rechain/rechain-volume-helper.h>
+#include <rechain/rechain-fleet-result.h>
+#include <rechain/rechain-fleet.h>
 
 #undef __RECHAIN_H_INSIDE__
