@@ -730,6 +730,26 @@ refresh_everywhere (RechainFleet *fleet, GPtrArray *results, GPtrArray *warnings
     }
 }
 
+/* Whether the job may open @v: a QEMU that no host told about (on a host
+ * not given, or not reachable) holds its lock, so the job would fail as a
+ * whole on it; such a volume is skipped, an unreadable one fails on its
+ * own, before the pass starts. */
+static gboolean
+probe (RechainVolume *v, RechainFleetResult *res, GCancellable *cancellable)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RechainImage) image = rechain_image_open (rechain_volume_get_path (v),
+                                                       rechain_volume_get_format (v),
+                                                       RECHAIN_IMAGE_OPEN_NO_BACKING, cancellable,
+                                                       &error);
+  if (image != NULL)
+    return TRUE;
+  rechain_fleet_result_set (res, g_error_matches (error, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE)
+                                 ? RECHAIN_FLEET_STATUS_SKIPPED : RECHAIN_FLEET_STATUS_FAILED,
+                            error->message, NULL, NULL, NULL);
+  return FALSE;
+}
+
 static void
 rebase_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
@@ -766,6 +786,8 @@ rebase_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
         }
       if (b.reason != NULL)
         rechain_fleet_result_set (res, RECHAIN_FLEET_STATUS_SKIPPED, b.reason, b.host, b.uri, b.domain);
+      else if (skip && !probe (v, res, cancellable))
+        ;
       else
         {
           g_ptr_array_add (paths, (gpointer) rechain_volume_get_path (v));
