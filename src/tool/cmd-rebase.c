@@ -442,11 +442,11 @@ print_volume_results (GPtrArray *results)
       switch (rechain_fleet_result_get_status (r))
         {
         case RECHAIN_FLEET_STATUS_MOVED:
-          printf (_("%s: moved, %" G_GINT64_FORMAT " bytes copied\n"), name, MAX (bytes, 0));
+          printf (_("%s: moved, %" PRId64 " bytes copied\n"), name, (int64_t) MAX (bytes, 0));
           break;
         case RECHAIN_FLEET_STATUS_WOULD_MOVE:
-          printf (_("%s: would move, %" G_GINT64_FORMAT " bytes to copy (at most)\n"), name,
-                  MAX (bytes, 0));
+          printf (_("%s: would move, %" PRId64 " bytes to copy (at most)\n"), name,
+                  (int64_t) MAX (bytes, 0));
           break;
         case RECHAIN_FLEET_STATUS_SKIPPED:
           printf (_("%s: skipped: %s\n"), name, rechain_fleet_result_get_reason (r));
