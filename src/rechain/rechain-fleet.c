@@ -84,10 +84,29 @@ rechain_fleet_finalize (GObject *object)
   G_OBJECT_CLASS (rechain_fleet_parent_class)->finalize (object);
 }
 
+static guint rebase_started_signal;
+
 static void
 rechain_fleet_class_init (RechainFleetClass *klass)
 {
   G_OBJECT_CLASS (klass)->finalize = rechain_fleet_finalize;
+
+  /**
+   * RechainFleet::rebase-started:
+   * @fleet: the fleet
+   * @job: the job that moves the volumes not skipped, about to run
+   *
+   * Emitted by rechain_fleet_rebase_async(), in the thread-default main
+   * context of its caller, once every host was asked and before the job
+   * writes anything: connect to the job's #RechainBlockJob:progress here
+   * (its notifications come in that context too). Not emitted when no
+   * volume is left to move.
+   *
+   * Since: 0.2
+   */
+  rebase_started_signal = g_signal_new ("rebase-started", G_TYPE_FROM_CLASS (klass),
+                                        G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 1,
+                                        RECHAIN_TYPE_REBASE_JOB);
 }
 
 static void
@@ -625,7 +644,11 @@ typedef struct {
   GPtrArray *volumes;   /* of RechainVolume */
   RechainRebaseJob *options;
   RechainFleetRebaseFlags flags;
-  RechainRebaseJob *job; /* the one that ran, if any */
+  int io_priority;
+  gboolean dry_run;
+  RechainRebaseJob *job; /* the one that runs, if any */
+  GPtrArray *results;   /* of RechainFleetResult, one per volume */
+  GPtrArray *movable;   /* the results of the volumes in the job */
   GPtrArray *warnings;
 } FleetRebase;
 
@@ -636,6 +659,8 @@ fleet_rebase_free (gpointer p)
   g_ptr_array_unref (d->volumes);
   g_clear_object (&d->options);
   g_clear_object (&d->job);
+  g_clear_pointer (&d->results, g_ptr_array_unref);
+  g_clear_pointer (&d->movable, g_ptr_array_unref);
   g_ptr_array_unref (d->warnings);
   g_free (d);
 }
@@ -750,27 +775,24 @@ probe (RechainVolume *v, RechainFleetResult *res, GCancellable *cancellable)
   return FALSE;
 }
 
+/* On a worker thread: every host asked about every volume before anything
+ * is written, the held volumes probed, the job made. */
 static void
-rebase_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+check_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   RechainFleet *fleet = source;
   FleetRebase *d = task_data;
   gboolean strict = (d->flags & RECHAIN_FLEET_REBASE_STRICT) != 0;
   gboolean skip = (d->flags & RECHAIN_FLEET_REBASE_SKIP_IN_USE) != 0;
   GError *error = NULL;
-  g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func (g_object_unref);
   g_autoptr (GPtrArray) paths = g_ptr_array_new ();
-  g_autoptr (GPtrArray) movable = g_ptr_array_new (); /* of RechainFleetResult */
-  gboolean dry_run = FALSE;
-  g_object_get (d->options, "dry-run", &dry_run, NULL);
 
-  /* Every host is asked about every volume before anything is written. */
   for (guint i = 0; i < d->volumes->len; i++)
     {
       RechainVolume *v = g_ptr_array_index (d->volumes, i);
-      RechainFleetResult *res = rechain_fleet_result_new (v, dry_run ? RECHAIN_FLEET_STATUS_WOULD_MOVE
-                                                                     : RECHAIN_FLEET_STATUS_MOVED);
-      g_ptr_array_add (results, res);
+      RechainFleetResult *res = rechain_fleet_result_new (v, d->dry_run ? RECHAIN_FLEET_STATUS_WOULD_MOVE
+                                                                        : RECHAIN_FLEET_STATUS_MOVED);
+      g_ptr_array_add (d->results, res);
       Blocker b = { 0 };
       if (!find_blocker (fleet, rechain_volume_get_path (v), strict, &b, d->warnings, cancellable,
                          &error))
@@ -791,63 +813,125 @@ rebase_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
       else
         {
           g_ptr_array_add (paths, (gpointer) rechain_volume_get_path (v));
-          g_ptr_array_add (movable, res);
+          g_ptr_array_add (d->movable, res);
         }
       blocker_clear (&b);
     }
-
-  if (paths->len > 0)
+  if (paths->len == 0)
     {
-      d->job = job_for (d->options, paths);
-      gboolean trust_chain = FALSE;
-      g_object_get (d->job, "trust-chain", &trust_chain, NULL);
-      RechainVolume *first = rechain_fleet_result_get_volume (g_ptr_array_index (movable, 0));
-      if (!trust_chain)
-        {
-          g_auto (GStrv) dirs = NULL;
-          g_autofree char *name = NULL;
-          if (!rechain_volume_helper_storage_confinement (rechain_volume_get_helper (first), &dirs,
-                                                          &name, cancellable, &error))
-            {
-              g_task_return_error (task, error);
-              return;
-            }
-          if (dirs != NULL)
-            rechain_rebase_job_set_storage_dirs (d->job, (const char * const *) dirs, name);
-        }
-      /* One linked-clone pass: the templates are compared once. */
-      if (!rechain_block_job_run_sync (RECHAIN_BLOCK_JOB (d->job), cancellable, &error))
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+  d->job = job_for (d->options, paths);
+  gboolean trust_chain = FALSE;
+  g_object_get (d->job, "trust-chain", &trust_chain, NULL);
+  RechainVolume *first = rechain_fleet_result_get_volume (g_ptr_array_index (d->movable, 0));
+  if (!trust_chain)
+    {
+      g_auto (GStrv) dirs = NULL;
+      g_autofree char *name = NULL;
+      if (!rechain_volume_helper_storage_confinement (rechain_volume_get_helper (first), &dirs,
+                                                      &name, cancellable, &error))
         {
           g_task_return_error (task, error);
           return;
         }
-      RechainRebaseStats *stats = rechain_rebase_job_get_stats (d->job);
-      g_autoptr (GPtrArray) images = stats ? rechain_rebase_stats_get_images (stats) : NULL;
-      for (guint k = 0; k < movable->len; k++)
-        {
-          RechainFleetResult *res = g_ptr_array_index (movable, k);
-          const char *path = rechain_volume_get_path (rechain_fleet_result_get_volume (res));
-          for (guint j = 0; images != NULL && j < images->len; j++)
-            {
-              RechainRebaseImageStats *is = g_ptr_array_index (images, j);
-              if (!same_path (rechain_rebase_image_stats_get_image (is), path))
-                continue;
-              const GError *e = rechain_rebase_image_stats_get_error (is);
-              if (e != NULL)
-                /* in use where no host told (a lease, a lock): skipped too */
-                rechain_fleet_result_set (res,
-                                          skip && g_error_matches (e, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE)
-                                          ? RECHAIN_FLEET_STATUS_SKIPPED : RECHAIN_FLEET_STATUS_FAILED,
-                                          e->message, NULL, NULL, NULL);
-              else
-                rechain_fleet_result_set_bytes (res, rechain_rebase_image_stats_get_bytes_written (is));
-              break;
-            }
-        }
-      if (!dry_run)
-        refresh_everywhere (fleet, results, d->warnings);
+      if (dirs != NULL)
+        rechain_rebase_job_set_storage_dirs (d->job, (const char * const *) dirs, name);
     }
-  g_task_return_pointer (task, g_steal_pointer (&results), (GDestroyNotify) g_ptr_array_unref);
+  g_task_return_boolean (task, TRUE);
+}
+
+/* On a worker thread, after the pass: each volume's outcome from the
+ * job's per-image report, then the pools refreshed on every host. */
+static void
+after_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  RechainFleet *fleet = source;
+  FleetRebase *d = task_data;
+  gboolean skip = (d->flags & RECHAIN_FLEET_REBASE_SKIP_IN_USE) != 0;
+  RechainRebaseStats *stats = rechain_rebase_job_get_stats (d->job);
+  g_autoptr (GPtrArray) images = stats ? rechain_rebase_stats_get_images (stats) : NULL;
+
+  for (guint k = 0; k < d->movable->len; k++)
+    {
+      RechainFleetResult *res = g_ptr_array_index (d->movable, k);
+      const char *path = rechain_volume_get_path (rechain_fleet_result_get_volume (res));
+      for (guint j = 0; images != NULL && j < images->len; j++)
+        {
+          RechainRebaseImageStats *is = g_ptr_array_index (images, j);
+          if (!same_path (rechain_rebase_image_stats_get_image (is), path))
+            continue;
+          const GError *e = rechain_rebase_image_stats_get_error (is);
+          if (e != NULL)
+            /* in use where no host told (a lease, a lock): skipped too */
+            rechain_fleet_result_set (res,
+                                      skip && g_error_matches (e, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE)
+                                      ? RECHAIN_FLEET_STATUS_SKIPPED : RECHAIN_FLEET_STATUS_FAILED,
+                                      e->message, NULL, NULL, NULL);
+          else
+            rechain_fleet_result_set_bytes (res, rechain_rebase_image_stats_get_bytes_written (is));
+          break;
+        }
+    }
+  if (!d->dry_run)
+    refresh_everywhere (fleet, d->results, d->warnings);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+return_results (GTask *task)
+{
+  FleetRebase *d = g_task_get_task_data (task);
+  g_task_return_pointer (task, g_ptr_array_ref (d->results), (GDestroyNotify) g_ptr_array_unref);
+}
+
+static void
+after_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  return_results (task);
+}
+
+static void
+job_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  GError *error = NULL;
+  if (!rechain_block_job_run_finish (RECHAIN_BLOCK_JOB (source), result, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  /* The refreshes talk to every daemon: off the caller's thread. */
+  GTask *sub = g_task_new (g_task_get_source_object (task), NULL, after_done, g_object_ref (task));
+  g_task_set_task_data (sub, g_task_get_task_data (task), NULL);
+  g_task_run_in_thread (sub, after_thread);
+  g_object_unref (sub);
+}
+
+static void
+checked (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  FleetRebase *d = g_task_get_task_data (task);
+  GError *error = NULL;
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  if (d->job == NULL)
+    {
+      return_results (task);
+      return;
+    }
+  g_signal_emit (source, rebase_started_signal, 0, d->job);
+  /* One linked-clone pass: the templates are compared once. Its progress
+   * is notified in the caller's main context. */
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  rechain_block_job_run_async (RECHAIN_BLOCK_JOB (d->job), d->io_priority, cancellable, job_done,
+                               g_steal_pointer (&task));
 }
 
 /**
@@ -865,7 +949,9 @@ rebase_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
  * @user_data: data for @callback
  *
  * Moves @volumes in one linked-clone pass (old and new backing chains
- * compared once) on a worker thread. First every host is asked about every
+ * compared once), the checks and the refreshes on worker threads, the job
+ * with rechain_block_job_run_async() (see #RechainFleet::rebase-started
+ * for its progress). First every host is asked about every
  * volume (rechain_fleet_check_in_use()): a volume in use refuses the whole
  * rebase with %RECHAIN_ERROR_IN_USE before anything is written, or, with
  * %RECHAIN_FLEET_REBASE_SKIP_IN_USE, is skipped; so is, with that flag, a
@@ -893,6 +979,10 @@ rechain_fleet_rebase_async (RechainFleet *fleet, GPtrArray *volumes, RechainReba
     g_ptr_array_add (d->volumes, g_object_ref (g_ptr_array_index (volumes, i)));
   d->options = g_object_ref (options);
   d->flags = flags;
+  d->io_priority = io_priority;
+  g_object_get (options, "dry-run", &d->dry_run, NULL);
+  d->results = g_ptr_array_new_with_free_func (g_object_unref);
+  d->movable = g_ptr_array_new ();
   d->warnings = g_ptr_array_new_with_free_func (g_free);
   g_task_set_task_data (task, d, fleet_rebase_free);
   GError *error = NULL;
@@ -901,7 +991,11 @@ rechain_fleet_rebase_async (RechainFleet *fleet, GPtrArray *volumes, RechainReba
       g_task_return_error (task, error);
       return;
     }
-  g_task_run_in_thread (task, rebase_thread);
+  GTask *sub = g_task_new (fleet, cancellable, checked, g_steal_pointer (&task));
+  g_task_set_task_data (sub, d, NULL);
+  g_task_set_priority (sub, io_priority);
+  g_task_run_in_thread (sub, check_thread);
+  g_object_unref (sub);
 }
 
 /**

@@ -45,10 +45,28 @@ on_done (GObject *object, GAsyncResult *result, gpointer user_data)
  * refreshes after. */
 typedef struct {
   gboolean done;
+  ToolProgress *progress;
   GPtrArray *results;      /* of RechainFleetResult, NULL on error */
   RechainRebaseJob *job;   /* the job that ran, if any */
   GError *error;
 } FleetRun;
+
+static void
+on_fleet_progress (GObject *object, GParamSpec *pspec, gpointer user_data)
+{
+  FleetRun *run = user_data;
+  RechainBlockJob *job = RECHAIN_BLOCK_JOB (object);
+
+  tool_progress_update (run->progress, rechain_block_job_get_bytes_done (job),
+                        rechain_block_job_get_bytes_total (job));
+}
+
+/* The pass starts once every host was asked: its progress is the bar's. */
+static void
+on_fleet_started (RechainFleet *fleet, RechainRebaseJob *job, gpointer user_data)
+{
+  g_signal_connect (job, "notify::progress", G_CALLBACK (on_fleet_progress), user_data);
+}
 
 static void
 on_fleet_done (GObject *object, GAsyncResult *result, gpointer user_data)
@@ -546,12 +564,17 @@ run_fleet (RechainFleet *fleet, GPtrArray *volumes, RechainRebaseJob *options,
     flags |= RECHAIN_FLEET_REBASE_SKIP_IN_USE;
   sigint = g_unix_signal_add (SIGINT, on_signal, cancellable);
   sigterm = g_unix_signal_add (SIGTERM, on_signal, cancellable);
+  run.progress = args->progress;
+  g_signal_connect (fleet, "rebase-started", G_CALLBACK (on_fleet_started), &run);
   rechain_fleet_rebase_async (fleet, volumes, options, flags, G_PRIORITY_DEFAULT, cancellable,
                               on_fleet_done, &run);
   while (!run.done)
     g_main_context_iteration (NULL, TRUE);
   g_source_remove (sigint);
   g_source_remove (sigterm);
+  g_signal_handlers_disconnect_by_data (fleet, &run);
+  if (run.job)
+    g_signal_handlers_disconnect_by_data (run.job, &run);
   tool_progress_end (args->progress, run.results != NULL);
   if (run.job && rechain_rebase_job_get_stats (run.job))
     tool_print_warnings (rechain_rebase_stats_get_warnings (rechain_rebase_job_get_stats (run.job)));

@@ -60,7 +60,17 @@ class FleetGiTest(unittest.TestCase):
         options = Rechain.RebaseJob(image=self.p('a.qcow2'), backing_file=self.p('new.qcow2'),
                                     backing_format='qcow2', dry_run=dry_run)
         loop = GLib.MainLoop()
-        out = {}
+        out = {'progress': []}
+        main = __import__('threading').current_thread()
+
+        def on_progress(job, pspec):
+            self.assertIs(__import__('threading').current_thread(), main)
+            out['progress'].append(job.get_progress())
+
+        def started(fleet, job):
+            out['started'] = job
+            job.connect('notify::progress', on_progress)
+        handler = self.fleet.connect('rebase-started', started)
 
         def done(fleet, res):
             try:
@@ -70,6 +80,8 @@ class FleetGiTest(unittest.TestCase):
             loop.quit()
         self.fleet.rebase_async(volumes, options, flags, GLib.PRIORITY_DEFAULT, None, done)
         loop.run()
+        self.fleet.disconnect(handler)
+        self.last = out
         if 'error' in out:
             raise out['error']
         return out['results'], out['job']
@@ -100,6 +112,10 @@ class FleetGiTest(unittest.TestCase):
 
         results, job = self.rebase(vols, Rechain.FleetRebaseFlags.NONE)
         self.assertEqual(len(job.get_stats().get_images()), 3)  # one pass
+        # the job that ran was announced, its progress notified here
+        self.assertIs(self.last['started'], job)
+        self.assertTrue(self.last['progress'])
+        self.assertEqual(self.last['progress'][-1], 1.0)
         for r, n in zip(results, 'abc'):
             self.assertEqual(r.get_status(), Rechain.FleetStatus.MOVED)
             self.assertIsNone(r.get_reason())
