@@ -11,6 +11,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "rechain/rechain-fleet.h"
@@ -422,54 +424,202 @@ describe (const char *path, const RechainVolumeUser *u, const Host *h)
                           path, u->source, state, u->domain, h->name, h->uri, disk);
 }
 
-/* Asks every host who uses @path: @blocker set (TRUE returned) for the
- * first active user (any inactive one with @strict), warnings for the
- * inactive users otherwise. FALSE with @error when asking failed. */
+/* What the hosts said about one image: its first active user, its first
+ * inactive one, and a line for each inactive one. */
+typedef struct {
+  Blocker active;
+  Blocker inactive;
+  GPtrArray *inactive_lines;
+} Check;
+
+static void
+check_init (Check *c)
+{
+  memset (c, 0, sizeof *c);
+  c->inactive_lines = g_ptr_array_new_with_free_func (g_free);
+}
+
+static void
+check_clear (Check *c)
+{
+  blocker_clear (&c->active);
+  blocker_clear (&c->inactive);
+  g_clear_pointer (&c->inactive_lines, g_ptr_array_unref);
+}
+
+static void
+check_add (Check *c, const char *path, const RechainVolumeUser *u, const Host *h)
+{
+  g_autofree char *what = describe (path, u, h);
+  Blocker *b = u->active ? &c->active : &c->inactive;
+  if (b->reason == NULL)
+    {
+      b->reason = g_strdup (what);
+      b->host = g_strdup (h->name);
+      b->uri = g_strdup (h->uri);
+      b->domain = g_strdup (u->domain);
+    }
+  if (!u->active)
+    g_ptr_array_add (c->inactive_lines, g_steal_pointer (&what));
+}
+
+/* The verdict: @blocker set for the first active user (the first inactive
+ * one with @strict), or the inactive users as warnings. */
+static void
+check_finish (Check *c, gboolean strict, Blocker *blocker, GPtrArray *warnings)
+{
+  if (c->active.reason != NULL)
+    {
+      *blocker = c->active;
+      memset (&c->active, 0, sizeof c->active);
+    }
+  else if (strict && c->inactive.reason != NULL)
+    {
+      *blocker = c->inactive;
+      memset (&c->inactive, 0, sizeof c->inactive);
+      char *r = g_strconcat (blocker->reason, _(" (refused by the strict check)"), NULL);
+      g_free (blocker->reason);
+      blocker->reason = r;
+    }
+  else
+    for (guint i = 0; i < c->inactive_lines->len; i++)
+      g_ptr_array_add (warnings, g_strdup (g_ptr_array_index (c->inactive_lines, i)));
+}
+
+/* Asks every host who uses @path: what check_finish() says. FALSE with
+ * @error when asking failed. */
 static gboolean
 find_blocker (RechainFleet *fleet, const char *path, gboolean strict, Blocker *blocker,
               GPtrArray *warnings, GCancellable *cancellable, GError **error)
 {
-  g_autoptr (GPtrArray) inactive = g_ptr_array_new_with_free_func (g_free);
-  Blocker first_inactive = { 0 };
-  for (guint i = 0; i < fleet->hosts->len && blocker->reason == NULL; i++)
+  Check c;
+  check_init (&c);
+  for (guint i = 0; i < fleet->hosts->len && c.active.reason == NULL; i++)
     {
       Host *h = g_ptr_array_index (fleet->hosts, i);
       g_autoptr (GPtrArray) users = rechain_volume_helper_get_users (h->helper, path, cancellable,
                                                                      error);
       if (users == NULL)
         {
-          blocker_clear (&first_inactive);
+          check_clear (&c);
           return FALSE;
         }
+      for (guint k = 0; k < users->len && c.active.reason == NULL; k++)
+        check_add (&c, path, g_ptr_array_index (users, k), h);
+    }
+  check_finish (&c, strict, blocker, warnings);
+  check_clear (&c);
+  return TRUE;
+}
+
+/* ---- many clones of one template: one question per host ---- */
+
+static char *
+file_key (const struct stat *st)
+{
+  return g_strdup_printf ("%ju:%ju", (uintmax_t) st->st_dev, (uintmax_t) st->st_ino);
+}
+
+/* The file the header of @path names as its backing file, resolved, or
+ * NULL (none, unreadable). */
+static char *
+backing_path (const char *path, const char *format, GCancellable *cancellable)
+{
+  g_autoptr (RechainImage) image = rechain_image_open (path, format,
+                                                       RECHAIN_IMAGE_OPEN_FORCE_SHARE
+                                                       | RECHAIN_IMAGE_OPEN_NO_BACKING,
+                                                       cancellable, NULL);
+  const char *backing = image ? rechain_image_get_backing_file (image) : NULL;
+  if (backing == NULL || *backing == '\0')
+    return NULL;
+  return rechain_resolve_backing_name (path, backing, NULL);
+}
+
+/* Follows the headers from @top down to @t, adding to @hits the index (in
+ * @index) of every volume met. FALSE when the chain does not reach @t. */
+static gboolean
+walk_to (const char *top, GHashTable *index, const struct stat *t, GArray *hits,
+         GCancellable *cancellable)
+{
+  g_autofree char *path = g_strdup (top);
+  for (guint depth = 0; path != NULL && depth <= rechain_get_max_chain_depth (); depth++)
+    {
+      struct stat st;
+      if (stat (path, &st) != 0)
+        return FALSE;
+      if (st.st_dev == t->st_dev && st.st_ino == t->st_ino)
+        return TRUE;
+      g_autofree char *key = file_key (&st);
+      gpointer idx;
+      if (g_hash_table_lookup_extended (index, key, NULL, &idx))
+        {
+          guint i = GPOINTER_TO_UINT (idx);
+          g_array_append_val (hits, i);
+        }
+      char *next = backing_path (path, NULL, cancellable);
+      g_free (path);
+      path = next;
+    }
+  return FALSE;
+}
+
+/* The users of @volumes (linked clones: the same backing file T in every
+ * header) in @checks, from one question per host: who uses T. Every domain
+ * that uses a clone has T in its chain, so it is among them; which clones
+ * it uses is read from the headers of its disk's chain, down to T. *done
+ * FALSE (and nothing asked, or @checks to be asked again one by one) when
+ * the volumes share no backing file, or a user's chain does not reach T
+ * through the headers (libvirt's <backingStore> alone named it). */
+static gboolean
+check_linked (RechainFleet *fleet, GPtrArray *volumes, Check *checks, gboolean *done,
+              GCancellable *cancellable, GError **error)
+{
+  *done = FALSE;
+  g_autofree char *t = NULL;
+  struct stat tst;
+  g_autoptr (GHashTable) index = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  for (guint i = 0; i < volumes->len; i++)
+    {
+      RechainVolume *v = g_ptr_array_index (volumes, i);
+      g_autofree char *b = backing_path (rechain_volume_get_path (v), rechain_volume_get_format (v),
+                                         cancellable);
+      struct stat st, bst;
+      if (b == NULL || stat (b, &bst) != 0 || stat (rechain_volume_get_path (v), &st) != 0)
+        return TRUE;
+      if (t == NULL)
+        {
+          t = g_steal_pointer (&b);
+          tst = bst;
+        }
+      else if (bst.st_dev != tst.st_dev || bst.st_ino != tst.st_ino)
+        return TRUE;
+      g_hash_table_insert (index, file_key (&st), GUINT_TO_POINTER (i));
+    }
+  if (t == NULL)
+    return TRUE;
+  g_autoptr (GArray) hits = g_array_new (FALSE, FALSE, sizeof (guint));
+  for (guint h = 0; h < fleet->hosts->len; h++)
+    {
+      Host *host = g_ptr_array_index (fleet->hosts, h);
+      g_autoptr (GPtrArray) users = rechain_volume_helper_get_users (host->helper, t, cancellable,
+                                                                     error);
+      if (users == NULL)
+        return FALSE;
       for (guint k = 0; k < users->len; k++)
         {
-          RechainVolumeUser *u = g_ptr_array_index (users, k);
-          g_autofree char *what = describe (path, u, h);
-          Blocker *b = u->active ? blocker : &first_inactive;
-          if (b->reason == NULL)
+          const RechainVolumeUser *u = g_ptr_array_index (users, k);
+          g_array_set_size (hits, 0);
+          if (u->source == NULL || !walk_to (u->source, index, &tst, hits, cancellable))
+            return TRUE; /* ask about each volume instead */
+          for (guint j = 0; j < hits->len; j++)
             {
-              b->reason = g_strdup (what);
-              b->host = g_strdup (h->name);
-              b->uri = g_strdup (h->uri);
-              b->domain = g_strdup (u->domain);
+              guint i = g_array_index (hits, guint, j);
+              check_add (&checks[i], rechain_volume_get_path (g_ptr_array_index (volumes, i)), u,
+                         host);
             }
-          if (u->active)
-            break;
-          g_ptr_array_add (inactive, g_steal_pointer (&what));
         }
     }
-  if (blocker->reason == NULL && strict && first_inactive.reason != NULL)
-    {
-      *blocker = first_inactive;
-      char *r = g_strconcat (blocker->reason, _(" (refused by the strict check)"), NULL);
-      g_free (blocker->reason);
-      blocker->reason = r;
-      return TRUE;
-    }
-  blocker_clear (&first_inactive);
-  if (blocker->reason == NULL)
-    for (guint i = 0; i < inactive->len; i++)
-      g_ptr_array_add (warnings, g_strdup (g_ptr_array_index (inactive, i)));
+  *done = TRUE;
   return TRUE;
 }
 
@@ -787,24 +937,40 @@ check_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
   GError *error = NULL;
   g_autoptr (GPtrArray) paths = g_ptr_array_new ();
 
+  /* Linked clones: one question per host about their template, instead
+   * of one per clone (each a scan of every domain). */
+  gboolean linked_done = FALSE;
+  Check *checks = g_new (Check, MAX (d->volumes->len, 1));
   for (guint i = 0; i < d->volumes->len; i++)
+    check_init (&checks[i]);
+  gboolean asked = d->volumes->len < 2
+                   || check_linked (fleet, d->volumes, checks, &linked_done, cancellable, &error);
+  if (asked && !linked_done)
+    for (guint i = 0; i < d->volumes->len; i++)
+      {
+        check_clear (&checks[i]);
+        check_init (&checks[i]);
+      }
+  for (guint i = 0; asked && i < d->volumes->len; i++)
     {
       RechainVolume *v = g_ptr_array_index (d->volumes, i);
       RechainFleetResult *res = rechain_fleet_result_new (v, d->dry_run ? RECHAIN_FLEET_STATUS_WOULD_MOVE
                                                                         : RECHAIN_FLEET_STATUS_MOVED);
       g_ptr_array_add (d->results, res);
       Blocker b = { 0 };
-      if (!find_blocker (fleet, rechain_volume_get_path (v), strict, &b, d->warnings, cancellable,
-                         &error))
-        {
-          g_task_return_error (task, error);
-          return;
-        }
+      if (linked_done)
+        check_finish (&checks[i], strict, &b, d->warnings);
+      else if (!find_blocker (fleet, rechain_volume_get_path (v), strict, &b, d->warnings, cancellable,
+                              &error))
+        asked = FALSE;
+      if (!asked)
+        break;
       if (b.reason != NULL && !skip)
         {
-          g_task_return_new_error (task, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE, "%s", b.reason);
+          g_set_error_literal (&error, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE, b.reason);
           blocker_clear (&b);
-          return;
+          asked = FALSE;
+          break;
         }
       if (b.reason != NULL)
         rechain_fleet_result_set (res, RECHAIN_FLEET_STATUS_SKIPPED, b.reason, b.host, b.uri, b.domain);
@@ -816,6 +982,14 @@ check_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
           g_ptr_array_add (d->movable, res);
         }
       blocker_clear (&b);
+    }
+  for (guint i = 0; i < d->volumes->len; i++)
+    check_clear (&checks[i]);
+  g_free (checks);
+  if (!asked)
+    {
+      g_task_return_error (task, error);
+      return;
     }
   if (paths->len == 0)
     {
