@@ -1067,6 +1067,28 @@ after_done (GObject *source, GAsyncResult *result, gpointer user_data)
   return_results (task);
 }
 
+/* Names the volume in a refusal (RECHAIN_ERROR_NOT_PERMITTED) of a file
+ * that a chain names, as rechain_volume_rebase_sync() does: the volume
+ * whose image the message is about, else the first one of the pass. */
+static void
+prefix_volume_error (FleetRebase *d, GError **error)
+{
+  if (!g_error_matches (*error, RECHAIN_ERROR, RECHAIN_ERROR_NOT_PERMITTED) || d->movable->len == 0)
+    return;
+  const char *msg = (*error)->message;
+  RechainVolume *named = rechain_fleet_result_get_volume (g_ptr_array_index (d->movable, 0));
+  for (guint i = 0; i < d->movable->len; i++)
+    {
+      RechainVolume *v = rechain_fleet_result_get_volume (g_ptr_array_index (d->movable, i));
+      const char *path = rechain_volume_get_path (v);
+      if (g_str_has_prefix (msg, path) && msg[strlen (path)] == ':')
+        named = v;
+    }
+  if (rechain_volume_get_pool (named) != NULL)
+    g_prefix_error (error, _("volume '%s' of pool '%s': "), rechain_volume_get_name (named),
+                    rechain_volume_get_pool (named));
+}
+
 static void
 job_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -1074,6 +1096,7 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
   GError *error = NULL;
   if (!rechain_block_job_run_finish (RECHAIN_BLOCK_JOB (source), result, &error))
     {
+      prefix_volume_error (g_task_get_task_data (task), &error);
       g_task_return_error (task, error);
       return;
     }
