@@ -878,6 +878,72 @@ out:
   return ok;
 }
 
+/* ---- the volumes of a pool ---- */
+
+/* Every volume of the pool, after a refresh: pool-wide selection
+ * (--clones-of) must see the clones made with qemu-img behind libvirt's
+ * back, as resolving one name does. */
+static GPtrArray *
+helper_list_volumes (RechainVolumeHelper *helper, const char *pool_name, GCancellable *cancellable,
+                     GError **error)
+{
+  RechainLibvirtHelper *self = (RechainLibvirtHelper *) helper;
+  if (!ensure_connected (self, error))
+    return NULL;
+  virStoragePoolPtr pool = virStoragePoolLookupByName (self->conn, pool_name);
+  if (pool == NULL)
+    {
+      set_virt_error (error, self, G_IO_ERROR_NOT_FOUND, _("no storage pool \"%s\""), pool_name);
+      return NULL;
+    }
+  if (virStoragePoolIsActive (pool) != 1)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _("%s: storage pool \"%s\" is not active (virsh pool-start %s)"),
+                   helper_uri (self), pool_name, pool_name);
+      virStoragePoolFree (pool);
+      return NULL;
+    }
+  if (virStoragePoolRefresh (pool, 0) < 0)
+    virResetLastError (); /* list what libvirt knows, then */
+  virStorageVolPtr *vols = NULL;
+  int n = virStoragePoolListAllVolumes (pool, &vols, 0);
+  if (n < 0)
+    {
+      set_virt_error (error, self, G_IO_ERROR_FAILED, _("cannot list the volumes of storage pool \"%s\""),
+                      pool_name);
+      virStoragePoolFree (pool);
+      return NULL;
+    }
+  g_autoptr (GPtrArray) volumes = g_ptr_array_new_with_free_func (g_object_unref);
+  gboolean ok = TRUE;
+  for (int i = 0; i < n; i++)
+    {
+      if (ok && g_cancellable_set_error_if_cancelled (cancellable, error))
+        ok = FALSE;
+      if (ok)
+        {
+          GError *local = NULL;
+          RechainVolume *v = volume_from_vol (self, pool, vols[i], &local);
+          if (v != NULL)
+            g_ptr_array_add (volumes, v);
+          else if (g_error_matches (local, RECHAIN_ERROR, RECHAIN_ERROR_UNSUPPORTED))
+            g_error_free (local); /* not a local file: never a clone rechain moves */
+          else
+            {
+              g_propagate_error (error, local);
+              ok = FALSE;
+            }
+        }
+      virStorageVolFree (vols[i]);
+    }
+  free (vols);
+  virStoragePoolFree (pool);
+  if (!ok)
+    return NULL;
+  return g_steal_pointer (&volumes);
+}
+
 static void
 helper_iface_init (RechainVolumeHelperInterface *iface)
 {
@@ -886,6 +952,7 @@ helper_iface_init (RechainVolumeHelperInterface *iface)
   iface->changed = helper_changed;
   iface->get_storage_dirs = helper_get_storage_dirs;
   iface->add_keys = helper_add_keys;
+  iface->list_volumes = helper_list_volumes;
 }
 
 /* ---- GObject ---- */

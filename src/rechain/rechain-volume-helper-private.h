@@ -7,6 +7,8 @@
 
 #include <gio/gio.h>
 #include "rechain/rechain-volume-helper.h"
+#include "rechain/rechain-rebase-job.h"
+#include "chain/chain.h"
 
 G_BEGIN_DECLS
 
@@ -20,5 +22,14 @@ gboolean rechain_volume_helper_storage_confinement (RechainVolumeHelper *helper,
                                                     char **name,
                                                     GCancellable *cancellable,
                                                     GError **error);
+
+/* rechain-volume.c: the storage manager's keys for every encrypted image
+ * a safe rebase @job reads or writes, added to the job's keyring */
+gboolean rechain_volume_add_job_keys (RechainVolume *volume,
+                                      RechainRebaseJob *job,
+                                      gboolean trust_chain,
+                                      const RechainChainConfinement *confine,
+                                      GCancellable *cancellable,
+                                      GError **error);
 
 G_END_DECLS

@@ -467,6 +467,44 @@ rechain_volume_helper_add_keys (RechainVolumeHelper *helper, const char *path,
   return iface->add_keys (helper, path, keyring, cancellable, error);
 }
 
+/**
+ * rechain_volume_helper_list_volumes:
+ * @helper: a helper
+ * @pool: the name of a pool
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for an error
+ *
+ * Lists the volumes of @pool, each with its path and format (for
+ * "libvirt": the pool is refreshed first, so that images made behind
+ * libvirt's back are listed too). Errors are %G_IO_ERROR_NOT_FOUND for an
+ * unknown or inactive pool, %G_IO_ERROR_NOT_SUPPORTED for a helper that
+ * has no pools (the built-in "path" helper).
+ *
+ * Returns: (transfer container) (element-type RechainVolume): the volumes
+ *   (empty for an empty pool), or %NULL on error
+ *
+ * Since: 0.2
+ */
+GPtrArray *
+rechain_volume_helper_list_volumes (RechainVolumeHelper *helper, const char *pool,
+                                    GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (RECHAIN_IS_VOLUME_HELPER (helper), NULL);
+  g_return_val_if_fail (pool != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  RechainVolumeHelperInterface *iface = RECHAIN_VOLUME_HELPER_GET_IFACE (helper);
+  if (iface->list_volumes == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   _("the volume helper \"%s\" has no pools to list"),
+                   rechain_volume_helper_get_name (helper));
+      return NULL;
+    }
+  GPtrArray *volumes = iface->list_volumes (helper, pool, cancellable, error);
+  g_return_val_if_fail (volumes != NULL || error == NULL || *error != NULL, NULL);
+  return volumes;
+}
+
 gboolean
 rechain_volume_helper_storage_confinement (RechainVolumeHelper *helper, char ***dirs, char **name,
                      GCancellable *cancellable, GError **error)

@@ -95,6 +95,10 @@ typedef struct _RechainVolume RechainVolume;
  *   when the secret is unknown, has no value or is not handed out,
  *   %RECHAIN_ERROR_UNSUPPORTED for an encryption the helper cannot give
  *   a key for. Since: 0.2
+ * @list_volumes: optional: the volumes of @pool (refreshed first, so
+ *   files made behind the storage manager's back are listed), each with
+ *   its path and format; %G_IO_ERROR_NOT_FOUND for an unknown or inactive
+ *   pool. Since: 0.2
  *
  * The interface of volume helpers. Implementations are found through the
  * %RECHAIN_VOLUME_HELPER_EXTENSION_POINT_NAME extension point. Instances
@@ -127,9 +131,13 @@ struct _RechainVolumeHelperInterface {
                         RechainKeyring *keyring,
                         GCancellable *cancellable,
                         GError **error);
+  GPtrArray *(*list_volumes) (RechainVolumeHelper *helper,
+                              const char *pool,
+                              GCancellable *cancellable,
+                              GError **error);
 
   /*< private >*/
-  gpointer padding[6];
+  gpointer padding[5];
 };
 
 RECHAIN_AVAILABLE_IN_ALL char **rechain_volume_helper_list (void);
@@ -167,6 +175,10 @@ RECHAIN_AVAILABLE_IN_0_2 gboolean rechain_volume_helper_add_keys (RechainVolumeH
                                                                   RechainKeyring *keyring,
                                                                   GCancellable *cancellable,
                                                                   GError **error);
+RECHAIN_AVAILABLE_IN_0_2 GPtrArray *rechain_volume_helper_list_volumes (RechainVolumeHelper *helper,
+                                                                const char *pool,
+                                                                GCancellable *cancellable,
+                                                                GError **error);
 
 /* ---- RechainVolume ---- */
 

@@ -569,10 +569,12 @@ job_is_dry_run (RechainRebaseJob *job)
  * or writes: each image of the job with its (old) chain, and the new
  * backing chain; before anything is written, so that a key it cannot give
  * fails the rebase with the image untouched. An unsafe rebase needs no
- * key (it rewrites the header only) and asks for none. */
-static gboolean
-add_job_keys (RechainVolume *volume, RechainRebaseJob *job, gboolean trust_chain,
-              const RechainChainConfinement *confine, GCancellable *cancellable, GError **error)
+ * key (it rewrites the header only) and asks for none. RechainFleet
+ * calls it too, with the helper of its first volume. */
+gboolean
+rechain_volume_add_job_keys (RechainVolume *volume, RechainRebaseJob *job, gboolean trust_chain,
+                             const RechainChainConfinement *confine, GCancellable *cancellable,
+                             GError **error)
 {
   RechainKeyring *keyring = rechain_rebase_job_get_keyring (job);
   RechainRebaseMode mode = RECHAIN_REBASE_MODE_SAFE;
@@ -645,7 +647,7 @@ check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseF
         g_ptr_array_add (warnings, g_strdup (*s));
     }
   /* Last: no secret is fetched for a rebase refused anyway. */
-  return add_job_keys (volume, job, trust_chain, &confine, cancellable, error);
+  return rechain_volume_add_job_keys (volume, job, trust_chain, &confine, cancellable, error);
 }
 
 static void

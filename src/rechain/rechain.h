@@ -23,5 +23,7 @@
 #include <rechain/rechain-util.h>
 #include <rechain/rechain-volume-helper.h>
 #include <rechain/rechain-lease.h>
+#include <rechain/rechain-fleet-result.h>
+#include <rechain/rechain-fleet.h>
 
 #undef __RECHAIN_H_INSIDE__

@@ -41,14 +41,41 @@ on_done (GObject *object, GAsyncResult *result, gpointer user_data)
   run->done = TRUE;
 }
 
-/* A pool volume: the in-use check came before, the pool refresh after. */
+/* Pool volumes: the in-use check on every host came before, the pool
+ * refreshes after. */
+typedef struct {
+  gboolean done;
+  ToolProgress *progress;
+  GPtrArray *results;      /* of RechainFleetResult, NULL on error */
+  RechainRebaseJob *job;   /* the job that ran, if any */
+  GError *error;
+} FleetRun;
+
 static void
-on_volume_done (GObject *object, GAsyncResult *result, gpointer user_data)
+on_fleet_progress (GObject *object, GParamSpec *pspec, gpointer user_data)
 {
-  RebaseRun *run = user_data;
+  FleetRun *run = user_data;
+  RechainBlockJob *job = RECHAIN_BLOCK_JOB (object);
+
+  tool_progress_update (run->progress, rechain_block_job_get_bytes_done (job),
+                        rechain_block_job_get_bytes_total (job));
+}
+
+/* The pass starts once every host was asked: its progress is the bar's. */
+static void
+on_fleet_started (RechainFleet *fleet, RechainRebaseJob *job, gpointer user_data)
+{
+  g_signal_connect (job, "notify::progress", G_CALLBACK (on_fleet_progress), user_data);
+}
+
+static void
+on_fleet_done (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  FleetRun *run = user_data;
   g_auto(GStrv) warnings = NULL;
 
-  run->ok = rechain_volume_rebase_finish (RECHAIN_VOLUME (object), result, &warnings, &run->error);
+  run->results = rechain_fleet_rebase_finish (RECHAIN_FLEET (object), result, &run->job, &warnings,
+                                              &run->error);
   tool_print_warnings ((const char * const *) warnings);
   run->done = TRUE;
 }
@@ -145,11 +172,13 @@ typedef struct {
   char *output;
   char *copy_mode_arg;
   char *backing_root;
-  char *connect_uri;
+  char **connect_uris;       /* --connect, in the order given */
   char *pool;
   char *backing_name;
+  char *clones_of;           /* --clones-of TEMPLATE */
   char *lockspace;
   gboolean quiet, unsafe, compress, force_share, dry_run, strict, trust_chain, no_leases;
+  gboolean skip_unreachable;
   RechainCopyMode copy_mode;
   RechainCacheMode cache_mode, source_cache_mode;
   ToolOutputFormat out_format;
@@ -170,8 +199,9 @@ rebase_args_clear (RebaseArgs *args)
   g_free (args->output);
   g_free (args->copy_mode_arg);
   g_free (args->backing_root);
-  g_free (args->connect_uri);
+  g_strfreev (args->connect_uris);
   g_free (args->pool);
+  g_free (args->clones_of);
   g_free (args->backing_name);
   g_free (args->lockspace);
   g_clear_pointer (&args->progress, tool_progress_free);
@@ -201,7 +231,9 @@ parse_args (int argc, char **argv, RebaseArgs *args)
     { "copy-mode", 0, 0, G_OPTION_ARG_STRING, &args->copy_mode_arg, N_("How copied data gets into IMAGE: auto (share blocks or copy in the kernel where possible), reflink (share blocks or refuse), copy"), N_("MODE") },
     { "backing-root", 0, 0, G_OPTION_ARG_FILENAME, &args->backing_root, N_("Refuse backing files that resolve outside DIR"), N_("DIR") },
     { "trust-chain", 0, 0, G_OPTION_ARG_NONE, &args->trust_chain, N_("Follow every file name in the images' headers, even names in images of other users that those users could not open"), NULL },
-    { "connect", 0, 0, G_OPTION_ARG_STRING, &args->connect_uri, N_("libvirt connection URI: IMAGE and -b name volumes of --pool"), N_("URI") },
+    { "connect", 0, 0, G_OPTION_ARG_STRING_ARRAY, &args->connect_uris, N_("libvirt connection URI: IMAGE and -b name volumes of --pool; repeat it for every host that shares the pool (each is asked whether its domains use the images, and refreshes the pool after)"), N_("URI") },
+    { "skip-unreachable", 0, 0, G_OPTION_ARG_NONE, &args->skip_unreachable, N_("Go on without a --connect host that cannot be reached (with a warning) instead of failing"), NULL },
+    { "clones-of", 0, 0, G_OPTION_ARG_STRING, &args->clones_of, N_("Move every volume of --pool whose backing file is TEMPLATE (a volume or a path); volumes in use are skipped (exit status 4)"), N_("TEMPLATE") },
     { "pool", 0, 0, G_OPTION_ARG_STRING, &args->pool, N_("libvirt storage pool of the volumes"), N_("POOL") },
     { "backing-name", 0, 0, G_OPTION_ARG_STRING, &args->backing_name, N_("Backing name to write instead of the one libvirt would (with --pool)"), N_("NAME") },
     { "strict", 0, 0, G_OPTION_ARG_NONE, &args->strict, N_("Refuse volumes that inactive domains use (with --pool), instead of warning"), NULL },
@@ -238,8 +270,16 @@ parse_args (int argc, char **argv, RebaseArgs *args)
   tool_progress_options_clear (&progress_options);
   if (error)
     return tool_usage_error (context, "%s", error->message);
-  if (argc < 2)
+  if (argc < 2 && !args->clones_of)
     return tool_usage_error (context, _("expected an IMAGE"));
+  if (argc >= 2 && args->clones_of)
+    return tool_usage_error (context, _("--clones-of selects the images: give no IMAGE"));
+  if (args->clones_of && !args->pool)
+    return tool_usage_error (context, _("--clones-of needs --connect and --pool"));
+  if (args->clones_of && args->unsafe)
+    return tool_usage_error (context, _("--clones-of moves clones safely: not with -u"));
+  if (args->skip_unreachable && !args->connect_uris)
+    return tool_usage_error (context, _("--skip-unreachable applies to --connect hosts"));
   if (!args->backing)
     return tool_usage_error (context, _("the new backing file must be given with -b (use -b \"\" for none)"));
   if (args->output && !tool_parse_output (args->output, &args->out_format, &error))
@@ -251,7 +291,7 @@ parse_args (int argc, char **argv, RebaseArgs *args)
     return tool_fail (error);
   if (!parse_copy_mode (args->copy_mode_arg, &args->copy_mode, &error))
     return tool_fail (error);
-  if ((args->connect_uri || args->pool) && !(args->connect_uri && args->pool))
+  if ((args->connect_uris || args->pool) && !(args->connect_uris && args->pool))
     return tool_usage_error (context, _("--connect and --pool go together"));
   if (args->key_options.image_opts && args->pool)
     return tool_usage_error (context, _("--image-opts and --pool exclude each other"));
@@ -267,6 +307,11 @@ parse_args (int argc, char **argv, RebaseArgs *args)
         return tool_usage_error (context, _("--dry-run only applies to a safe rebase"));
       if (argc != 2)
         return tool_usage_error (context, _("-u takes exactly one IMAGE"));
+    }
+  if (args->clones_of)
+    {
+      args->images = g_new0 (char *, 1);
+      return -1;
     }
   args->images = g_strdupv (argv + 1);
   return -1;
@@ -302,10 +347,10 @@ resolve_lockspace (RebaseArgs *args, GError **error)
  * itself would write (absolute for dir pools), unless --backing-name says
  * otherwise. Without --pool the IMAGEs are paths already. */
 static gboolean
-resolve_images (RebaseArgs *args, RechainVolume **volume, GPtrArray *paths, GError **error)
+resolve_images (RebaseArgs *args, RechainFleet *fleet, GPtrArray *volumes, GPtrArray *paths,
+                GError **error)
 {
   g_autoptr(RechainVolume) backing_volume = NULL;
-  RechainVolumeHelper *helper;
 
   args->keys = tool_keys_new (&args->key_options, error);
   if (!args->keys)
@@ -332,25 +377,34 @@ resolve_images (RebaseArgs *args, RechainVolume **volume, GPtrArray *paths, GErr
     }
   if (!tool_keys_add_native (args->keys, &args->key_options, error))
     return FALSE;
-  *volume = rechain_volume_resolve ("libvirt", args->connect_uri, args->pool, args->images[0],
-                                    NULL, error);
-  if (!*volume)
-    return FALSE;
-  helper = rechain_volume_get_helper (*volume);
-  g_ptr_array_add (paths, g_strdup (rechain_volume_get_path (*volume)));
-  if (!args->format)
-    args->format = g_strdup (rechain_volume_get_format (*volume));
-  for (guint i = 1; args->images[i]; i++)
+  if (args->clones_of)
     {
-      g_autoptr(RechainVolume) v = rechain_volume_helper_resolve (helper, args->pool,
-                                                                  args->images[i], NULL, error);
+      g_autoptr(GPtrArray) clones = rechain_fleet_select_clones (fleet, args->pool, args->clones_of,
+                                                                 NULL, error);
+      g_auto(GStrv) warnings = NULL;
+
+      if (!clones)
+        return FALSE;
+      warnings = rechain_fleet_get_warnings (fleet);
+      tool_print_warnings ((const char * const *) warnings);
+      for (guint i = 0; i < clones->len; i++)
+        g_ptr_array_add (volumes, g_object_ref (g_ptr_array_index (clones, i)));
+    }
+  for (guint i = 0; args->images[i]; i++)
+    {
+      RechainVolume *v = rechain_fleet_resolve (fleet, args->pool, args->images[i], NULL, error);
+
       if (!v)
         return FALSE;
-      g_ptr_array_add (paths, g_strdup (rechain_volume_get_path (v)));
+      g_ptr_array_add (volumes, v);
     }
+  for (guint i = 0; i < volumes->len; i++)
+    g_ptr_array_add (paths, g_strdup (rechain_volume_get_path (g_ptr_array_index (volumes, i))));
+  if (!args->format && volumes->len > 0)
+    args->format = g_strdup (rechain_volume_get_format (g_ptr_array_index (volumes, 0)));
   if (!*args->backing)
     return TRUE;
-  backing_volume = rechain_volume_helper_resolve (helper, args->pool, args->backing, NULL, error);
+  backing_volume = rechain_fleet_resolve (fleet, args->pool, args->backing, NULL, error);
   if (!backing_volume)
     return FALSE;
   g_free (args->backing);
@@ -361,12 +415,11 @@ resolve_images (RebaseArgs *args, RechainVolume **volume, GPtrArray *paths, GErr
   return TRUE;
 }
 
-/* Runs @job on the library's worker thread (through @volume's helper, for
- * its in-use check and pool refresh, when there is one) while this thread
- * waits for signals, so Ctrl-C cancels cleanly (the image stays
- * consistent) instead of killing the process between two writes. */
+/* Runs @job on the library's worker thread while this thread waits for
+ * signals, so Ctrl-C cancels cleanly (the image stays consistent) instead
+ * of killing the process between two writes. */
 static gboolean
-run_job (RechainRebaseJob *job, RechainVolume *volume, const RebaseArgs *args, GError **error)
+run_job (RechainRebaseJob *job, const RebaseArgs *args, GError **error)
 {
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   RebaseRun run = { job, args->progress, FALSE, FALSE, NULL };
@@ -375,12 +428,8 @@ run_job (RechainRebaseJob *job, RechainVolume *volume, const RebaseArgs *args, G
   g_signal_connect (job, "notify::progress", G_CALLBACK (on_progress), &run);
   sigint = g_unix_signal_add (SIGINT, on_signal, cancellable);
   sigterm = g_unix_signal_add (SIGTERM, on_signal, cancellable);
-  if (volume)
-    rechain_volume_rebase_async (volume, job, args->strict ? RECHAIN_VOLUME_REBASE_STRICT : 0,
-                                 G_PRIORITY_DEFAULT, cancellable, on_volume_done, &run);
-  else
-    rechain_block_job_run_async (RECHAIN_BLOCK_JOB (job), G_PRIORITY_DEFAULT, cancellable,
-                                 on_done, &run);
+  rechain_block_job_run_async (RECHAIN_BLOCK_JOB (job), G_PRIORITY_DEFAULT, cancellable,
+                               on_done, &run);
   while (!run.done)
     g_main_context_iteration (NULL, TRUE);
   g_source_remove (sigint);
@@ -411,11 +460,200 @@ report (RechainRebaseJob *job, const RebaseArgs *args)
     print_human_report (stats);
 }
 
+/* Connects to every --connect host, in the order given (the first that
+ * has the pool resolves the volumes). */
+static RechainFleet *
+connect_fleet (const RebaseArgs *args, GError **error)
+{
+  g_autoptr(RechainFleet) fleet = rechain_fleet_new ();
+  g_auto(GStrv) warnings = NULL;
+
+  rechain_fleet_set_skip_unreachable (fleet, args->skip_unreachable);
+  for (guint i = 0; args->connect_uris[i]; i++)
+    if (!rechain_fleet_add_host (fleet, args->connect_uris[i], NULL, error))
+      return NULL;
+  warnings = rechain_fleet_get_warnings (fleet);
+  tool_print_warnings ((const char * const *) warnings);
+  return g_steal_pointer (&fleet);
+}
+
+/* One line per volume: what became of it and why. */
+static void
+print_volume_results (GPtrArray *results)
+{
+  for (guint i = 0; i < results->len; i++)
+    {
+      RechainFleetResult *r = g_ptr_array_index (results, i);
+      RechainVolume *v = rechain_fleet_result_get_volume (r);
+      const char *name = rechain_volume_get_name (v);
+      gint64 bytes = rechain_fleet_result_get_bytes (r);
+
+      switch (rechain_fleet_result_get_status (r))
+        {
+        case RECHAIN_FLEET_STATUS_MOVED:
+          printf (_("%s: moved, %" PRId64 " bytes copied\n"), name, (int64_t) MAX (bytes, 0));
+          break;
+        case RECHAIN_FLEET_STATUS_WOULD_MOVE:
+          printf (_("%s: would move, %" PRId64 " bytes to copy (at most)\n"), name,
+                  (int64_t) MAX (bytes, 0));
+          break;
+        case RECHAIN_FLEET_STATUS_SKIPPED:
+          printf (_("%s: skipped: %s\n"), name, rechain_fleet_result_get_reason (r));
+          break;
+        case RECHAIN_FLEET_STATUS_FAILED:
+        default:
+          printf (_("%s: failed: %s\n"), name, rechain_fleet_result_get_reason (r));
+          break;
+        }
+    }
+}
+
+static void
+add_string_member (JsonBuilder *b, const char *name, const char *value)
+{
+  json_builder_set_member_name (b, name);
+  if (value)
+    json_builder_add_string_value (b, value);
+  else
+    json_builder_add_null_value (b);
+}
+
+/* --clones-of --output=json: one entry per volume, and the statistics of
+ * the linked-clone pass (null when nothing was to move). */
+static void
+print_volume_results_json (GPtrArray *results, RechainRebaseJob *job)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autofree char *text = NULL;
+  RechainRebaseStats *stats = job ? rechain_rebase_job_get_stats (job) : NULL;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "volumes");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < results->len; i++)
+    {
+      RechainFleetResult *r = g_ptr_array_index (results, i);
+      RechainVolume *v = rechain_fleet_result_get_volume (r);
+      gint64 bytes = rechain_fleet_result_get_bytes (r);
+
+      json_builder_begin_object (b);
+      add_string_member (b, "volume", rechain_volume_get_name (v));
+      add_string_member (b, "pool", rechain_volume_get_pool (v));
+      add_string_member (b, "path", rechain_volume_get_path (v));
+      add_string_member (b, "status", rechain_fleet_status_to_string (rechain_fleet_result_get_status (r)));
+      add_string_member (b, "reason", rechain_fleet_result_get_reason (r));
+      add_string_member (b, "host", rechain_fleet_result_get_host (r));
+      add_string_member (b, "uri", rechain_fleet_result_get_uri (r));
+      add_string_member (b, "domain", rechain_fleet_result_get_domain (r));
+      json_builder_set_member_name (b, "bytes");
+      if (bytes >= 0)
+        json_builder_add_int_value (b, bytes);
+      else
+        json_builder_add_null_value (b);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "rebase");
+  if (stats && has_images (stats))
+    {
+      g_autofree char *json = rechain_rebase_stats_to_json (stats);
+      JsonNode *node = json_from_string (json, NULL);
+
+      if (node)
+        json_builder_add_value (b, node);
+      else
+        json_builder_add_null_value (b);
+    }
+  else
+    json_builder_add_null_value (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  text = json_generator_to_data (gen, NULL);
+  printf ("%s\n", text);
+}
+
+/* With --pool: the volumes are moved through the fleet of --connect
+ * hosts, in-use volumes refused (named volumes) or skipped (--clones-of). */
+static int
+run_fleet (RechainFleet *fleet, GPtrArray *volumes, RechainRebaseJob *options,
+           const RebaseArgs *args)
+{
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  FleetRun run = { 0 };
+  RechainFleetRebaseFlags flags = RECHAIN_FLEET_REBASE_NONE;
+  gboolean skipped = FALSE, failed = FALSE;
+  guint sigint, sigterm;
+  int status;
+
+  if (args->strict)
+    flags |= RECHAIN_FLEET_REBASE_STRICT;
+  if (args->clones_of)
+    flags |= RECHAIN_FLEET_REBASE_SKIP_IN_USE;
+  sigint = g_unix_signal_add (SIGINT, on_signal, cancellable);
+  sigterm = g_unix_signal_add (SIGTERM, on_signal, cancellable);
+  run.progress = args->progress;
+  g_signal_connect (fleet, "rebase-started", G_CALLBACK (on_fleet_started), &run);
+  rechain_fleet_rebase_async (fleet, volumes, options, flags, G_PRIORITY_DEFAULT, cancellable,
+                              on_fleet_done, &run);
+  while (!run.done)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+  g_signal_handlers_disconnect_by_data (fleet, &run);
+  if (run.job)
+    g_signal_handlers_disconnect_by_data (run.job, &run);
+  tool_progress_end (args->progress, run.results != NULL);
+  if (run.job && rechain_rebase_job_get_stats (run.job))
+    tool_print_warnings (rechain_rebase_stats_get_warnings (rechain_rebase_job_get_stats (run.job)));
+  if (!run.results)
+    {
+      if (run.job)
+        report (run.job, args);
+      g_clear_object (&run.job);
+      status = tool_fail (run.error);
+      g_error_free (run.error);
+      return status;
+    }
+  for (guint i = 0; i < run.results->len; i++)
+    {
+      RechainFleetStatus st = rechain_fleet_result_get_status (g_ptr_array_index (run.results, i));
+
+      skipped |= st == RECHAIN_FLEET_STATUS_SKIPPED;
+      failed |= st == RECHAIN_FLEET_STATUS_FAILED;
+    }
+  if (args->clones_of && args->out_format == TOOL_OUTPUT_JSON && args->output)
+    print_volume_results_json (run.results, run.job);
+  else
+    {
+      if (args->clones_of && !args->quiet)
+        print_volume_results (run.results);
+      else if (failed || skipped)
+        for (guint i = 0; i < run.results->len; i++)
+          {
+            RechainFleetResult *r = g_ptr_array_index (run.results, i);
+
+            if (rechain_fleet_result_get_reason (r))
+              g_printerr ("rechain: %s\n", rechain_fleet_result_get_reason (r));
+          }
+      if (run.job)
+        report (run.job, args);
+    }
+  g_clear_object (&run.job);
+  g_ptr_array_unref (run.results);
+  /* a failure says more than a skip: exit status 1 (see README) */
+  return failed ? TOOL_EXIT_FAILURE : skipped ? TOOL_EXIT_IN_USE : TOOL_EXIT_OK;
+}
+
 int
 cmd_rebase (int argc, char **argv)
 {
   g_auto(RebaseArgs) args = { 0 };
-  g_autoptr(RechainVolume) volume = NULL;
+  g_autoptr(RechainFleet) fleet = NULL;
+  g_autoptr(GPtrArray) volumes = g_ptr_array_new_with_free_func (g_object_unref);
   g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(RechainRebaseJob) job = NULL;
   g_autoptr(GError) error = NULL;
@@ -424,8 +662,20 @@ cmd_rebase (int argc, char **argv)
 
   if (status >= 0)
     return status;
-  if (!resolve_images (&args, &volume, paths, &error) || !resolve_lockspace (&args, &error))
+  if (!resolve_lockspace (&args, &error))
     return tool_fail (error);
+  if (args.pool && !(fleet = connect_fleet (&args, &error)))
+    return tool_fail (error);
+  if (!resolve_images (&args, fleet, volumes, paths, &error))
+    return tool_fail (error);
+  if (paths->len == 0)
+    {
+      /* --clones-of found none: nothing to do is not an error */
+      if (!args.quiet)
+        g_printerr (_("rechain: no volume of pool %s has %s as its backing file\n"), args.pool,
+                    args.clones_of);
+      return TOOL_EXIT_OK;
+    }
   g_ptr_array_add (paths, NULL);
   job = g_object_new (RECHAIN_TYPE_REBASE_JOB,
                       "image", g_ptr_array_index (paths, 0),
@@ -446,7 +696,9 @@ cmd_rebase (int argc, char **argv)
                       "leases", !args.no_leases,
                       "lockspace-dir", args.lockspace,
                       NULL);
-  ok = run_job (job, volume, &args, &error);
+  if (fleet)
+    return run_fleet (fleet, volumes, job, &args);
+  ok = run_job (job, &args, &error);
   if (rechain_rebase_job_get_stats (job))
     tool_print_warnings (rechain_rebase_stats_get_warnings (rechain_rebase_job_get_stats (job)));
   report (job, &args);

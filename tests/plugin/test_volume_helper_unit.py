@@ -343,6 +343,69 @@ class LibvirtTestDriverTest(unittest.TestCase):
         self.assertEqual(backing_of(self.p('mid.qcow2')), ('new.qcow2', 'qcow2'))
 
 
+    # -- issue 16: listing a pool, and a fleet of one host (the test driver)
+
+    def fleet_node(self):
+        """The node with top2.qcow2 (an idle clone of mid, as top is)."""
+        sh('qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top2.qcow2', self.dir)
+        vol = ('    <volume type="file"><name>top2.qcow2</name><capacity>16777216</capacity>\n'
+               '      <target><path>%s/top2.qcow2</path><format type="qcow2"/></target></volume>\n'
+               '  </pool>' % self.dir)
+        with open(self.p('node2.xml'), 'w') as f:
+            f.write(NODE_XML.format(d=self.dir).replace('  </pool>', vol))
+        return Rechain.VolumeHelper.lookup('libvirt', 'test://' + self.p('node2.xml'), None)
+
+    def test_list_volumes(self):
+        helper = self.fleet_node()
+        vols = sorted((v.get_name(), v.get_pool(), v.get_path(), v.get_format())
+                      for v in helper.list_volumes('p', None))
+        self.assertEqual(vols, [(n, 'p', self.p(n), 'qcow2') for n in
+                                ('free.qcow2', 'new.qcow2', 'other.qcow2', 'top.qcow2', 'top2.qcow2')])
+        with self.assertRaises(GLib.Error) as cm:
+            helper.list_volumes('nopool', None)
+        self.assertTrue(cm.exception.matches(Gio.io_error_quark(), Gio.IOErrorEnum.NOT_FOUND))
+
+    def test_fleet_selects_clones_and_skips_the_busy_one(self):
+        import socket
+        fleet = Rechain.Fleet.new()
+        fleet.add_helper(self.fleet_node())
+        # by the headers: top and top2 name mid; free names base
+        self.assertEqual([v.get_name() for v in fleet.select_clones('p', self.p('mid.qcow2'), None)],
+                         ['top.qcow2', 'top2.qcow2'])
+        self.assertEqual([v.get_name() for v in fleet.select_clones('p', self.p('base.qcow2'), None)],
+                         ['free.qcow2'])
+        self.assertEqual(fleet.select_clones('p', 'new.qcow2', None), [])
+        clones = fleet.select_clones('p', self.p('mid.qcow2'), None)
+        new = fleet.resolve('p', 'new.qcow2', None)
+        options = Rechain.RebaseJob(image=clones[0].get_path(), backing_file=new.get_path(),
+                                    backing_format='qcow2', mode=Rechain.RebaseMode.UNSAFE)
+        loop = GLib.MainLoop()
+        out = {}
+
+        def done(f, res):
+            try:
+                out['r'] = f.rebase_finish(res)
+            except GLib.Error as e:
+                out['e'] = e
+            loop.quit()
+        # refused as a whole without SKIP_IN_USE, nothing written
+        fleet.rebase_async(clones, options, Rechain.FleetRebaseFlags.NONE, 0, None, done)
+        loop.run()
+        self.assertTrue(out['e'].matches(Rechain.error_quark(), Rechain.Error.IN_USE))
+        self.assertIn('runner on %s' % socket.gethostname(), out['e'].message)
+        self.assertEqual(backing_of(self.p('top2.qcow2'))[0], 'mid.qcow2')
+        fleet.rebase_async(clones, options, Rechain.FleetRebaseFlags.SKIP_IN_USE, 0, None, done)
+        loop.run()
+        results, job, warnings = out['r']
+        self.assertEqual([(r.get_volume().get_name(), r.get_status()) for r in results],
+                         [('top.qcow2', Rechain.FleetStatus.SKIPPED), ('top2.qcow2', Rechain.FleetStatus.MOVED)])
+        self.assertEqual((results[0].get_domain(), results[0].get_host()), ('runner', socket.gethostname()))
+        self.assertIn('vda', results[0].get_reason())
+        self.assertEqual(backing_of(self.p('top2.qcow2')), (new.get_path(), 'qcow2'))
+        self.assertEqual(backing_of(self.p('top.qcow2'))[0], 'mid.qcow2')
+        # sleeper uses mid, not top2: no warning about it
+        self.assertEqual(warnings, [])
+
 if __name__ == '__main__':
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tool'))
     from rechaintest import run_tap
