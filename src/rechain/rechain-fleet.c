@@ -997,6 +997,11 @@ check_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       return;
     }
   d->job = job_for (d->options, paths);
+  if (!rechain_volume_job_use_local_leases (d->job, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
   gboolean trust_chain = FALSE;
   g_object_get (d->job, "trust-chain", &trust_chain, NULL);
   RechainVolume *first = rechain_fleet_result_get_volume (g_ptr_array_index (d->movable, 0));

@@ -17,4 +17,8 @@ void rechain_rebase_job_set_storage_dirs (RechainRebaseJob *job,
                                           const char * const *dirs,
                                           const char *name);
 
+/* Sets #RechainRebaseJob:lockspace-dir to @dir when the job takes leases
+ * and was given none (the volume helpers' default: the local libvirt's). */
+void rechain_rebase_job_set_default_lockspace_dir (RechainRebaseJob *job, const char *dir);
+
 G_END_DECLS

@@ -455,7 +455,11 @@ rechain_rebase_job_class_init (RechainRebaseJobClass *klass)
    *
    * virtlockd's directory of indirect leases (`file_lockspace_dir` of
    * qemu-lockd.conf), as rechain_read_libvirt_lock_config() finds it for
-   * the local daemon; it must exist. %NULL: direct leases only.
+   * the local daemon; it must exist. %NULL: direct leases only, except
+   * for a job run through rechain_volume_rebase_async() or
+   * rechain_fleet_rebase_async(): those set it, when it is %NULL and
+   * #RechainRebaseJob:leases is %TRUE, to the local libvirt's, as
+   * `rechain rebase --pool` does.
    *
    * Since: 0.2
    */
@@ -608,4 +612,14 @@ rechain_rebase_job_set_storage_dirs (RechainRebaseJob *job, const char * const *
   job->storage_dirs = g_strdupv ((char **) dirs);
   g_free (job->storage_name);
   job->storage_name = g_strdup (name);
+}
+
+void
+rechain_rebase_job_set_default_lockspace_dir (RechainRebaseJob *job, const char *dir)
+{
+  g_return_if_fail (RECHAIN_IS_REBASE_JOB (job));
+  if (!job->leases || job->lockspace_dir != NULL)
+    return;
+  job->lockspace_dir = g_strdup (dir);
+  g_object_notify_by_pspec (G_OBJECT (job), props[PROP_LOCKSPACE_DIR]);
 }

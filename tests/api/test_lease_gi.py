@@ -4,7 +4,8 @@ Rechain.read_libvirt_lock_config reads qemu.conf and qemu-lockd.conf as
 libvirt writes them, and a RebaseJob with its lockspace-dir refuses an image
 whose indirect lease another process holds (Rechain.Error.IN_USE, the image
 unchanged), moves it once the lease is free, and with leases=False ignores
-the lease."""
+the lease. Jobs run through a volume helper (RechainVolume, RechainFleet)
+take the local libvirt's lockspace when given none."""
 
 import fcntl
 import hashlib
@@ -97,6 +98,90 @@ class LeaseGiTest(unittest.TestCase):
         finally:
             holder.stdin.close()
             holder.wait()
+        info = sh(['qemu-img', 'info', '-U', '--output=json', self.image], self.dir).stdout
+        self.assertIn('"backing-filename": "new.qcow2"', info)
+
+    def hold(self, lease):
+        """Another "host": an fcntl lock on byte 0 of the lease file."""
+        holder = subprocess.Popen(
+            [sys.executable, '-c',
+             'import fcntl, os, sys\n'
+             'fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n'
+             'fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)\n'
+             'print("held", flush=True)\n'
+             'sys.stdin.read()\n', lease],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=CHILD_ENV)
+        self.assertEqual(holder.stdout.readline(), b'held\n')
+        return holder
+
+    def test_volume_and_fleet_use_local_lockspace(self):
+        """A job run through a volume helper (RechainVolume, RechainFleet)
+        with no lockspace-dir gets the one libvirt's lock manager uses on
+        this host, as `rechain rebase --pool` does: an indirect lease held
+        elsewhere refuses it. A job given its own lockspace-dir keeps it."""
+        conf = os.path.join(self.dir, 'conf')
+        os.mkdir(conf)
+        with open(os.path.join(conf, 'qemu.conf'), 'w') as f:
+            f.write('lock_manager = "lockd"\n')
+        with open(os.path.join(conf, 'qemu-lockd.conf'), 'w') as f:
+            f.write('file_lockspace_dir = "%s"\n' % self.space)
+        old = os.environ.get('RECHAIN_LIBVIRT_CONFDIR')
+        os.environ['RECHAIN_LIBVIRT_CONFDIR'] = conf
+        lease = os.path.join(self.space, hashlib.sha256(self.image.encode()).hexdigest())
+        with open(self.image, 'rb') as f:
+            before = f.read()
+        helper = Rechain.VolumeHelper.lookup('path', None, None)
+        holder = self.hold(lease)
+        try:
+            vol = Rechain.Volume.new(helper, None, None, self.image, 'qcow2', None)
+            job = Rechain.RebaseJob(image=self.image, backing_file='new.qcow2',
+                                    backing_format='qcow2')
+            with self.assertRaises(GLib.Error) as cm:
+                vol.rebase_sync(job, 0, None)
+            self.assertTrue(cm.exception.matches(Rechain.error_quark(), Rechain.Error.IN_USE),
+                            cm.exception.message)
+            self.assertEqual(job.props.lockspace_dir, self.space)
+            with open(self.image, 'rb') as f:
+                self.assertEqual(f.read(), before)
+
+            fleet = Rechain.Fleet.new()
+            self.assertTrue(fleet.add_helper(helper))
+            options = Rechain.RebaseJob(image=self.image, backing_file='new.qcow2',
+                                        backing_format='qcow2')
+            loop = GLib.MainLoop()
+            out = {}
+
+            def done(fleet, res):
+                try:
+                    out['results'], out['job'], out['warnings'] = fleet.rebase_finish(res)
+                except GLib.Error as e:
+                    out['error'] = e
+                loop.quit()
+            fleet.rebase_async([vol], options, Rechain.FleetRebaseFlags.SKIP_IN_USE,
+                               GLib.PRIORITY_DEFAULT, None, done)
+            loop.run()
+            self.assertNotIn('error', out)
+            self.assertEqual(out['job'].props.lockspace_dir, self.space)
+            (res,) = out['results']
+            self.assertEqual(res.get_status(), Rechain.FleetStatus.SKIPPED)
+            self.assertIn("leased by libvirt's lock manager", res.get_reason())
+            with open(self.image, 'rb') as f:
+                self.assertEqual(f.read(), before)
+
+            # the caller's own lockspace wins (here: an empty one)
+            other = os.path.join(self.dir, 'other-space')
+            os.mkdir(other)
+            job = Rechain.RebaseJob(image=self.image, backing_file='new.qcow2',
+                                    backing_format='qcow2', lockspace_dir=other)
+            vol.rebase_sync(job, 0, None)
+            self.assertEqual(job.props.lockspace_dir, other)
+        finally:
+            holder.stdin.close()
+            holder.wait()
+            if old is None:
+                del os.environ['RECHAIN_LIBVIRT_CONFDIR']
+            else:
+                os.environ['RECHAIN_LIBVIRT_CONFDIR'] = old
         info = sh(['qemu-img', 'info', '-U', '--output=json', self.image], self.dir).stdout
         self.assertIn('"backing-filename": "new.qcow2"', info)
 
