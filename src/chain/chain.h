@@ -131,4 +131,12 @@ gboolean rechain_chains_unlock (RechainChain * const *chains,
                                 const RechainKeyLookup *keys,
                                 GError **error);
 
+/* The same, except for the layers that are the same file as a layer of
+ * @except (nullable): those are left locked and need no key. */
+gboolean rechain_chains_unlock_except (RechainChain * const *chains,
+                                       guint n_chains,
+                                       RechainChain *except,
+                                       const RechainKeyLookup *keys,
+                                       GError **error);
+
 G_END_DECLS

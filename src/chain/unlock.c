@@ -45,9 +45,31 @@ find_same (GPtrArray *unique, RechainLayer *layer)
   return NULL;
 }
 
+/* Whether @layer is the same file as a layer of @chain. */
+static gboolean
+in_chain (RechainChain *chain, RechainLayer *layer)
+{
+  struct stat st;
+
+  if (!chain || fstat (rechain_file_get_fd (rechain_layer_get_file (layer)), &st) < 0)
+    return FALSE;
+  for (guint d = 0; d < rechain_chain_get_depth (chain); d++)
+    if (rechain_layer_same_file (rechain_chain_get_layer (chain, d), st.st_dev, st.st_ino))
+      return TRUE;
+  return FALSE;
+}
+
 gboolean
 rechain_chains_unlock (RechainChain * const *chains, guint n_chains,
                        const RechainKeyLookup *keys, GError **error)
+{
+  return rechain_chains_unlock_except (chains, n_chains, NULL, keys, error);
+}
+
+gboolean
+rechain_chains_unlock_except (RechainChain * const *chains, guint n_chains,
+                              RechainChain *except, const RechainKeyLookup *keys,
+                              GError **error)
 {
   g_autoptr(GPtrArray) unique = g_ptr_array_new ();
   g_autoptr(GArray) jobs = g_array_new (FALSE, TRUE, sizeof (Unlock));
@@ -62,7 +84,8 @@ rechain_chains_unlock (RechainChain * const *chains, guint n_chains,
         Unlock u = { layer };
 
         if (rechain_layer_get_encryption (layer) != RECHAIN_LAYER_ENCRYPTION_LUKS ||
-            rechain_layer_is_unlocked (layer) || find_same (unique, layer))
+            rechain_layer_is_unlocked (layer) || find_same (unique, layer) ||
+            in_chain (except, layer))
           continue;
         if (!rechain_layer_lookup_key (layer, keys, &u.passphrase, &u.len))
           return rechain_layer_check_data_access (layer, error);

@@ -81,6 +81,9 @@ typedef struct {
   /* the old view of the current window's ranges, as diff_range() mapped
    * it: what the copy then needs, without mapping the old chain again */
   GArray *old_map;          /* of RechainExtent, sorted, over the union U */
+  /* the new chain lies inside the old one and its LUKS layers were left
+   * locked (setup_encryption()): they are never read */
+  gboolean new_chain_locked;
   /* the new view of the current window, when it was mapped ahead (the
    * old one is then in old_map, over the whole window) */
   GArray *new_map;          /* of RechainExtent, or NULL */

@@ -181,6 +181,35 @@ class EncryptedRebaseTest(ToolTestCase):
         self.assert_same_view(old, new)
         self.assert_qemu_ok(new, 'new.qcow2')
 
+    def test_rebase_onto_own_base_needs_no_base_key(self):
+        """base <- mid <- top rebased onto base (the new chain is the old
+        one's lower part, as when a snapshot layer is dropped): base is
+        never read, so it is not unlocked and needs no key. A wrong key for
+        it is not even tried. mid's data is copied without comparing."""
+        chain = self.build([('base.qcow2', 'k0', None), ('mid.qcow2', 'k1', 'aes-128-xts'),
+                            ('top.qcow2', 'k2', 'aes-256-cbc-essiv')])
+        old = self.snapshot(chain)
+        keys = ['--key-file', 'top.qcow2=k2.key', '--key-file', 'mid.qcow2=k1.key',
+                '--key-file', 'base.qcow2=k3.key']
+        rep, r = self.rechain_json('rebase', '--output=json', *keys, '-b', 'base.qcow2',
+                                   '-F', 'qcow2', 'top.qcow2')
+        self.assert_no_secret(r)
+        new = [('top.qcow2', 'k2'), ('base.qcow2', 'k0')]
+        self.assert_same_view(old, new)
+        self.assert_qemu_ok(new, 'base.qcow2')
+        # nothing read from base: only mid's data was read, to be copied
+        self.assertEqual(rep['bytes-compared'], 0, r.describe())
+        self.assertGreater(rep['images'][0]['bytes-written'], 0, r.describe())
+        # the same for a plain overlay, with no key for base at all
+        chain = self.build([('pbase.qcow2', 'k0', None), ('pmid.qcow2', 'k1', None),
+                            ('ptop.qcow2', None, None)])
+        old = self.snapshot(chain)
+        r = self.rechain('rebase', '--key-file', 'pmid.qcow2=k1.key', '-b', 'pbase.qcow2',
+                         '-F', 'qcow2', 'ptop.qcow2', expect=0)
+        new = [('ptop.qcow2', None), ('pbase.qcow2', 'k0')]
+        self.assert_same_view(old, new)
+        self.assert_qemu_ok(new, 'pbase.qcow2')
+
     def test_plain_overlay_over_encrypted_backing_warns(self):
         chain = self.build([('base.qcow2', 'k0', None), ('mid.qcow2', 'k1', None),
                             ('top.qcow2', None, None)])
