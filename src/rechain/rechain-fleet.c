@@ -1106,12 +1106,40 @@ prefix_volume_error (FleetRebase *d, GError **error)
                     rechain_volume_get_pool (named));
 }
 
+/* Whether a pass that failed as a job is still told volume by volume:
+ * with SKIP_IN_USE, when a volume failed on its own while others moved
+ * (the job reports the first image error as its own), or when every one
+ * was in use where no host told (a lease, a lock). Not when cancelled. */
+static gboolean
+outcome_per_volume (FleetRebase *d, const GError *error)
+{
+  RechainRebaseStats *stats = rechain_rebase_job_get_stats (d->job);
+  gboolean some_ok = FALSE, all_in_use = TRUE;
+
+  if (!(d->flags & RECHAIN_FLEET_REBASE_SKIP_IN_USE) || stats == NULL ||
+      g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return FALSE;
+  g_autoptr (GPtrArray) images = rechain_rebase_stats_get_images (stats);
+  for (guint j = 0; images != NULL && j < images->len; j++)
+    {
+      const GError *e = rechain_rebase_image_stats_get_error (g_ptr_array_index (images, j));
+      if (e == NULL)
+        some_ok = TRUE;
+      else if (!g_error_matches (e, RECHAIN_ERROR, RECHAIN_ERROR_IN_USE))
+        all_in_use = FALSE;
+    }
+  return images != NULL && images->len > 0 && (some_ok || all_in_use);
+}
+
 static void
 job_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (GTask) task = user_data;
   GError *error = NULL;
-  if (!rechain_block_job_run_finish (RECHAIN_BLOCK_JOB (source), result, &error))
+  if (!rechain_block_job_run_finish (RECHAIN_BLOCK_JOB (source), result, &error) &&
+      outcome_per_volume (g_task_get_task_data (task), error))
+    g_clear_error (&error);
+  if (error != NULL)
     {
       prefix_volume_error (g_task_get_task_data (task), &error);
       g_task_return_error (task, error);

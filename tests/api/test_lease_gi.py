@@ -144,6 +144,12 @@ class LeaseGiTest(unittest.TestCase):
             with open(self.image, 'rb') as f:
                 self.assertEqual(f.read(), before)
 
+            # a pool-wide pass (SKIP_IN_USE): the leased volume is skipped,
+            # the other one moves
+            sh(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2',
+                'vm2.qcow2'], self.dir)
+            vol2 = Rechain.Volume.new(helper, None, None, os.path.join(self.dir, 'vm2.qcow2'),
+                                      'qcow2', None)
             fleet = Rechain.Fleet.new()
             self.assertTrue(fleet.add_helper(helper))
             options = Rechain.RebaseJob(image=self.image, backing_file='new.qcow2',
@@ -157,14 +163,18 @@ class LeaseGiTest(unittest.TestCase):
                 except GLib.Error as e:
                     out['error'] = e
                 loop.quit()
-            fleet.rebase_async([vol], options, Rechain.FleetRebaseFlags.SKIP_IN_USE,
-                               GLib.PRIORITY_DEFAULT, None, done)
-            loop.run()
-            self.assertNotIn('error', out)
-            self.assertEqual(out['job'].props.lockspace_dir, self.space)
-            (res,) = out['results']
-            self.assertEqual(res.get_status(), Rechain.FleetStatus.SKIPPED)
-            self.assertIn("leased by libvirt's lock manager", res.get_reason())
+            for vols in ([vol], [vol, vol2]):
+                fleet.rebase_async(vols, options, Rechain.FleetRebaseFlags.SKIP_IN_USE,
+                                   GLib.PRIORITY_DEFAULT, None, done)
+                loop.run()
+                self.assertNotIn('error', out)
+                self.assertEqual(out['job'].props.lockspace_dir, self.space)
+                res = out['results']
+                self.assertEqual(res[0].get_status(), Rechain.FleetStatus.SKIPPED)
+                self.assertIn("leased by libvirt's lock manager", res[0].get_reason())
+            self.assertEqual(res[1].get_status(), Rechain.FleetStatus.MOVED, res[1].get_reason())
+            info = sh(['qemu-img', 'info', '-U', '--output=json', 'vm2.qcow2'], self.dir).stdout
+            self.assertIn('"backing-filename": "new.qcow2"', info)
             with open(self.image, 'rb') as f:
                 self.assertEqual(f.read(), before)
 
