@@ -19,10 +19,18 @@ by qemu-img compare against a copy of its content before, and qemu-img
 check), reports the busy ones with host, domain and reason, exits 4; both
 daemons show the new backing store afterwards (virsh vol-dumpxml).
 
+Both daemons run libvirt's lock manager (lock_manager = "lockd") with one
+shared lockspace directory, as hosts on shared storage do. A clone leased
+by a host no --connect names is shown the way it looks there: an fcntl
+lock on byte 0 of its lease file, held by a process of this machine with
+no QEMU. --clones-of skips it with the lease as its reason (rechain reads
+the lockspace from the daemon's qemu-lockd.conf), and moves the others.
+
 Skipped (77) as test_libvirt_daemon.py: only where a daemon cannot start
 or the packages are missing.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -63,10 +71,27 @@ def sh(cmd):
     return base.sh(cmd, POOLDIR)
 
 
+def lockspace():
+    return os.path.join(TOP, 'lockspace')
+
+
+def configure_lockd(env):
+    """libvirt's lock manager with the shared lockspace, written before the
+    daemon starts."""
+    conf = os.path.join(env['XDG_CONFIG_HOME'], 'libvirt')
+    os.makedirs(conf, exist_ok=True)
+    os.makedirs(lockspace(), mode=0o700, exist_ok=True)
+    with open(os.path.join(conf, 'qemu.conf'), 'w') as f:
+        f.write('lock_manager = "lockd"\n')
+    with open(os.path.join(conf, 'qemu-lockd.conf'), 'w') as f:
+        f.write('file_lockspace_dir = "%s"\n' % lockspace())
+
+
 def start_host(name):
     env = host_env(name)
     for k in ('XDG_RUNTIME_DIR', 'XDG_CONFIG_HOME', 'XDG_CACHE_HOME'):
         os.makedirs(env[k], mode=0o700, exist_ok=True)
+    configure_lockd(env)
     # autostarts this host's session daemon (libvirtd --timeout=120)
     r = subprocess.run(['virsh', '-c', 'qemu:///session', 'uri'], capture_output=True, text=True,
                        env=env)
@@ -113,6 +138,8 @@ def vol_backing(host, name):
 
 def rechain(*args):
     env = dict(os.environ)
+    # the lock manager's configuration of "this host" (h1's daemon)
+    env['RECHAIN_LIBVIRT_CONFDIR'] = os.path.join(host_env('h1')['XDG_CONFIG_HOME'], 'libvirt')
     if os.environ.get('RECHAIN_TEST_PRELOAD'):
         env['LD_PRELOAD'] = os.environ['RECHAIN_TEST_PRELOAD']
     return subprocess.run([os.environ['RECHAIN']] + list(args), capture_output=True, text=True,
@@ -128,9 +155,29 @@ def define(host, name, disk, start=True):
         virsh(host, 'start', name)
 
 
-CLONES = ['c1', 'c2', 'c3', 'c4', 'c5']
+CLONES = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6']
 IDLE = ['c1', 'c3', 'c5']          # c5: only a shut-off domain of h2 (a warning)
 BUSY = {'c2': ('vm1', 'h1'), 'c4': ('vm7', 'h2')}
+LEASED = ['c6']                    # leased on a host no --connect names
+LEASED_REASON = "leased by libvirt's lock manager (virtlockd) on this or an unknown host"
+HOLDERS = []
+
+
+def hold_lease(path):
+    """What a lease of another host looks like on shared storage: an fcntl
+    write lock on byte 0 of the file named by the SHA-256 of the path."""
+    lease = os.path.join(lockspace(), hashlib.sha256(path.encode()).hexdigest())
+    holder = subprocess.Popen(
+        [sys.executable, '-c',
+         'import fcntl, os, sys\n'
+         'fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n'
+         'fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)\n'
+         'print("held", flush=True)\n'
+         'sys.stdin.read()\n', lease],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    if holder.stdout.readline() != b'held\n':
+        raise AssertionError('could not hold the lease of ' + path)
+    HOLDERS.append(holder)
 
 
 class FleetTest(unittest.TestCase):
@@ -157,6 +204,14 @@ class FleetTest(unittest.TestCase):
         define('h1', 'vm1', 'c2.qcow2')
         define('h2', 'vm7', 'c4.qcow2')
         define('h2', 'vm3', 'c5.qcow2', start=False)
+        for c in LEASED:
+            hold_lease(p(c + '.qcow2'))
+
+    @classmethod
+    def tearDownClass(cls):
+        for holder in HOLDERS:
+            holder.stdin.close()
+            holder.wait()
 
     def where(self, host):
         return 'on %s (%s)' % (self.host_name(), HOSTS[host]['uri'])
@@ -241,6 +296,10 @@ class FleetTest(unittest.TestCase):
             self.assertEqual(v['domain'], dom)
             self.assertEqual(v['uri'], HOSTS[host]['uri'])
             self.assertIn(dom, v['reason'])
+        for c in LEASED:
+            v = vols[c + '.qcow2']
+            self.assertEqual(v['status'], 'skipped', v)
+            self.assertIn(LEASED_REASON, v['reason'])
         for c in CLONES:
             self.assertEqual(backing_of(c + '.qcow2')[0], p('tmpl.qcow2'))
         # the human listing
@@ -251,6 +310,7 @@ class FleetTest(unittest.TestCase):
         self.assertIn('c2.qcow2: skipped', r.stdout)
         # vm7 of h2, not asked: its QEMU's lock on c4 skips it still
         self.assertIn('c4.qcow2: skipped', r.stdout)
+        self.assertIn('c6.qcow2: skipped', r.stdout)
         self.assertNotIn('other.qcow2', r.stdout)
 
     def test_4_clones_of_moves_exactly_the_idle_clones(self):
@@ -278,11 +338,16 @@ class FleetTest(unittest.TestCase):
             self.assertEqual(v['status'], 'skipped', v)
             self.assertEqual((v['domain'], v['uri']), (dom, HOSTS[host]['uri']))
             self.assertEqual(backing_of(c + '.qcow2')[0], p('tmpl.qcow2'))
+        for c in LEASED:
+            v = vols[c + '.qcow2']
+            self.assertEqual(v['status'], 'skipped', v)
+            self.assertIn(LEASED_REASON, v['reason'])
+            self.assertEqual(backing_of(c + '.qcow2')[0], p('tmpl.qcow2'))
         # the shut-off domain's clone moved, with a warning naming it
         self.assertIn('vm3 ' + self.where('h2'), r.stderr)
-        # nothing left to move but the busy ones
+        # nothing left to move but the busy and the leased ones
         vols, doc, r = self.selection()
-        self.assertEqual(sorted(vols), sorted(c + '.qcow2' for c in BUSY))
+        self.assertEqual(sorted(vols), sorted(c + '.qcow2' for c in list(BUSY) + LEASED))
 
 
 def inner():
