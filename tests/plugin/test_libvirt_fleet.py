@@ -16,8 +16,9 @@ anything is written, and with --skip-unreachable gives a warning naming
 it; --clones-of --dry-run lists what would move (with bytes) and what
 would be skipped; --clones-of moves exactly the idle clones (each judged
 by qemu-img compare against a copy of its content before, and qemu-img
-check), reports the busy ones with host, domain and reason, exits 4; both
-daemons show the new backing store afterwards (virsh vol-dumpxml).
+check), reports the busy ones with host, domain and reason, exits 4, and
+with --progress=json prints one line per clone moved; both daemons show
+the new backing store afterwards (virsh vol-dumpxml).
 
 Skipped (77) as test_libvirt_daemon.py: only where a daemon cannot start
 or the packages are missing.
@@ -257,8 +258,23 @@ class FleetTest(unittest.TestCase):
         # the daemons know the old backing store
         for h in ('h1', 'h2'):
             self.assertEqual(vol_backing(h, 'c1.qcow2'), p('tmpl.qcow2'))
-        vols, doc, r = self.selection()
+        vols, doc, r = self.selection('--progress=json')
         self.assertIsNotNone(doc['rebase'])
+        # --progress=json: one line per clone moved, as it was switched,
+        # with the bytes of the report; the byte progress lines as ever
+        lines = [json.loads(x) for x in r.stderr.splitlines() if x.startswith('{')]
+        images = [x for x in lines if 'image' in x]
+        self.assertEqual(sorted(x['image'] for x in images), sorted(p(c + '.qcow2') for c in IDLE),
+                         r.stderr)
+        written = {e['image']: e['bytes-written'] for e in doc['rebase']['images']}
+        for x in images:
+            self.assertEqual(x['status'], 'rebased', x)
+            self.assertEqual(x['bytes-written'], written[x['image']], x)
+        progress = [x for x in lines if 'image' not in x]
+        self.assertTrue(progress, r.stderr)
+        for x in progress:
+            self.assertEqual(set(x), {'bytes-done', 'bytes-total', 'progress'}, x)
+        self.assertEqual(progress[-1]['progress'], 1.0, r.stderr)
         for c in IDLE:
             v = vols[c + '.qcow2']
             self.assertEqual(v['status'], 'moved', v)
@@ -280,9 +296,10 @@ class FleetTest(unittest.TestCase):
             self.assertEqual(backing_of(c + '.qcow2')[0], p('tmpl.qcow2'))
         # the shut-off domain's clone moved, with a warning naming it
         self.assertIn('vm3 ' + self.where('h2'), r.stderr)
-        # nothing left to move but the busy ones
-        vols, doc, r = self.selection()
+        # nothing left to move but the busy ones: no job, no image line
+        vols, doc, r = self.selection('--progress=json')
         self.assertEqual(sorted(vols), sorted(c + '.qcow2' for c in BUSY))
+        self.assertNotIn('"image"', r.stderr)
 
 
 def inner():
