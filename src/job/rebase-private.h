@@ -100,6 +100,8 @@ typedef struct {
   guint batch_start;        /* index of the first image of the current batch */
   gboolean stamped;         /* the old chain's files are in stamps */
   gboolean finishing_switch; /* finish_overlays(): switch the headers */
+  GAsyncQueue *finished;    /* finish_overlays(): of Overlay*, as each is done */
+  gboolean *reported;       /* per image: given to options->image_done */
 } Rebase;
 
 /* rebase-compare.c: the planner */

@@ -92,15 +92,38 @@ rechain_rebase_report_free (RechainRebaseReport *r)
   g_free (r);
 }
 
+/* Closes the overlay's files and releases its leases: what its batch
+ * keeps of it after that is its place in the progress. */
 static void
-overlay_free (Overlay *o)
+overlay_close (Overlay *o)
 {
   g_clear_pointer (&o->writer, rechain_qcow2_writer_free);
   g_clear_pointer (&o->chain, rechain_chain_free);
+  o->top = NULL;
   /* after the close: the image is switched and flushed by now */
   g_clear_pointer (&o->lease, rechain_lease_release);
+}
+
+static void
+overlay_free (Overlay *o)
+{
+  overlay_close (o);
   g_clear_pointer (&o->unallocated, g_array_unref);
   g_free (o);
+}
+
+/* Image @k's outcome is final: tells options->image_done, once. On the
+ * rebase's own thread only (rb->reported is not shared). */
+static void
+image_finished (Rebase *rb, guint k)
+{
+  const RechainRebaseOptions *opts = rb->options;
+
+  if (rb->reported[k])
+    return;
+  rb->reported[k] = TRUE;
+  if (opts->image_done)
+    opts->image_done (k, g_ptr_array_index (rb->report->images, k), opts->image_done_data);
 }
 
 static gboolean
@@ -677,6 +700,7 @@ open_overlays (Rebase *rb, guint start, guint *next, GError **error)
           image_report (rb, k)->error = local;
           /* its part of the progress is over */
           rb->done += rb->planned[k];
+          image_finished (rb, k);
           continue;
         }
       g_ptr_array_add (rb->overlays, o);
@@ -1105,6 +1129,7 @@ finish_one (gpointer data, gpointer user_data)
 
   finish_overlay (rb, o, rb->finishing_switch);
   collect_stats (o);
+  g_async_queue_push (rb->finished, o);
 }
 
 /* Step 4. A dry run commits too (its planning writers count what the
@@ -1128,6 +1153,17 @@ finish_overlays (Rebase *rb, GError **error)
                             FALSE, NULL);
   for (guint k = 0; k < rb->overlays->len; k++)
     g_thread_pool_push (pool, g_ptr_array_index (rb->overlays, k), NULL);
+  /* Meanwhile, this thread closes each overlay as it is done (nothing
+   * after needs its files) and reports it: a caller watching a thousand
+   * clones learns of each as it ends, and may use it at once (its locks
+   * and leases are released by then). */
+  for (guint k = 0; k < rb->overlays->len; k++)
+    {
+      Overlay *o = g_async_queue_pop (rb->finished);
+
+      overlay_close (o);
+      image_finished (rb, o->index);
+    }
   g_thread_pool_free (pool, FALSE, TRUE);
   return TRUE;
 }
@@ -1168,6 +1204,10 @@ run_batch (Rebase *rb, gboolean first, GError **error)
           (!rechain_rebase_take_lease (rb->options, o->top, &o->lease, &local) ||
            !open_output (rb, o, &local)))
         overlay_fail (o, local);
+      /* refused before the copy (another old chain, its lease held, not
+       * writable): that is final, whatever the others do */
+      if (overlay_failed (o))
+        image_finished (rb, o->index);
     }
 
   /* Cancellation is honoured up to the header switches, and so is a
@@ -1223,6 +1263,8 @@ rechain_rebase_safe (const RechainRebaseOptions *options,
   rb.known_diffs = g_array_new (FALSE, FALSE, sizeof (Diff));
   rb.batched = n_images >= BATCHED_FROM;
   rb.planned = g_new0 (guint64, n_images);
+  rb.reported = g_new0 (gboolean, n_images);
+  rb.finished = g_async_queue_new ();
   report->dry_run = options->dry_run;
 
   if (!rechain_rebase_check_target (options->backing_file, options->backing_format, error))
@@ -1278,6 +1320,10 @@ out:
         if (!ir->error)
           ir->error = g_error_copy (*error);
       }
+  /* every image the report lists, with the outcome it lists: those the
+   * batches did not finish (the run stopped, or was refused) now */
+  for (guint k = 0; k < report->images->len; k++)
+    image_finished (&rb, k);
   report->seconds = (double) (g_get_monotonic_time () - t0) / G_USEC_PER_SEC;
   g_clear_pointer (&rb.overlays, g_ptr_array_unref);
   g_clear_pointer (&rb.pool, rechain_read_pool_free);
@@ -1291,5 +1337,7 @@ out:
   g_array_unref (rb.compared);
   g_array_unref (rb.known_diffs);
   g_free (rb.planned);
+  g_free (rb.reported);
+  g_async_queue_unref (rb.finished);
   return ok;
 }

@@ -88,3 +88,32 @@ rechain_rebase_unsafe (const RechainRebaseOptions *options, GError **error)
                                       has_backing ? options->backing_format : NULL,
                                       error);
 }
+
+gboolean
+rechain_rebase_unsafe_images (const RechainRebaseOptions *options, RechainRebaseReport *report,
+                              GError **error)
+{
+  RechainRebaseOptions one = *options;
+
+  report->dry_run = options->dry_run;
+  for (guint i = 0; options->images[i]; i++)
+    {
+      RechainRebaseImageReport *ir = g_new0 (RechainRebaseImageReport, 1);
+      GError *local = NULL;
+
+      ir->image = g_strdup (options->images[i]);
+      g_ptr_array_add (report->images, ir);
+      one.image = options->images[i];
+      if (!options->dry_run && !rechain_rebase_unsafe (&one, &local))
+        ir->error = g_error_copy (local);
+      /* the header is rewritten and the image closed, or it failed */
+      if (options->image_done)
+        options->image_done (i, ir, options->image_done_data);
+      if (local)
+        {
+          g_propagate_error (error, local);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}

@@ -10,6 +10,17 @@
 
 G_BEGIN_DECLS
 
+typedef struct _RechainRebaseImageReport RechainRebaseImageReport;
+
+/* Called once per image of a rebase when its outcome is final: switched to
+ * the new backing file (and closed), failed (@image->error), or, for a dry
+ * run, planned. @index is the image's place in options->images (and in the
+ * report). Called on the thread that runs the rebase, in the order the
+ * images finish; an image the report lists gets exactly one call, with the
+ * outcome the report gives it in the end. */
+typedef void (*RechainRebaseImageDone) (guint index, const RechainRebaseImageReport *image,
+                                        gpointer user_data);
+
 typedef struct {
   const char *image;          /* path of the image to rebase (unsafe mode) */
   const char * const *images; /* safe mode: one or more overlays sharing one old backing chain */
@@ -34,13 +45,16 @@ typedef struct {
    * only). A dry run checks the leases and takes none. */
   gboolean no_leases;
   const char *lockspace_dir;
+  /* per-image outcomes as they become final (NULL: none wanted) */
+  RechainRebaseImageDone image_done;
+  gpointer image_done_data;
 } RechainRebaseOptions;
 
 /* What a safe rebase did (or, for a dry run, would do) to one overlay. A
  * dry run runs the same code with a planning qcow2 writer: its numbers are
  * the real run's on the same images (the kernel's clones and copies are
  * predicted from the file systems: they are the only guess). */
-typedef struct {
+struct _RechainRebaseImageReport {
   char *image;
   GError *error;             /* NULL on success */
   guint64 bytes_examined;    /* guest bytes the overlay does not allocate itself */
@@ -54,7 +68,7 @@ typedef struct {
   guint64 compressed_clusters;
   guint64 metadata_bytes;
   guint64 flushes;
-} RechainRebaseImageReport;
+};
 
 /* The report of a whole safe rebase: the shared comparison of the old and
  * new backing chains, then one entry per overlay. */
@@ -122,5 +136,13 @@ gboolean rechain_rebase_take_lease (const RechainRebaseOptions *options,
  * in the header and nothing else. The new backing file is not opened and
  * need not exist. */
 gboolean rechain_rebase_unsafe (const RechainRebaseOptions *options, GError **error);
+
+/* Unsafe rebase of every image of options->images in turn (a dry run
+ * writes nothing): one report entry per image tried, each reported to
+ * options->image_done as it ends. Stops at the first failure, whose error
+ * it returns; the images after it are left out of the report. */
+gboolean rechain_rebase_unsafe_images (const RechainRebaseOptions *options,
+                                       RechainRebaseReport *report,
+                                       GError **error);
 
 G_END_DECLS

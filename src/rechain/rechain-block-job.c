@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "rechain/rechain-block-job.h"
+#include "rechain/rechain-block-job-private.h"
 #include "rechain/rechain-enum-types.h"
 #include "rechain/rechain-error.h"
 #include "rechain/rechain-i18n-private.h"
@@ -42,6 +43,7 @@ typedef struct {
   /* what the caller's context has been told */
   guint64 shown_done, shown_total;
   GMainContext *context;
+  int io_priority;        /* of what is dispatched to it */
   GSource *progress_source;
 
   /* run_sync: notify directly from the calling thread */
@@ -403,6 +405,42 @@ rechain_block_job_run_sync (RechainBlockJob *job, GCancellable *cancellable, GEr
   return ok;
 }
 
+/* A source of its own on the job's context, whatever thread calls: never
+ * g_main_context_invoke(), which calls at once on a thread that can
+ * acquire the context (the worker, when the caller uses the global default
+ * context and is between two iterations), out of order with what is
+ * already queued there. Sources of one priority run in the order they
+ * were attached. */
+static void
+dispatch (RechainBlockJob *job, GSourceFunc func, gpointer data, GDestroyNotify notify)
+{
+  RechainBlockJobPrivate *priv = rechain_block_job_get_instance_private (job);
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_priority (source, priv->io_priority);
+  g_source_set_callback (source, func, data, notify);
+  g_source_set_static_name (source, "rechain-block-job");
+  g_source_attach (source, priv->context);
+  g_source_unref (source);
+}
+
+void
+rechain_block_job_invoke (RechainBlockJob *job, GSourceFunc func, gpointer data,
+                          GDestroyNotify notify)
+{
+  RechainBlockJobPrivate *priv = rechain_block_job_get_instance_private (job);
+
+  g_return_if_fail (RECHAIN_IS_BLOCK_JOB (job));
+  if (priv->sync_thread == g_thread_self () || !priv->context)
+    {
+      func (data);
+      if (notify)
+        notify (data);
+      return;
+    }
+  dispatch (job, func, data, notify);
+}
+
 static gboolean
 progress_tick (gpointer data)
 {
@@ -437,13 +475,12 @@ worker (gpointer data)
 {
   GTask *task = data;
   RechainBlockJob *job = g_task_get_source_object (task);
-  RechainBlockJobPrivate *priv = rechain_block_job_get_instance_private (job);
   Completion *c = g_new0 (Completion, 1);
 
   c->task = task;
   run_vfunc (job, g_task_get_cancellable (task), &c->error);
-  g_main_context_invoke_full (priv->context, g_task_get_priority (task),
-                              complete_in_context, c, NULL);
+  /* after what the run dispatched (rechain_block_job_invoke()) */
+  dispatch (job, complete_in_context, c, NULL);
   return NULL;
 }
 
@@ -482,6 +519,7 @@ rechain_block_job_run_async (RechainBlockJob *job, int io_priority, GCancellable
     }
 
   priv->context = g_main_context_ref_thread_default ();
+  priv->io_priority = io_priority;
   priv->progress_source = g_timeout_source_new (PROGRESS_INTERVAL_MS);
   g_source_set_callback (priv->progress_source, progress_tick, job, NULL);
   g_source_set_priority (priv->progress_source, io_priority);

@@ -100,9 +100,9 @@ rechain_fleet_class_init (RechainFleetClass *klass)
    *
    * Emitted by rechain_fleet_rebase_async(), in the thread-default main
    * context of its caller, once every host was asked and before the job
-   * writes anything: connect to the job's #RechainBlockJob:progress here
-   * (its notifications come in that context too). Not emitted when no
-   * volume is left to move.
+   * writes anything: connect to the job's #RechainBlockJob:progress and
+   * #RechainRebaseJob::image-finished here (their emissions come in that
+   * context too). Not emitted when no volume is left to move.
    *
    * Since: 0.2
    */

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "job/rebase.h"
+#include "rechain/rechain-block-job-private.h"
 #include "rechain/rechain-enum-types.h"
 #include "rechain/rechain-rebase-job.h"
 #include "rechain/rechain-rebase-job-private.h"
@@ -35,6 +36,7 @@
  * ```python
  * job = Rechain.RebaseJob(image="vm.qcow2", backing_file="", mode=Rechain.RebaseMode.SAFE)
  * job.connect("notify::progress", lambda j, p: print(j.props.progress))
+ * job.connect("image-finished", lambda j, s: print(s.props.image, s.props.result))
  * job.run_async(GLib.PRIORITY_DEFAULT, None, on_done)
  * ```
  */
@@ -82,6 +84,8 @@ enum {
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
+
+static guint image_finished_signal;
 
 G_DEFINE_FINAL_TYPE (RechainRebaseJob, rechain_rebase_job, RECHAIN_TYPE_BLOCK_JOB)
 
@@ -230,10 +234,48 @@ progress_cb (guint64 done, guint64 total, gpointer user_data)
   rechain_block_job_set_progress (RECHAIN_BLOCK_JOB (user_data), done, total);
 }
 
+typedef struct {
+  RechainRebaseJob *job;
+  RechainRebaseImageStats *image;
+} ImageFinished;
+
+static gboolean
+emit_image_finished (gpointer data)
+{
+  ImageFinished *f = data;
+
+  g_signal_emit (f->job, image_finished_signal, 0, f->image);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+image_finished_free (gpointer data)
+{
+  ImageFinished *f = data;
+
+  g_object_unref (f->image);
+  g_object_unref (f->job);
+  g_free (f);
+}
+
+/* On the engine's thread: a copy of the image's outcome goes to the
+ * caller's context, where the engine can no longer change it. */
+static void
+image_done_cb (guint index, const RechainRebaseImageReport *image, gpointer user_data)
+{
+  RechainRebaseJob *self = user_data;
+  ImageFinished *f = g_new (ImageFinished, 1);
+
+  f->job = g_object_ref (self);
+  f->image = rechain_rebase_image_stats_new_copy (self->dry_run, image);
+  rechain_block_job_invoke (RECHAIN_BLOCK_JOB (self), emit_image_finished, f,
+                            image_finished_free);
+}
+
 /* Runs the rebase with the job's settings; @dry_run overrides the
- * property for plan(). */
+ * property for plan(), which emits no ::image-finished (@emit). */
 static RechainRebaseStats *
-run_rebase (RechainRebaseJob *self, gboolean dry_run, GCancellable *cancellable,
+run_rebase (RechainRebaseJob *self, gboolean dry_run, gboolean emit, GCancellable *cancellable,
             gboolean *ok, GError **error)
 {
   const char *image = rechain_block_job_get_image (RECHAIN_BLOCK_JOB (self));
@@ -269,27 +311,14 @@ run_rebase (RechainRebaseJob *self, gboolean dry_run, GCancellable *cancellable,
       options.confine.storage_dirs = (const char * const *) self->storage_dirs;
       options.confine.storage_name = self->storage_name;
     }
+  if (emit)
+    {
+      options.image_done = image_done_cb;
+      options.image_done_data = self;
+    }
 
   if (self->mode == RECHAIN_REBASE_MODE_UNSAFE)
-    {
-      report->dry_run = dry_run;
-      *ok = TRUE;
-      for (guint i = 0; options.images[i] && *ok; i++)
-        {
-          RechainRebaseImageReport *ir = g_new0 (RechainRebaseImageReport, 1);
-          g_ptr_array_add (report->images, ir);
-          options.image = options.images[i];
-          GError *local = NULL;
-
-          ir->image = g_strdup (options.images[i]);
-          if (!dry_run && !rechain_rebase_unsafe (&options, &local))
-            {
-              ir->error = g_error_copy (local);
-              g_propagate_error (error, local);
-              *ok = FALSE;
-            }
-        }
-    }
+    *ok = rechain_rebase_unsafe_images (&options, report, error);
   else
     *ok = rechain_rebase_safe (&options, report, progress_cb, self, cancellable, error);
   return rechain_rebase_stats_new_for_report (report);
@@ -300,7 +329,7 @@ rechain_rebase_job_run (RechainBlockJob *job, GCancellable *cancellable, GError 
 {
   RechainRebaseJob *self = RECHAIN_REBASE_JOB (job);
   gboolean ok = FALSE;
-  RechainRebaseStats *stats = run_rebase (self, self->dry_run, cancellable, &ok, error);
+  RechainRebaseStats *stats = run_rebase (self, self->dry_run, TRUE, cancellable, &ok, error);
 
   g_clear_pointer (&self->stats, rechain_rebase_stats_unref);
   self->stats = stats;
@@ -465,6 +494,39 @@ rechain_rebase_job_class_init (RechainRebaseJobClass *klass)
    */
   props[PROP_LOCKSPACE_DIR] = g_param_spec_string ("lockspace-dir", NULL, NULL, NULL, flags);
   g_object_class_install_properties (object_class, N_PROPS, props);
+
+  /**
+   * RechainRebaseJob::image-finished:
+   * @job: the job
+   * @image: (transfer none): what became of the image
+   *
+   * Emitted once for each image of the job (its image and its
+   * #RechainRebaseJob:linked-images) as soon as its outcome is final:
+   * its header switched to the new backing file and the image closed, so
+   * that it can be used at once (#RechainRebaseImageStats:result
+   * "rebased"); refused or failed ("failed", with
+   * #RechainRebaseImageStats:error); or for a dry run, planned
+   * ("planned"). A thousand linked clones are rebased in batches, and a
+   * program that watches them learns of each as it ends rather than from
+   * the statistics at the end, which list the same outcomes
+   * (rechain_rebase_job_get_stats()).
+   *
+   * The emissions come in the order the images finish, which need not be
+   * the order of the images, on the thread-default main context of the
+   * caller of rechain_block_job_run_async() (as the `notify` signals of
+   * the progress), all of them before the job's completion callback; with
+   * rechain_block_job_run_sync(), on its calling thread while it runs.
+   * Every image the statistics list gets exactly one emission: also those
+   * that failed to open, and those a run that stopped (cancelled, or
+   * refused as a whole) did not complete. rechain_rebase_job_plan() emits
+   * none. An unsafe rebase stops at its first failure: the images after
+   * it are not tried, and get none.
+   *
+   * Since: 0.2
+   */
+  image_finished_signal = g_signal_new ("image-finished", G_TYPE_FROM_CLASS (klass),
+                                        G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 1,
+                                        RECHAIN_TYPE_REBASE_IMAGE_STATS);
 }
 
 static void
@@ -594,7 +656,7 @@ rechain_rebase_job_plan (RechainRebaseJob *job, GCancellable *cancellable, GErro
   RechainRebaseStats *stats;
 
   g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), NULL);
-  stats = run_rebase (job, TRUE, cancellable, &ok, error);
+  stats = run_rebase (job, TRUE, FALSE, cancellable, &ok, error);
   if (!ok)
     g_clear_pointer (&stats, rechain_rebase_stats_unref);
   return stats;

@@ -515,6 +515,23 @@ image_result (const RechainRebaseReport *report, const RechainRebaseImageReport 
   return r->error ? "failed" : (report->dry_run ? "planned" : "rebased");
 }
 
+RechainRebaseImageStats *
+rechain_rebase_image_stats_new_copy (gboolean dry_run, const RechainRebaseImageReport *image)
+{
+  RechainRebaseReport *report = rechain_rebase_report_new ();
+  RechainRebaseImageReport *copy = g_new (RechainRebaseImageReport, 1);
+  RechainRebaseImageStats *s = g_object_new (RECHAIN_TYPE_REBASE_IMAGE_STATS, NULL);
+
+  *copy = *image;
+  copy->image = g_strdup (image->image);
+  copy->error = image->error ? g_error_copy (image->error) : NULL;
+  report->dry_run = dry_run;
+  g_ptr_array_add (report->images, copy);
+  s->stats = rechain_rebase_stats_new_for_report (report);
+  s->r = copy;
+  return s;
+}
+
 /**
  * rechain_rebase_image_stats_get_image:
  * @stats: the statistics of an image

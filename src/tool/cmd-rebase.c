@@ -32,6 +32,33 @@ on_progress (GObject *object, GParamSpec *pspec, gpointer user_data)
                            rechain_block_job_get_bytes_total (job));
 }
 
+/* --progress=json: one line per image as it ends, its path absolute so
+ * that a program watching several runs can tell the images apart. */
+static void
+print_image_finished (ToolProgress *progress, RechainRebaseImageStats *image)
+{
+  const char *path = rechain_rebase_image_stats_get_image (image);
+  const GError *error = rechain_rebase_image_stats_get_error (image);
+  g_autofree char *abs = NULL;
+
+  if (!g_path_is_absolute (path))
+    {
+      g_autofree char *cwd = g_get_current_dir ();
+      abs = g_build_filename (cwd, path, NULL);
+    }
+  tool_progress_image (progress, abs ? abs : path, rechain_rebase_image_stats_get_result (image),
+                       rechain_rebase_image_stats_get_bytes_written (image),
+                       error ? error->message : NULL);
+}
+
+static void
+on_image_finished (RechainRebaseJob *job, RechainRebaseImageStats *image, gpointer user_data)
+{
+  RebaseRun *run = user_data;
+
+  print_image_finished (run->progress, image);
+}
+
 static void
 on_done (GObject *object, GAsyncResult *result, gpointer user_data)
 {
@@ -61,11 +88,22 @@ on_fleet_progress (GObject *object, GParamSpec *pspec, gpointer user_data)
                         rechain_block_job_get_bytes_total (job));
 }
 
-/* The pass starts once every host was asked: its progress is the bar's. */
+static void
+on_fleet_image_finished (RechainRebaseJob *job, RechainRebaseImageStats *image,
+                         gpointer user_data)
+{
+  FleetRun *run = user_data;
+
+  print_image_finished (run->progress, image);
+}
+
+/* The pass starts once every host was asked: its progress is the bar's,
+ * its images' ends are lines of --progress=json. */
 static void
 on_fleet_started (RechainFleet *fleet, RechainRebaseJob *job, gpointer user_data)
 {
   g_signal_connect (job, "notify::progress", G_CALLBACK (on_fleet_progress), user_data);
+  g_signal_connect (job, "image-finished", G_CALLBACK (on_fleet_image_finished), user_data);
 }
 
 static void
@@ -426,6 +464,7 @@ run_job (RechainRebaseJob *job, const RebaseArgs *args, GError **error)
   guint sigint, sigterm;
 
   g_signal_connect (job, "notify::progress", G_CALLBACK (on_progress), &run);
+  g_signal_connect (job, "image-finished", G_CALLBACK (on_image_finished), &run);
   sigint = g_unix_signal_add (SIGINT, on_signal, cancellable);
   sigterm = g_unix_signal_add (SIGTERM, on_signal, cancellable);
   rechain_block_job_run_async (RECHAIN_BLOCK_JOB (job), G_PRIORITY_DEFAULT, cancellable,

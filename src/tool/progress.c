@@ -14,6 +14,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <json-glib/json-glib.h>
+
 #include "tool.h"
 
 struct _RechainProgress {
@@ -330,6 +332,38 @@ tool_progress_update (ToolProgress *p, guint64 done, guint64 total)
   if (now - p->last_print < interval)
     return;
   print_now (p, FALSE);
+}
+
+/* {"image": PATH, "status": "rebased"|"failed"|"planned",
+ *  "bytes-written": N, "error": MESSAGE (failed only)}: a program that
+ * watches a thousand clones learns of each as it ends. The error is the
+ * message the final report gives. Printed at once (one per image, not a
+ * rate to bound), and told from the progress lines by its "image" key. */
+/* @value as a JSON string, quoted and escaped */
+static char *
+json_string (const char *value)
+{
+  g_autoptr(JsonNode) node = json_node_init_string (json_node_alloc (), value);
+
+  return json_to_string (node, FALSE);
+}
+
+void
+tool_progress_image (ToolProgress *p, const char *image, const char *status,
+                     guint64 bytes_written, const char *error)
+{
+  g_autofree char *image_json = NULL;
+  g_autofree char *error_json = NULL;
+
+  if (!p || p->ended || p->mode != TOOL_PROGRESS_JSON)
+    return;
+  image_json = json_string (image);
+  error_json = error ? json_string (error) : NULL;
+  /* spaced as the progress lines are */
+  fprintf (p->out, "{\"image\": %s, \"status\": \"%s\", \"bytes-written\": %" G_GUINT64_FORMAT
+           "%s%s}\n", image_json, status, bytes_written, error ? ", \"error\": " : "",
+           error ? error_json : "");
+  fflush (p->out);
 }
 
 void

@@ -65,6 +65,10 @@ ToolProgress *tool_progress_new (const ToolProgressOptions *options, GError **er
 void tool_progress_update (ToolProgress *progress, guint64 done, guint64 total);
 /* Prints the final 100 % if @complete, else ends a bar's line. */
 void tool_progress_end (ToolProgress *progress, gboolean complete);
+/* JSON lines only (a no-op otherwise): what became of one image, the
+ * moment it is known, in the same stream as the progress lines. */
+void tool_progress_image (ToolProgress *progress, const char *image, const char *status,
+                          guint64 bytes_written, const char *error);
 void tool_progress_free (ToolProgress *progress);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ToolProgress, tool_progress_free)
 

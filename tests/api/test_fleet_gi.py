@@ -60,7 +60,7 @@ class FleetGiTest(unittest.TestCase):
         options = Rechain.RebaseJob(image=self.p('a.qcow2'), backing_file=self.p('new.qcow2'),
                                     backing_format='qcow2', dry_run=dry_run)
         loop = GLib.MainLoop()
-        out = {'progress': []}
+        out = {'progress': [], 'images': []}
         main = __import__('threading').current_thread()
 
         def on_progress(job, pspec):
@@ -70,6 +70,12 @@ class FleetGiTest(unittest.TestCase):
         def started(fleet, job):
             out['started'] = job
             job.connect('notify::progress', on_progress)
+
+            def on_image(job, image):
+                self.assertIs(__import__('threading').current_thread(), main)
+                self.assertNotIn('results', out)  # before the completion
+                out['images'].append((image.props.image, image.props.result))
+            job.connect('image-finished', on_image)
         handler = self.fleet.connect('rebase-started', started)
 
         def done(fleet, res):
@@ -109,8 +115,13 @@ class FleetGiTest(unittest.TestCase):
         self.assertEqual([r.get_bytes() for r in results], [65536] * 3)
         self.assertEqual(Rechain.fleet_status_to_string(results[0].get_status()), 'would-move')
         self.assertEqual(self.backing('a.qcow2'), 'old.qcow2')
+        self.assertEqual(sorted(self.last['images']),
+                         [(self.p(n + '.qcow2'), 'planned') for n in 'abc'])
 
         results, job = self.rebase(vols, Rechain.FleetRebaseFlags.NONE)
+        # each volume told once, as it was switched
+        self.assertEqual(sorted(self.last['images']),
+                         [(self.p(n + '.qcow2'), 'rebased') for n in 'abc'])
         self.assertEqual(len(job.get_stats().get_images()), 3)  # one pass
         # the job that ran was announced, its progress notified here
         self.assertIs(self.last['started'], job)

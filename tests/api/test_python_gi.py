@@ -2,7 +2,8 @@
 """The library as a Python VM manager uses it, through GObject
 introspection (gi.repository.Rechain): open an image, rebase it
 asynchronously in a GLib main loop counting progress notifications, cancel
-one, match errors; qemu-img judges the results."""
+one, match errors; follow 40 linked clones image by image
+(RebaseJob::image-finished); qemu-img judges the results."""
 
 import os
 import shutil
@@ -170,6 +171,161 @@ class RechainGiTest(unittest.TestCase):
         self.assertEqual([i.props.bytes_written for i in stats.get_images()], [65536, 65536])
         self.assertEqual(self.backing(), 'new.qcow2')
         self.assert_content_unchanged('clone.qcow2')
+
+
+class ImageFinishedGiTest(unittest.TestCase):
+    """Rechain.RebaseJob::image-finished from Python: one emission per
+    image as it ends, in the caller's main context, before the completion,
+    with the outcome the final statistics give it."""
+
+    N = 40  # linked clones: more than rebase in one batch
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix='rechain-gi-events-')
+        cmds = ["qemu-img create -q -f qcow2 base.qcow2 4M",
+                "qemu-io -f qcow2 -c 'write -P 0x11 0 4M' base.qcow2",
+                "qemu-img convert -O qcow2 base.qcow2 new.qcow2",
+                "qemu-io -f qcow2 -c 'write -P 0x22 1M 64k' new.qcow2",
+                "qemu-img convert -O qcow2 base.qcow2 other.qcow2",
+                "mkdir orig"]
+        self.clones = []
+        for i in range(self.N):
+            c = 'c%02d.qcow2' % i
+            cmds.append("qemu-img create -q -f qcow2 -b %s/base.qcow2 -F qcow2 %s" % (self.dir, c))
+            # each its own data, away from where the templates differ
+            cmds.append("qemu-io -f qcow2 -c 'write -P %d %dk 4k' %s" % (0x30 + i, 2048 + 32 * i, c))
+            self.clones.append(self.p(c))
+        # another template's clone: refused alone
+        cmds.append("qemu-img create -q -f qcow2 -b %s/other.qcow2 -F qcow2 odd.qcow2" % self.dir)
+        cmds.append("cp *.qcow2 orig/")
+        r = sh(' && '.join(cmds), self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def p(self, name):
+        return os.path.join(self.dir, name)
+
+    def job(self, images, **props):
+        props.setdefault('backing_file', self.p('new.qcow2'))
+        props.setdefault('backing_format', 'qcow2')
+        return Rechain.RebaseJob(image=images[0], linked_images=images[1:], **props)
+
+    def watch(self, job, out):
+        main = threading.current_thread()
+
+        def on_image(j, image):
+            self.assertIs(j, job)
+            out.append({'image': image.props.image, 'result': image.props.result,
+                        'error': image.props.error.message if image.props.error else None,
+                        'bytes-written': image.props.bytes_written,
+                        'main-thread': threading.current_thread() is main,
+                        'state': j.props.state})
+        job.connect('image-finished', on_image)
+
+    def run_async(self, job, cancellable=None):
+        loop = GLib.MainLoop()
+        seen = []
+        result = {}
+        self.watch(job, seen)
+
+        def done(j, res):
+            result['emissions'] = len(seen)
+            try:
+                result['ok'] = j.run_finish(res)
+            except GLib.Error as e:
+                result['error'] = e
+            loop.quit()
+        job.run_async(GLib.PRIORITY_DEFAULT, cancellable, done)
+        loop.run()
+        # none after the completion
+        self.assertEqual(result['emissions'], len(seen))
+        return seen, result
+
+    def assert_like_stats(self, seen, job, result):
+        stats = {s.props.image: s for s in job.get_stats().get_images()}
+        count = {}
+        for e in seen:
+            count[e['image']] = count.get(e['image'], 0) + 1
+        self.assertEqual(count, {i: 1 for i in stats}, 'not one emission per image')
+        for e in seen:
+            s = stats[e['image']]
+            self.assertTrue(e['main-thread'], e)
+            self.assertEqual(e['state'], Rechain.JobState.RUNNING, e)
+            self.assertEqual(e['result'], s.props.result, e)
+            self.assertEqual(e['error'], s.props.error.message if s.props.error else None, e)
+            self.assertEqual(e['bytes-written'], s.props.bytes_written, e)
+
+    def assert_same_content(self, name):
+        r = sh('qemu-img compare -q orig/%s %s && qemu-img check -q %s' % (name, name, name),
+               self.dir)
+        self.assertEqual(r.returncode, 0, '%s: %s%s' % (name, r.stdout, r.stderr))
+
+    def backing(self, name):
+        import json
+        r = sh('qemu-img info -U --output=json %s' % name, self.dir)
+        return json.loads(r.stdout).get('backing-filename')
+
+    def test_linked_clones_one_emission_each(self):
+        images = self.clones[:25] + [self.p('odd.qcow2')] + self.clones[25:]
+        job = self.job(images)
+        seen, result = self.run_async(job)
+        self.assertIn('error', result)  # odd's
+        self.assertEqual(len(seen), self.N + 1)
+        self.assert_like_stats(seen, job, result)
+        for e in seen:
+            if e['image'] == self.p('odd.qcow2'):
+                self.assertEqual(e['result'], 'failed')
+                self.assertIn('backing chain differs', e['error'])
+            else:
+                self.assertEqual(e['result'], 'rebased', e)
+                self.assertEqual(e['bytes-written'], 65536, e)
+        for c in self.clones:
+            self.assertEqual(self.backing(c), self.p('new.qcow2'))
+            self.assert_same_content(os.path.basename(c))
+        self.assertEqual(self.backing('odd.qcow2'), self.p('other.qcow2'))
+        self.assert_same_content('odd.qcow2')
+
+    def test_dry_run_sync_and_plan(self):
+        job = self.job(self.clones, dry_run=True)
+        # plan() is no run: no emission
+        plan_seen = []
+        self.watch(job, plan_seen)
+        job.plan(None)
+        self.assertEqual(plan_seen, [])
+        # run_sync: on the calling thread, while it runs
+        self.assertTrue(job.run_sync(None))
+        self.assertEqual(len(plan_seen), self.N)
+        self.assert_like_stats(plan_seen, job, {})
+        self.assertEqual({e['result'] for e in plan_seen}, {'planned'})
+        for c in self.clones:
+            self.assertEqual(self.backing(c), self.p('base.qcow2'))
+
+    def test_cancelled_each_failed_once(self):
+        # few enough to be opened at once: the cancellation reaches every one
+        job = self.job(self.clones[:3])
+        cancellable = Gio.Cancellable()
+        cancellable.cancel()
+        seen, result = self.run_async(job, cancellable)
+        self.assertTrue(result['error'].matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED))
+        self.assertEqual(len(seen), 3)
+        self.assert_like_stats(seen, job, result)
+        self.assertEqual({e['result'] for e in seen}, {'failed'})
+        for c in self.clones[:3]:
+            self.assertEqual(self.backing(c), self.p('base.qcow2'))
+
+    def test_unsafe_each_image(self):
+        job = self.job(self.clones[:5], mode=Rechain.RebaseMode.UNSAFE)
+        seen, result = self.run_async(job)
+        self.assertTrue(result.get('ok'), result)
+        self.assertEqual(len(seen), 5)
+        self.assert_like_stats(seen, job, result)
+        # one after the other, in their order
+        self.assertEqual([e['image'] for e in seen], self.clones[:5])
+        self.assertEqual({e['result'] for e in seen}, {'rebased'})
+        for c in self.clones[:5]:
+            self.assertEqual(self.backing(c), self.p('new.qcow2'))
 
 
 if __name__ == '__main__':

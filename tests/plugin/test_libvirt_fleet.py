@@ -16,8 +16,9 @@ anything is written, and with --skip-unreachable gives a warning naming
 it; --clones-of --dry-run lists what would move (with bytes) and what
 would be skipped; --clones-of moves exactly the idle clones (each judged
 by qemu-img compare against a copy of its content before, and qemu-img
-check), reports the busy ones with host, domain and reason, exits 4; both
-daemons show the new backing store afterwards (virsh vol-dumpxml).
+check), reports the busy ones with host, domain and reason, exits 4, and
+with --progress=json prints one line per clone moved; both daemons show
+the new backing store afterwards (virsh vol-dumpxml).
 
 Both daemons run libvirt's lock manager (lock_manager = "lockd") with one
 shared lockspace directory, as hosts on shared storage do. A clone leased
@@ -317,8 +318,28 @@ class FleetTest(unittest.TestCase):
         # the daemons know the old backing store
         for h in ('h1', 'h2'):
             self.assertEqual(vol_backing(h, 'c1.qcow2'), p('tmpl.qcow2'))
-        vols, doc, r = self.selection()
+        vols, doc, r = self.selection('--progress=json')
         self.assertIsNotNone(doc['rebase'])
+        # --progress=json: one line per clone moved, as it was switched,
+        # with the bytes of the report; the byte progress lines as ever
+        lines = [json.loads(x) for x in r.stderr.splitlines() if x.startswith('{')]
+        images = [x for x in lines if 'image' in x]
+        # the leased clone reaches the job, which refuses it alone
+        self.assertEqual(sorted(x['image'] for x in images),
+                         sorted(p(c + '.qcow2') for c in IDLE + LEASED), r.stderr)
+        written = {e['image']: e['bytes-written'] for e in doc['rebase']['images']}
+        for x in images:
+            if x['image'] in [p(c + '.qcow2') for c in LEASED]:
+                self.assertEqual(x['status'], 'failed', x)
+                self.assertIn(LEASED_REASON, x['error'])
+                continue
+            self.assertEqual(x['status'], 'rebased', x)
+            self.assertEqual(x['bytes-written'], written[x['image']], x)
+        progress = [x for x in lines if 'image' not in x]
+        self.assertTrue(progress, r.stderr)
+        for x in progress:
+            self.assertEqual(set(x), {'bytes-done', 'bytes-total', 'progress'}, x)
+        self.assertEqual(progress[-1]['progress'], 1.0, r.stderr)
         for c in IDLE:
             v = vols[c + '.qcow2']
             self.assertEqual(v['status'], 'moved', v)
@@ -345,9 +366,17 @@ class FleetTest(unittest.TestCase):
             self.assertEqual(backing_of(c + '.qcow2')[0], p('tmpl.qcow2'))
         # the shut-off domain's clone moved, with a warning naming it
         self.assertIn('vm3 ' + self.where('h2'), r.stderr)
-        # nothing left to move but the busy and the leased ones
-        vols, doc, r = self.selection()
+        # nothing left to move but the busy and the leased ones: the busy
+        # ones never reach the job; the leased one is refused by it, and
+        # its image line says so
+        vols, doc, r = self.selection('--progress=json')
         self.assertEqual(sorted(vols), sorted(c + '.qcow2' for c in list(BUSY) + LEASED))
+        lines = [json.loads(l) for l in r.stderr.splitlines() if l.startswith('{"image"')]
+        self.assertEqual(sorted(l['image'] for l in lines), sorted(p(c + '.qcow2') for c in LEASED),
+                         r.stderr)
+        for l in lines:
+            self.assertEqual(l['status'], 'failed', l)
+            self.assertIn(LEASED_REASON, l['error'])
 
 
 def inner():

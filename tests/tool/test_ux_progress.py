@@ -44,13 +44,36 @@ class ProgressTest(ToolTestCase):
                  'top.qcow2', cwd=d)
         qemu_io('top.qcow2', 'write -P 3 1M 1M', cwd=d)
 
-    def json_lines(self, text, r=None):
+    def json_lines(self, text, r=None, images=None):
+        """The byte-progress lines of @text; rebase adds one line per image
+        as it ends, which must be those of @images (name -> status), each
+        once, and before the last byte line."""
         objs = []
+        seen = {}
+        failed = r is not None and r.rc != 0
         for line in text.splitlines():
+            if failed and line.startswith('rechain: '):
+                continue  # the error message
             try:
-                objs.append(json.loads(line))
+                o = json.loads(line)
             except ValueError:
                 self.fail('not a JSON line: %r\n%s' % (line, r.describe() if r else text))
+            if failed and set(o) == {'error'}:
+                continue  # --output=json's error
+            if 'image' in o:
+                self.assertEqual(set(o) - {'error'}, {'image', 'status', 'bytes-written'}, o)
+                self.assertEqual('error' in o, o['status'] == 'failed', o)
+                self.assertTrue(os.path.isabs(o['image']), o)
+                self.assertNotIn(o['image'], seen, 'an image told twice')
+                seen[o['image']] = o['status']
+                self.assertFalse(objs and objs[-1]['progress'] == 1.0,
+                                 'an image line after the last progress line')
+                continue
+            objs.append(o)
+        if images is not None:
+            self.assertEqual(seen, {self.path(k): v for k, v in images.items()})
+        if failed:
+            return objs, seen  # no final line after a failure
         self.assertTrue(objs, 'no progress lines\n' + (r.describe() if r else text))
         for o in objs:
             self.assertEqual(set(o), {'bytes-done', 'bytes-total', 'progress'}, o)
@@ -136,7 +159,7 @@ class ProgressTest(ToolTestCase):
         self.assertRegex(r.err.splitlines()[-1], r'100\.0%', r.describe())
         r = self.rechain('rebase', '-u', '--progress=json', '-b', 'base.qcow2', '-F', 'qcow2',
                          'top.qcow2', expect=0)
-        self.json_lines(r.err, r)
+        self.json_lines(r.err, r, images={'top.qcow2': 'rebased'})
         qemu_img('create', '-q', '-f', 'qcow2', 'tiny.qcow2', '512', cwd=self.dir)
         r = self.rechain('map', '--progress=json', '--output=json', 'tiny.qcow2', expect=0)
         objs = self.json_lines(r.err, r)
@@ -153,11 +176,43 @@ class ProgressTest(ToolTestCase):
     def test_json_on_stderr(self):
         r = self.rechain('rebase', '--progress=json', '--output=json', '-b', '', 'top.qcow2',
                          expect=0)
-        objs = self.json_lines(r.err, r)
+        objs = self.json_lines(r.err, r, images={'top.qcow2': 'rebased'})
         self.assertGreater(objs[-1]['bytes-total'], 0)
         report = r.json()
         self.assertEqual(report['images'][0]['result'], 'rebased', r.describe())
         self.assert_backing_removed()
+
+    def image_lines(self, r):
+        return {o['image']: o for o in map(json.loads, (x for x in r.err.splitlines()
+                                                        if x.startswith('{"image"')))
+                if 'image' in o}
+
+    def test_json_image_lines(self):
+        """One line per image, with the report's result, bytes and error:
+        planned for a dry run, failed for a run refused as a whole."""
+        d = self.dir
+        qemu_img('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2',
+                 'clone.qcow2', cwd=d)
+        r = self.rechain('rebase', '--dry-run', '--progress=json', '--output=json', '-b', '',
+                         'top.qcow2', 'clone.qcow2', expect=0)
+        self.json_lines(r.err, r, images={'top.qcow2': 'planned', 'clone.qcow2': 'planned'})
+        lines = self.image_lines(r)
+        for e in r.json()['images']:
+            self.assertEqual(lines[self.path(e['image'])]['bytes-written'], e['bytes-written'])
+        self.assertGreater(lines[self.path('clone.qcow2')]['bytes-written'], 0)
+        # clone.qcow2 is no image rechain can rebase (qcow2 version 0)
+        with open(self.path('clone.qcow2'), 'r+b') as f:
+            f.seek(4)
+            f.write(b'\0\0\0\0')
+        before = rt.sha256(self.path('top.qcow2'))
+        r = self.rechain('rebase', '--progress=json', '--output=json', '-b', '', 'top.qcow2',
+                         'clone.qcow2', expect=rt.EXIT_INVALID)
+        self.json_lines(r.err, r, images={'top.qcow2': 'failed', 'clone.qcow2': 'failed'})
+        lines = self.image_lines(r)
+        for e in r.json()['images']:
+            self.assertEqual(lines[self.path(e['image'])]['error'], e['error'])
+        self.assertIn('clone.qcow2', lines[self.path('clone.qcow2')]['error'])
+        self.assertEqual(before, rt.sha256(self.path('top.qcow2')))
 
     def test_json_on_fd(self):
         rfd, wfd = os.pipe()
@@ -179,7 +234,7 @@ class ProgressTest(ToolTestCase):
         self.assertEqual(p.returncode, 0, err)
         self.assertEqual(err, b'', 'progress went to stderr too')
         self.assertEqual(out, b'')
-        self.json_lines(text)
+        self.json_lines(text, images={'top.qcow2': 'rebased'})
         self.assert_backing_removed()
 
     def test_fd_with_plain_mode(self):
@@ -233,7 +288,7 @@ class ProgressTest(ToolTestCase):
                            stderr=subprocess.PIPE)
         self.assertEqual((r.returncode, r.stdout, r.stderr), (0, b'', b''))
         with open(self.path('p.json')) as f:
-            self.json_lines(f.read())
+            self.json_lines(f.read(), images={'top.qcow2': 'rebased'})
 
     def test_quiet_prints_nothing(self):
         r = self.rechain('rebase', '-q', '-b', '', 'top.qcow2', expect=0)
