@@ -73,16 +73,8 @@ class LeaseGiTest(unittest.TestCase):
         lease = os.path.join(self.space, hashlib.sha256(self.image.encode()).hexdigest())
         with open(self.image, 'rb') as f:
             before = f.read()
-        holder = subprocess.Popen(
-            [sys.executable, '-c',
-             'import fcntl, os, sys\n'
-             'fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n'
-             'fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)\n'
-             'print("held", flush=True)\n'
-             'sys.stdin.read()\n', lease],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=CHILD_ENV)
+        holder = self.hold(lease)
         try:
-            self.assertEqual(holder.stdout.readline(), b'held\n')
             job = Rechain.RebaseJob(image=self.image, backing_file='new.qcow2',
                                     backing_format='qcow2', lockspace_dir=self.space)
             with self.assertRaises(GLib.Error) as cm:
