@@ -40,7 +40,7 @@ SLOT_KEYS = ['active', 'iters', 'key-offset', 'stripes']
 
 def qemu_img(*args, cwd):
     # qemu-img may fail timing its key derivation on a loaded machine
-    for _ in range(5):
+    for _ in range(60):
         r = subprocess.run(['qemu-img'] + list(args), cwd=cwd, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
         if r.returncode == 0:

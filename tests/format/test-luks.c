@@ -64,7 +64,7 @@ make_image (const char *name, const char *opts)
   const char *io[] = { qemu_io, "--object", "secret,id=s0,data=" PASS,
                        "--image-opts", img_opts, "-c", w, NULL };
 
-  run (create, 5);
+  run (create, 60);
   run (io, 1);
 }
 

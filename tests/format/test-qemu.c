@@ -416,7 +416,7 @@ test_luks (void)
    * with "Unable to get accurate CPU usage": tried a few times. */
   qemu_img_create_attempts ("luks.qcow2",
                             "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
-                            "16M", extra, 5);
+                            "16M", extra, 60);
   b = read_file ("luks.qcow2");
   /* parsed without any key: the LUKS header is found, not read */
   h = parse (b, &error);

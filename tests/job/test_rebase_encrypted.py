@@ -77,7 +77,7 @@ class EncryptedRebaseTest(ToolTestCase):
         argv += [name, size]
         # qemu-img times its key derivation and, on a loaded machine, may
         # fail with "Unable to get accurate CPU usage": tried a few times
-        for _ in range(5):
+        for _ in range(60):
             r = run(argv, cwd=self.dir)
             if r.rc == 0:
                 return

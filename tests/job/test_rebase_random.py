@@ -114,7 +114,7 @@ def enc_template(sid, opts_str):
                 % (sid, opts_str), 't.qcow2', str(ENC_TEMPLATE_SIZE)]
             # on a loaded machine qemu-img may fail with "Unable to get
             # accurate CPU usage": tried a few times
-            for _ in range(5):
+            for _ in range(60):
                 r = rt.run(argv, cwd=d)
                 if r.rc == 0:
                     break

@@ -164,7 +164,7 @@ class EncryptedVolumeTest(DaemonBase):
         argv += [path, '64M']
         # qemu-img times its key derivation and, on a loaded machine, may
         # fail with "Unable to get accurate CPU usage": tried a few times
-        for _ in range(5):
+        for _ in range(60):
             r = self.qemu(*argv, check=False)
             if r.returncode == 0:
                 break

@@ -76,7 +76,7 @@ class EncryptionTest(ToolTestCase):
         if backing:
             argv += ['-u', '-b', backing, '-F', 'qcow2']
         argv += [name, '1M']
-        for _ in range(5):
+        for _ in range(60):
             r = run(argv, cwd=self.dir)
             if r.rc == 0:
                 break
