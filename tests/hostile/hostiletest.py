@@ -8,15 +8,12 @@
 # reported), qemu-img compare of the guest content with a raw dump taken
 # before, and a rerun without the fault that must succeed.
 
-import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import termios
-import time
 
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_here, '..', 'tool'))
@@ -26,17 +23,9 @@ import jobtest as jt  # noqa: E402,F401
 from rechaintest import main, qemu_img, qemu_info, run, MiB  # noqa: E402,F401
 from jobtest import JobTestCase, KiB  # noqa: E402,F401
 
-F_SETPIPE_SZ = 1031
-
-
-class Proc:
-    """Outcome of a rechain run started with run_rechain()."""
-
-    def __init__(self, argv, cwd, rc, out, err):
-        self.argv, self.cwd, self.rc, self.out, self.err = argv, cwd, rc, out, err
-
-    def describe(self):
-        return rt.Result(self.argv, self.cwd, self.rc, self.out, self.err).describe()
+# Outcome of a rechain run started with run_rechain(): rechaintest's Result
+# (the pause machinery, ToolTestCase.pause_before()/resume(), returns one too).
+Proc = rt.Result
 
 
 def run_rechain(args, cwd, env=None, preexec_fn=None, timeout=300):
@@ -147,56 +136,3 @@ class HostileCase(JobTestCase):
             if f.endswith(('.qcow2', '.raw')):
                 shutil.copy2(self.path(f), pristine)
         return pristine
-
-    def pause_before(self, args, dry_lines, k, env=None):
-        """Starts rechain with RECHAIN_FAULT_LOG on a FIFO and pauses it,
-        deterministically, while it writes log line @k (0-based) of a
-        previous identical run, i.e. before operation k happens: the pipe
-        (one page) is pre-filled so that exactly lines 0..k-1 fit, and
-        nobody reads it until the test is done. Returns (process, read fd,
-        write fd, capacity)."""
-        fifo = self.path('.fifo')
-        os.mkfifo(fifo)
-        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-        wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        cap = fcntl.fcntl(rfd, F_SETPIPE_SZ, 4096)
-        before = sum(len(l.encode()) + 1 for l in dry_lines[:k])
-        if before >= cap:
-            self.skipTest('%d bytes of log before the pause point do not fit a %d-byte pipe'
-                          % (before, cap))
-        os.write(wfd, b'\0' * (cap - before))
-        e = dict(os.environ)
-        e.update(env or {})
-        e['RECHAIN_FAULT_LOG'] = fifo
-        rt.fault_env(e)
-        p = subprocess.Popen([rt.RECHAIN] + args, cwd=self.dir, env=e,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        buf = bytearray(4)
-        while time.time() < deadline and p.poll() is None:
-            fcntl.ioctl(rfd, termios.FIONREAD, buf)
-            if int.from_bytes(buf, sys.byteorder) >= cap:
-                break
-            time.sleep(0.01)
-        time.sleep(0.2)
-        return p, rfd, wfd, cap
-
-    def paused_lines(self, rfd, cap):
-        """Reads the pipe's content at the pause (lets rechain go on)."""
-        data = b''
-        while len(data) < cap:
-            try:
-                data += os.read(rfd, cap - len(data))
-            except BlockingIOError:
-                time.sleep(0.001)
-        return [l.decode() for l in data.replace(b'\0', b'').split(b'\n') if l]
-
-    def resume(self, p, rfd, wfd):
-        os.close(wfd)
-        fl = fcntl.fcntl(rfd, fcntl.F_GETFL)
-        fcntl.fcntl(rfd, fcntl.F_SETFL, fl & ~os.O_NONBLOCK)
-        while os.read(rfd, 65536):
-            pass
-        os.close(rfd)
-        out, err = p.communicate(timeout=120)
-        return Proc(p.args, self.dir, p.returncode, out.decode(), err.decode())

@@ -16,6 +16,7 @@
 #   RECHAIN_TEST_STRICT=1  what would skip for want of root, loop devices or
 #                 a tool fails instead (CI sets it)
 
+import fcntl
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import traceback
 import unittest
@@ -55,6 +57,10 @@ CRASH_MARKERS = ('CRITICAL', 'Assertion', 'assertion', 'Segmentation fault',
 
 def have_exe(path):
     return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+# fcntl(2), Linux: a pipe's capacity
+F_SETPIPE_SZ = 1031
 
 
 class Result:
@@ -926,6 +932,62 @@ class ToolTestCase(unittest.TestCase):
                 self.fail('rechain exit status %d, expected %s\n%s'
                           % (r.rc, ' or '.join(map(str, exp)), r.describe()))
         return r
+
+    # ---- pausing rechain at a chosen operation (fault shim's log)
+
+    def pause_before(self, args, dry_lines, k, env=None):
+        """Starts rechain with RECHAIN_FAULT_LOG on a FIFO and pauses it,
+        deterministically, while it writes log line @k (0-based) of a
+        previous identical run, i.e. before operation k happens: the pipe
+        (one page) is pre-filled so that exactly lines 0..k-1 fit, and
+        nobody reads it until the test is done. Returns (process, read fd,
+        write fd, capacity)."""
+        fifo = self.path('.fifo')
+        os.mkfifo(fifo)
+        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        cap = fcntl.fcntl(rfd, F_SETPIPE_SZ, 4096)
+        before = sum(len(l.encode()) + 1 for l in dry_lines[:k])
+        if before >= cap:
+            self.skipTest('%d bytes of log before the pause point do not fit a %d-byte pipe'
+                          % (before, cap))
+        os.write(wfd, b'\0' * (cap - before))
+        e = dict(os.environ)
+        e.update(env or {})
+        e['RECHAIN_FAULT_LOG'] = fifo
+        fault_env(e)
+        p = subprocess.Popen([RECHAIN] + args, cwd=self.dir, env=e,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        buf = bytearray(4)
+        while time.time() < deadline and p.poll() is None:
+            fcntl.ioctl(rfd, termios.FIONREAD, buf)
+            if int.from_bytes(buf, sys.byteorder) >= cap:
+                break
+            time.sleep(0.01)
+        time.sleep(0.2)
+        return p, rfd, wfd, cap
+
+    def paused_lines(self, rfd, cap):
+        """Reads the pipe's content at the pause (lets rechain go on)."""
+        data = b''
+        while len(data) < cap:
+            try:
+                data += os.read(rfd, cap - len(data))
+            except BlockingIOError:
+                time.sleep(0.001)
+        return [l.decode() for l in data.replace(b'\0', b'').split(b'\n') if l]
+
+    def resume(self, p, rfd, wfd):
+        """Lets a paused rechain finish; its Result."""
+        os.close(wfd)
+        fl = fcntl.fcntl(rfd, fcntl.F_GETFL)
+        fcntl.fcntl(rfd, fcntl.F_SETFL, fl & ~os.O_NONBLOCK)
+        while os.read(rfd, 65536):
+            pass
+        os.close(rfd)
+        out, err = p.communicate(timeout=120)
+        return Result(p.args, self.dir, p.returncode, out.decode(), err.decode())
 
     def assert_no_crash(self, r):
         if r.rc < 0:

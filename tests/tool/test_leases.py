@@ -18,14 +18,11 @@ import os
 import struct
 import subprocess
 import sys
-import termios
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rechaintest as rt  # noqa: E402
 from rechaintest import ToolTestCase, main, qemu_img, run, sha256  # noqa: E402
 
-F_SETPIPE_SZ = 1031
 LEASED = "leased by libvirt's lock manager (virtlockd) on this or an unknown host"
 
 # A virtlockd stand-in: a POSIX (process-associated) F_SETLK write lock on
@@ -239,44 +236,19 @@ class LeaseTest(ToolTestCase):
             lines = f.read().splitlines()
         k = next(i for i, l in enumerate(lines)
                  if l.startswith('write ') and l.split()[1] == image)
-        before = sum(len(l.encode()) + 1 for l in lines[:k])
         with open(image, 'wb') as f:
             f.write(pristine)
 
-        fifo = self.path('log.fifo')
-        os.mkfifo(fifo)
-        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-        wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        cap = fcntl.fcntl(rfd, F_SETPIPE_SZ, 4096)
-        if before >= cap:
-            self.skipTest('%d bytes of log before the write do not fit a %d-byte pipe'
-                          % (before, cap))
-        os.write(wfd, b'\0' * (cap - before))
-        e['RECHAIN_FAULT_LOG'] = fifo
-        p = subprocess.Popen(args, cwd=self.dir, env=e, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+        p, rfd, wfd, cap = self.pause_before(args[1:], lines, k,
+                                             env=dict(LC_ALL='C.UTF-8', **self.env))
         try:
-            buf = bytearray(4)
-            deadline = time.time() + 60
-            while time.time() < deadline and p.poll() is None:
-                fcntl.ioctl(rfd, termios.FIONREAD, buf)
-                if int.from_bytes(buf, sys.byteorder) >= cap:
-                    break
-                time.sleep(0.01)
-            time.sleep(0.2)
             self.assertIsNone(p.poll(), 'rechain did not stay stopped')
             self.assertTrue(os.path.exists(lf))
             self.assertTrue(held_by_other(lf), 'no indirect lease while writing')
             self.assertTrue(held_by_other(image), 'no direct lease while writing')
         finally:
-            os.close(wfd)
-            fl = fcntl.fcntl(rfd, fcntl.F_GETFL)
-            fcntl.fcntl(rfd, fcntl.F_SETFL, fl & ~os.O_NONBLOCK)
-            while os.read(rfd, 65536):
-                pass
-            os.close(rfd)
-            out, err = p.communicate(timeout=120)
-        self.assertEqual(p.returncode, 0, err.decode())
+            r = self.resume(p, rfd, wfd)
+        self.assertEqual(r.rc, 0, r.describe())
         self.assert_moved('a.qcow2')
         # released after the switch: the lease file is gone as virtlockd
         # removes it, and the image is free
