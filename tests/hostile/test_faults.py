@@ -18,13 +18,11 @@
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 
-import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import termios
 import time
 import unittest
 
@@ -32,8 +30,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hostiletest as ht  # noqa: E402
 from hostiletest import (HostileCase, MiB, KiB, run_rechain, fault_log,  # noqa: E402
                          any_index, read_index)
-
-F_SETPIPE_SZ = 1031
 
 
 class Faults(HostileCase):
