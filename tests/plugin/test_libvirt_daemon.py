@@ -23,6 +23,7 @@ the packages are missing (libvirt-daemon libvirt-clients qemu-system-x86).
 """
 
 import json
+import hashlib
 import os
 import pwd
 import shutil
@@ -469,6 +470,46 @@ class DaemonTest(DaemonBase):
             os.rmdir(closed)
 
 
+def sha256(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def rechain_exe():
+    exe = os.environ.get('RECHAIN')
+    return exe if exe and os.path.exists(exe) else None
+
+
+def run_rechain(*args, text=False):
+    """The rechain tool, as the daemon tests run it (output as bytes, or
+    @text)."""
+    env = dict(os.environ)
+    # under ASan, the tool loads the libvirt module too (see main())
+    if os.environ.get('RECHAIN_TEST_PRELOAD'):
+        env['LD_PRELOAD'] = os.environ['RECHAIN_TEST_PRELOAD']
+        env['ASAN_OPTIONS'] = 'detect_leaks=0'
+    return subprocess.run([rechain_exe()] + [str(a) for a in args], capture_output=True,
+                          text=text, env=env)
+
+
+def main(script=None, root_phase=None, before_inner=None):
+    """The entry of a daemon test: as root, harness() runs @script again
+    with --inner as the daemon's user; that run calls @before_inner (if
+    any), then the tests (inner())."""
+    if '--inner' in sys.argv:
+        preload = os.environ.get('RECHAIN_TEST_PRELOAD')
+        if preload and os.environ.get('LD_PRELOAD') != preload:
+            # a sanitized build: the runtime first, in this process only
+            os.environ['LD_PRELOAD'] = preload
+            os.environ['ASAN_OPTIONS'] = 'detect_leaks=0'
+            os.execv(sys.executable, [sys.executable] + sys.argv)
+        os.environ.pop('LD_PRELOAD', None)  # not for virsh, qemu-img, libvirtd
+        if before_inner:
+            before_inner()
+        sys.exit(inner())
+    sys.exit(harness(script=script, root_phase=root_phase))
+
+
 def rechain_cli():
     exe = os.environ.get('RECHAIN')
     if not exe or not os.path.exists(exe):
@@ -509,13 +550,4 @@ class CliTest(DaemonBase):
 
 
 if __name__ == '__main__':
-    if '--inner' in sys.argv:
-        preload = os.environ.get('RECHAIN_TEST_PRELOAD')
-        if preload and os.environ.get('LD_PRELOAD') != preload:
-            # a sanitized build: the runtime first, in this process only
-            os.environ['LD_PRELOAD'] = preload
-            os.environ['ASAN_OPTIONS'] = 'detect_leaks=0'
-            os.execv(sys.executable, [sys.executable] + sys.argv)
-        os.environ.pop('LD_PRELOAD', None)  # not for virsh, qemu-img, libvirtd
-        sys.exit(inner())
-    sys.exit(harness())
+    main()

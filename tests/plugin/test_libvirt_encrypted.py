@@ -35,7 +35,6 @@ SPDX-License-Identifier: LGPL-2.1-or-later
 """
 
 import gc
-import hashlib
 import json
 import os
 import subprocess
@@ -44,7 +43,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_libvirt_daemon as tld  # noqa: E402
-from test_libvirt_daemon import DaemonBase, POOL, URI, backing_of, virsh  # noqa: E402
+from test_libvirt_daemon import (DaemonBase, POOL, URI, backing_of, rechain_exe,  # noqa: E402
+                                 sha256, virsh)
 
 INVALID_IMAGE_EXIT = 3
 
@@ -54,24 +54,8 @@ PASSPHRASES = {'k0': 'Xq7-virt-base-passphrase', 'k1': 'Rw3-virt-mid-passphrase'
                'kw': 'Wrong-virt-passphrase-Zz1'}
 
 
-def sha256(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def rechain_exe():
-    exe = os.environ.get('RECHAIN')
-    return exe if exe and os.path.exists(exe) else None
-
-
 def run_rechain(*args):
-    env = dict(os.environ)
-    # under ASan, the tool loads the libvirt module too (see test_libvirt_daemon.py)
-    if os.environ.get('RECHAIN_TEST_PRELOAD'):
-        env['LD_PRELOAD'] = os.environ['RECHAIN_TEST_PRELOAD']
-        env['ASAN_OPTIONS'] = 'detect_leaks=0'
-    return subprocess.run([rechain_exe()] + [str(a) for a in args], capture_output=True,
-                          text=True, env=env)
+    return tld.run_rechain(*args, text=True)
 
 
 
@@ -446,12 +430,4 @@ def load_tests(loader, tests, pattern):
 
 
 if __name__ == '__main__':
-    if '--inner' in sys.argv:
-        preload = os.environ.get('RECHAIN_TEST_PRELOAD')
-        if preload and os.environ.get('LD_PRELOAD') != preload:
-            os.environ['LD_PRELOAD'] = preload
-            os.environ['ASAN_OPTIONS'] = 'detect_leaks=0'
-            os.execv(sys.executable, [sys.executable] + sys.argv)
-        os.environ.pop('LD_PRELOAD', None)
-        sys.exit(tld.inner())
-    sys.exit(tld.harness(script=__file__))
+    tld.main(script=__file__)

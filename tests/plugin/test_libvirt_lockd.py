@@ -165,13 +165,4 @@ class LockdTest(DaemonBase):
 
 
 if __name__ == '__main__':
-    if '--inner' in sys.argv:
-        preload = os.environ.get('RECHAIN_TEST_PRELOAD')
-        if preload and os.environ.get('LD_PRELOAD') != preload:
-            os.environ['LD_PRELOAD'] = preload
-            os.environ['ASAN_OPTIONS'] = 'detect_leaks=0'
-            os.execv(sys.executable, [sys.executable] + sys.argv)
-        os.environ.pop('LD_PRELOAD', None)
-        configure_lockd()
-        sys.exit(tld.inner())
-    sys.exit(tld.harness(script=__file__))
+    tld.main(script=__file__, before_inner=configure_lockd)

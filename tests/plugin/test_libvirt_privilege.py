@@ -29,7 +29,6 @@ test_libvirt_daemon.py is; RECHAIN_TEST_STRICT=1 turns a skip into a
 failure.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -40,29 +39,10 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_libvirt_daemon as tld  # noqa: E402
-from test_libvirt_daemon import DaemonBase, POOL, URI, as_user, backing_of, log, sh  # noqa: E402
+from test_libvirt_daemon import (DaemonBase, POOL, URI, as_user, backing_of, log,  # noqa: E402
+                                 rechain_exe, run_rechain, sha256, sh)
 
 NOT_PERMITTED_EXIT = 3
-
-
-def sha256(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def rechain_exe():
-    exe = os.environ.get('RECHAIN')
-    return exe if exe and os.path.exists(exe) else None
-
-
-def run_rechain(*args):
-    env = dict(os.environ)
-    # under ASan, the tool loads the libvirt module too (see test_libvirt_daemon.py)
-    if os.environ.get('RECHAIN_TEST_PRELOAD'):
-        env['LD_PRELOAD'] = os.environ['RECHAIN_TEST_PRELOAD']
-        env['ASAN_OPTIONS'] = 'detect_leaks=0'
-    return subprocess.run([rechain_exe()] + [str(a) for a in args], capture_output=True,
-                          env=env)
 
 
 def text(r):
@@ -396,12 +376,4 @@ def load_tests(loader, tests, pattern):
 
 
 if __name__ == '__main__':
-    if '--inner' in sys.argv:
-        preload = os.environ.get('RECHAIN_TEST_PRELOAD')
-        if preload and os.environ.get('LD_PRELOAD') != preload:
-            os.environ['LD_PRELOAD'] = preload
-            os.environ['ASAN_OPTIONS'] = 'detect_leaks=0'
-            os.execv(sys.executable, [sys.executable] + sys.argv)
-        os.environ.pop('LD_PRELOAD', None)
-        sys.exit(tld.inner())
-    sys.exit(tld.harness(script=__file__, root_phase=root_phase))
+    tld.main(script=__file__, root_phase=root_phase)
