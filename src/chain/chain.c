@@ -46,6 +46,19 @@ rechain_chain_get_layer (RechainChain *chain, guint index)
   return g_ptr_array_index (chain->layers, index);
 }
 
+gboolean
+rechain_chain_contains (RechainChain *chain, RechainLayer *layer)
+{
+  struct stat st;
+
+  if (!chain || fstat (rechain_file_get_fd (rechain_layer_get_file (layer)), &st) < 0)
+    return FALSE;
+  for (guint d = 0; d < chain->layers->len; d++)
+    if (rechain_layer_same_file (g_ptr_array_index (chain->layers, d), st.st_dev, st.st_ino))
+      return TRUE;
+  return FALSE;
+}
+
 RechainLayer *
 rechain_chain_get_top (RechainChain *chain)
 {

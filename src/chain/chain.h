@@ -96,6 +96,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RechainChain, rechain_chain_free)
 guint rechain_chain_get_depth (RechainChain *chain);  /* number of layers */
 RechainLayer *rechain_chain_get_layer (RechainChain *chain, guint index); /* 0 = top */
 RechainLayer *rechain_chain_get_top (RechainChain *chain);
+/* Whether @layer is the same file as a layer of @chain (nullable). */
+gboolean rechain_chain_contains (RechainChain *chain, RechainLayer *layer);
 /* Warnings collected while opening (e.g. probed formats), NULL-terminated */
 const char * const *rechain_chain_get_warnings (RechainChain *chain);
 

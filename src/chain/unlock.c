@@ -45,20 +45,6 @@ find_same (GPtrArray *unique, RechainLayer *layer)
   return NULL;
 }
 
-/* Whether @layer is the same file as a layer of @chain. */
-static gboolean
-in_chain (RechainChain *chain, RechainLayer *layer)
-{
-  struct stat st;
-
-  if (!chain || fstat (rechain_file_get_fd (rechain_layer_get_file (layer)), &st) < 0)
-    return FALSE;
-  for (guint d = 0; d < rechain_chain_get_depth (chain); d++)
-    if (rechain_layer_same_file (rechain_chain_get_layer (chain, d), st.st_dev, st.st_ino))
-      return TRUE;
-  return FALSE;
-}
-
 gboolean
 rechain_chains_unlock (RechainChain * const *chains, guint n_chains,
                        const RechainKeyLookup *keys, GError **error)
@@ -85,7 +71,7 @@ rechain_chains_unlock_except (RechainChain * const *chains, guint n_chains,
 
         if (rechain_layer_get_encryption (layer) != RECHAIN_LAYER_ENCRYPTION_LUKS ||
             rechain_layer_is_unlocked (layer) || find_same (unique, layer) ||
-            in_chain (except, layer))
+            rechain_chain_contains (except, layer))
           continue;
         if (!rechain_layer_lookup_key (layer, keys, &u.passphrase, &u.len))
           return rechain_layer_check_data_access (layer, error);

@@ -28,8 +28,8 @@ extent_layer (RechainChain *chain, const RechainExtent *e)
   return e->kind == RECHAIN_EXTENT_DATA ? rechain_chain_get_layer (chain, (guint) e->depth) : NULL;
 }
 
-static gboolean
-is_locked (RechainLayer *layer)
+gboolean
+layer_is_locked (RechainLayer *layer)
 {
   return layer && rechain_layer_get_encryption (layer) == RECHAIN_LAYER_ENCRYPTION_LUKS &&
          !rechain_layer_is_unlocked (layer);
@@ -179,7 +179,7 @@ diff_range (Rebase *rb, const Range *r, GArray *diffs, GError **error)
       if ((old_zero && new_zero) ||
           same_layer (extent_layer (old_chain, o), extent_layer (rb->new_chain, n)))
         rb->report->bytes_same_by_metadata += end - pos;
-      else if (old_zero || new_zero || is_locked (extent_layer (rb->new_chain, n)))
+      else if (old_zero || new_zero || layer_is_locked (extent_layer (rb->new_chain, n)))
         {
           /* A locked new layer (setup_encryption() unlocks no new chain
            * that lies inside the old one) is not read: its range counts

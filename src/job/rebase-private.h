@@ -81,9 +81,6 @@ typedef struct {
   /* the old view of the current window's ranges, as diff_range() mapped
    * it: what the copy then needs, without mapping the old chain again */
   GArray *old_map;          /* of RechainExtent, sorted, over the union U */
-  /* the new chain lies inside the old one and its LUKS layers were left
-   * locked (setup_encryption()): they are never read */
-  gboolean new_chain_locked;
   /* the new view of the current window, when it was mapped ahead (the
    * old one is then in old_map, over the whole window) */
   GArray *new_map;          /* of RechainExtent, or NULL */
@@ -106,6 +103,8 @@ typedef struct {
 
 /* rebase-compare.c: the planner */
 G_GNUC_INTERNAL gboolean same_layer (RechainLayer *a, RechainLayer *b);
+/* A LUKS layer that was not unlocked (its data cannot be read). */
+G_GNUC_INTERNAL gboolean layer_is_locked (RechainLayer *layer);
 G_GNUC_INTERNAL gboolean slice_map (GArray *map, guint64 offset, guint64 length, GArray *out);
 G_GNUC_INTERNAL gboolean diff_range (Rebase *rb, const Range *r, GArray *diffs, GError **error);
 

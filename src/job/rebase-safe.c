@@ -864,18 +864,12 @@ open_new_chain (Rebase *rb, GError **error)
  * rather than being refused when the map reaches the bad entry, or at the
  * switch, after data was copied. */
 /* A LUKS layer of a new chain that lies inside the old one: left locked
- * by setup_encryption(), never read, so it needs no key. */
+ * by setup_encryption(), never read, so it needs no key. (Any other LUKS
+ * layer is unlocked by then, or the rebase was refused.) */
 static gboolean
 left_locked (Rebase *rb, RechainLayer *layer)
 {
-  if (!rb->new_chain_locked ||
-      rechain_layer_get_encryption (layer) != RECHAIN_LAYER_ENCRYPTION_LUKS ||
-      rechain_layer_is_unlocked (layer))
-    return FALSE;
-  for (guint d = 0; d < rechain_chain_get_depth (rb->new_chain); d++)
-    if (same_layer (layer, rechain_chain_get_layer (rb->new_chain, d)))
-      return TRUE;
-  return FALSE;
+  return layer_is_locked (layer) && rechain_chain_contains (rb->new_chain, layer);
 }
 
 static gboolean
@@ -1010,8 +1004,7 @@ setup_encryption (Rebase *rb, GError **error)
    * spare the writes of clusters equal to the base, but costs the base's
    * unlock (seconds of PBKDF2 CPU at QEMU's default iter-time) and the
    * decryption of its data; an overlay's own data seldom equals it. */
-  rb->new_chain_locked = new_chain_in_old (rb);
-  if (rb->new_chain_locked)
+  if (new_chain_in_old (rb))
     except = rb->new_chain;
   else if (rb->new_chain)
     g_ptr_array_add (chains, rb->new_chain);
