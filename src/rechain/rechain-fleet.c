@@ -997,7 +997,7 @@ check_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       return;
     }
   d->job = job_for (d->options, paths);
-  if (!rechain_volume_job_use_local_leases (d->job, &error))
+  if (!rechain_rebase_job_use_local_lockspace (d->job, &error))
     {
       g_task_return_error (task, error);
       return;

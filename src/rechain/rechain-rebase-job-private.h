@@ -17,8 +17,13 @@ void rechain_rebase_job_set_storage_dirs (RechainRebaseJob *job,
                                           const char * const *dirs,
                                           const char *name);
 
-/* Sets #RechainRebaseJob:lockspace-dir to @dir when the job takes leases
- * and was given none (the volume helpers' default: the local libvirt's). */
-void rechain_rebase_job_set_default_lockspace_dir (RechainRebaseJob *job, const char *dir);
+/* A job that takes leases but was given no lockspace gets the one of
+ * libvirt's lock manager on this host (qemu-lockd.conf), as `rechain
+ * rebase --pool` does: the volume helpers' default (RechainVolume,
+ * RechainFleet). A volume's leases are those of the daemon that runs its
+ * domains; shared storage has one lockspace, so the local configuration
+ * also holds for the other hosts of a fleet. FALSE when the configuration
+ * cannot be read. */
+gboolean rechain_rebase_job_use_local_lockspace (RechainRebaseJob *job, GError **error);
 
 G_END_DECLS

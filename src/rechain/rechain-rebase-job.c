@@ -11,6 +11,7 @@
 #include "rechain/rechain-rebase-job.h"
 #include "rechain/rechain-rebase-job-private.h"
 #include "rechain/rechain-keyring-private.h"
+#include "rechain/rechain-lease.h"
 #include "rechain/rechain-rebase-stats-private.h"
 
 /* ---- RechainRebaseJob ---- */
@@ -676,12 +677,20 @@ rechain_rebase_job_set_storage_dirs (RechainRebaseJob *job, const char * const *
   job->storage_name = g_strdup (name);
 }
 
-void
-rechain_rebase_job_set_default_lockspace_dir (RechainRebaseJob *job, const char *dir)
+gboolean
+rechain_rebase_job_use_local_lockspace (RechainRebaseJob *job, GError **error)
 {
-  g_return_if_fail (RECHAIN_IS_REBASE_JOB (job));
+  g_autofree char *dir = NULL;
+
+  g_return_val_if_fail (RECHAIN_IS_REBASE_JOB (job), FALSE);
   if (!job->leases || job->lockspace_dir != NULL)
-    return;
-  job->lockspace_dir = g_strdup (dir);
-  g_object_notify_by_pspec (G_OBJECT (job), props[PROP_LOCKSPACE_DIR]);
+    return TRUE;
+  if (!rechain_read_libvirt_lock_config (NULL, NULL, &dir, error))
+    return FALSE;
+  if (dir != NULL)
+    {
+      job->lockspace_dir = g_steal_pointer (&dir);
+      g_object_notify_by_pspec (G_OBJECT (job), props[PROP_LOCKSPACE_DIR]);
+    }
+  return TRUE;
 }

@@ -32,11 +32,4 @@ gboolean rechain_volume_add_job_keys (RechainVolume *volume,
                                       GCancellable *cancellable,
                                       GError **error);
 
-/* rechain-volume.c: a job that takes leases but was given no lockspace
- * gets the one of libvirt's lock manager on this host (qemu-lockd.conf),
- * as `rechain rebase --pool` does: a volume's leases are those of the
- * daemon that runs its domains. Shared storage has one lockspace, so the
- * local configuration also holds for the other hosts of a fleet. */
-gboolean rechain_volume_job_use_local_leases (RechainRebaseJob *job, GError **error);
-
 G_END_DECLS

@@ -14,7 +14,6 @@
 #include "rechain/rechain-volume-helper-private.h"
 #include "rechain/rechain-error.h"
 #include "rechain/rechain-util.h"
-#include "rechain/rechain-lease.h"
 #include "rechain/rechain-volume-helper.h"
 #include "rechain/rechain-i18n-private.h"
 
@@ -608,22 +607,6 @@ rechain_volume_add_job_keys (RechainVolume *volume, RechainRebaseJob *job, gbool
                          confine, keyring, FALSE, cancellable, error);
 }
 
-gboolean
-rechain_volume_job_use_local_leases (RechainRebaseJob *job, GError **error)
-{
-  gboolean leases = TRUE;
-  g_autofree char *dir = NULL;
-  g_autofree char *lockspace = NULL;
-  g_object_get (job, "leases", &leases, "lockspace-dir", &dir, NULL);
-  if (!leases || dir != NULL)
-    return TRUE;
-  if (!rechain_read_libvirt_lock_config (NULL, NULL, &lockspace, error))
-    return FALSE;
-  if (lockspace != NULL)
-    rechain_rebase_job_set_default_lockspace_dir (job, lockspace);
-  return TRUE;
-}
-
 static gboolean
 check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseFlags flags,
               GPtrArray *warnings, GCancellable *cancellable, GError **error)
@@ -636,7 +619,7 @@ check_before (RechainVolume *volume, RechainRebaseJob *job, RechainVolumeRebaseF
                    volume->path);
       return FALSE;
     }
-  if (!rechain_volume_job_use_local_leases (job, error))
+  if (!rechain_rebase_job_use_local_lockspace (job, error))
     return FALSE;
   /* The chains stay in the storage manager's pools, unless trusted. */
   gboolean trust_chain = FALSE;
