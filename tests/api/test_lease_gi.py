@@ -7,7 +7,6 @@ unchanged), moves it once the lease is free, and with leases=False ignores
 the lease. Jobs run through a volume helper (RechainVolume, RechainFleet)
 take the local libvirt's lockspace when given none."""
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -19,6 +18,9 @@ import unittest
 import gi
 gi.require_version('Rechain', '1.0')
 from gi.repository import GLib, Rechain  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tool'))
+import rechaintest as rt  # noqa: E402
 
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
 
@@ -73,7 +75,7 @@ class LeaseGiTest(unittest.TestCase):
         lease = os.path.join(self.space, hashlib.sha256(self.image.encode()).hexdigest())
         with open(self.image, 'rb') as f:
             before = f.read()
-        holder = self.hold(lease)
+        holder = rt.LeaseHolder(lease)
         try:
             job = Rechain.RebaseJob(image=self.image, backing_file='new.qcow2',
                                     backing_format='qcow2', lockspace_dir=self.space)
@@ -88,23 +90,9 @@ class LeaseGiTest(unittest.TestCase):
                                     leases=False)
             job.run_sync(None)
         finally:
-            holder.stdin.close()
-            holder.wait()
+            holder.stop()
         info = sh(['qemu-img', 'info', '-U', '--output=json', self.image], self.dir).stdout
         self.assertIn('"backing-filename": "new.qcow2"', info)
-
-    def hold(self, lease):
-        """Another "host": an fcntl lock on byte 0 of the lease file."""
-        holder = subprocess.Popen(
-            [sys.executable, '-c',
-             'import fcntl, os, sys\n'
-             'fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n'
-             'fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)\n'
-             'print("held", flush=True)\n'
-             'sys.stdin.read()\n', lease],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=CHILD_ENV)
-        self.assertEqual(holder.stdout.readline(), b'held\n')
-        return holder
 
     def test_volume_and_fleet_use_local_lockspace(self):
         """A job run through a volume helper (RechainVolume, RechainFleet)
@@ -123,7 +111,7 @@ class LeaseGiTest(unittest.TestCase):
         with open(self.image, 'rb') as f:
             before = f.read()
         helper = Rechain.VolumeHelper.lookup('path', None, None)
-        holder = self.hold(lease)
+        holder = rt.LeaseHolder(lease)
         try:
             vol = Rechain.Volume.new(helper, None, None, self.image, 'qcow2', None)
             job = Rechain.RebaseJob(image=self.image, backing_file='new.qcow2',
@@ -178,8 +166,7 @@ class LeaseGiTest(unittest.TestCase):
             vol.rebase_sync(job, 0, None)
             self.assertEqual(job.props.lockspace_dir, other)
         finally:
-            holder.stdin.close()
-            holder.wait()
+            holder.stop()
             if old is None:
                 del os.environ['RECHAIN_LIBVIRT_CONFDIR']
             else:
@@ -189,6 +176,4 @@ class LeaseGiTest(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tool'))
-    from rechaintest import run_tap
-    run_tap()
+    rt.run_tap()

@@ -42,6 +42,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_libvirt_daemon as base  # noqa: E402  (the harness)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tool'))
+import rechaintest as rt  # noqa: E402
 
 POOL = 'rechain-fleet-pool'
 TOP = os.environ.get('RECHAIN_VIRT_TOP', '')
@@ -167,18 +169,8 @@ HOLDERS = []
 def hold_lease(path):
     """What a lease of another host looks like on shared storage: an fcntl
     write lock on byte 0 of the file named by the SHA-256 of the path."""
-    lease = os.path.join(lockspace(), hashlib.sha256(path.encode()).hexdigest())
-    holder = subprocess.Popen(
-        [sys.executable, '-c',
-         'import fcntl, os, sys\n'
-         'fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n'
-         'fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)\n'
-         'print("held", flush=True)\n'
-         'sys.stdin.read()\n', lease],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    if holder.stdout.readline() != b'held\n':
-        raise AssertionError('could not hold the lease of ' + path)
-    HOLDERS.append(holder)
+    HOLDERS.append(rt.LeaseHolder(
+        os.path.join(lockspace(), hashlib.sha256(path.encode()).hexdigest())))
 
 
 class FleetTest(unittest.TestCase):
@@ -211,8 +203,7 @@ class FleetTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         for holder in HOLDERS:
-            holder.stdin.close()
-            holder.wait()
+            holder.stop()
 
     def where(self, host):
         return 'on %s (%s)' % (self.host_name(), HOSTS[host]['uri'])

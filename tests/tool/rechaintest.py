@@ -59,6 +59,44 @@ def have_exe(path):
     return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
 
 
+# A stand-in for virtlockd, on this host or another one sharing the
+# storage: a POSIX (process-associated) F_SETLK write lock on byte 0 of a
+# file, taken by a process of its own and held until its stdin is closed.
+_LEASE_HOLDER = r'''
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+sys.stdout.write('held\n')
+sys.stdout.flush()
+sys.stdin.read()
+'''
+
+
+class LeaseHolder:
+    """Holds libvirt's lease on @path (an image, or a lease file, created
+    0600 if missing) until stop() or the end of a with block."""
+
+    def __init__(self, path):
+        # a plain Python: no sanitizer runtime preloaded into it
+        env = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
+        self.p = subprocess.Popen([sys.executable, '-c', _LEASE_HOLDER, path],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=env)
+        if self.p.stdout.readline() != b'held\n':
+            raise RuntimeError('could not hold the lease of %s: %s'
+                               % (path, self.p.stderr.read().decode()))
+
+    def stop(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 # fcntl(2), Linux: a pipe's capacity
 F_SETPIPE_SZ = 1031
 

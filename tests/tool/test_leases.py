@@ -21,20 +21,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rechaintest as rt  # noqa: E402
-from rechaintest import ToolTestCase, main, qemu_img, run, sha256  # noqa: E402
+from rechaintest import LeaseHolder, ToolTestCase, main, qemu_img, run, sha256  # noqa: E402
 
 LEASED = "leased by libvirt's lock manager (virtlockd) on this or an unknown host"
-
-# A virtlockd stand-in: a POSIX (process-associated) F_SETLK write lock on
-# byte 0, held until its standard input is closed.
-HOLDER = r'''
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
-sys.stdout.write('held\n')
-sys.stdout.flush()
-sys.stdin.read()
-'''
 
 
 def lease_name(path):
@@ -52,25 +41,6 @@ def held_by_other(path):
         return struct.unpack('hhxxxxqqixxxx', res)[0] != fcntl.F_UNLCK
     finally:
         os.close(fd)
-
-
-class Holder:
-    def __init__(self, path):
-        self.p = subprocess.Popen([sys.executable, '-c', HOLDER, path], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        line = self.p.stdout.readline()
-        if line != b'held\n':
-            raise RuntimeError('holder failed: %s' % self.p.stderr.read().decode())
-
-    def stop(self):
-        self.p.stdin.close()
-        self.p.wait(timeout=30)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class LeaseTest(ToolTestCase):
@@ -128,7 +98,7 @@ class LeaseTest(ToolTestCase):
 
     def test_direct_lease_refused(self):
         before = sha256(self.path('a.qcow2'))
-        with Holder(self.path('a.qcow2')):
+        with LeaseHolder(self.path('a.qcow2')):
             r = self.rebase('a.qcow2')
             self.assert_refused(r, 'a.qcow2')
             self.assertIn('byte 0 of the image', r.err)
@@ -149,7 +119,7 @@ class LeaseTest(ToolTestCase):
     def test_indirect_lease_refused(self):
         before = sha256(self.path('a.qcow2'))
         lf = self.lease_file('a.qcow2')
-        with Holder(lf):
+        with LeaseHolder(lf):
             r = self.rebase('a.qcow2', extra=('--lockspace', self.space))
             self.assert_refused(r, 'a.qcow2', lf)
             self.assertEqual(sha256(self.path('a.qcow2')), before)
@@ -166,7 +136,7 @@ class LeaseTest(ToolTestCase):
         self.write_conf('# lock_manager = "sanlock"\nlock_manager   =  "lockd"   # virtlockd\n'
                         'security_driver = [ "selinux",\n  "dac" ]\n',
                         "auto_disk_leases = 1\nfile_lockspace_dir = '%s'\n" % self.space)
-        with Holder(lf):
+        with LeaseHolder(lf):
             r = self.rebase('a.qcow2')
             self.assert_refused(r, 'a.qcow2', lf)
             self.assertEqual(sha256(self.path('a.qcow2')), before)
@@ -199,7 +169,7 @@ class LeaseTest(ToolTestCase):
     def test_linked_clone_leased_alone(self):
         before = sha256(self.path('b.qcow2'))
         lf = self.lease_file('b.qcow2')
-        with Holder(lf):
+        with LeaseHolder(lf):
             r = self.rebase('a.qcow2', 'b.qcow2', extra=('--lockspace', self.space,
                                                          '--output=json'))
             self.assert_refused(r, 'b.qcow2', lf)
